@@ -1,0 +1,136 @@
+# inferd - build, run, test, bench. `make help` lists the targets.
+
+CC       ?= cc
+CXX      ?= g++
+PYTHON   ?= /usr/bin/python3
+BUILD    ?= build
+PORT     ?= 8080
+ARGS     ?=
+
+# SANITIZE=1 builds everything with ASan + UBSan into build-asan/.
+ifeq ($(SANITIZE),1)
+BUILD    := build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+WARN     := -Wall -Wextra -Werror
+CFLAGS   += -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(SANFLAGS) -Iinclude -Ishim -MMD -MP
+CXXFLAGS += -std=c++17 -O2 -g $(WARN) $(SANFLAGS) -Ishim -fPIC -MMD -MP
+
+# ---- libtorch: TORCH_DIR, else python's torch with headers, else Debian's ----
+ifndef TORCH_DIR
+TORCH_DIR := $(shell for py in /usr/bin/python3 python3; do \
+    d=$$($$py -c 'import torch,os;print(os.path.dirname(torch.__file__))' 2>/dev/null) && \
+    [ -f "$$d/include/torch/script.h" ] && echo "$$d" && break; done)
+endif
+ifneq ($(TORCH_DIR),)
+TORCH_INC := -isystem $(TORCH_DIR)/include -isystem $(TORCH_DIR)/include/torch/csrc/api/include
+TORCH_LIBDIR := $(TORCH_DIR)/lib
+TORCH_LDFLAGS := -L$(TORCH_LIBDIR) -Wl,-rpath,$(TORCH_LIBDIR)
+else ifneq ($(wildcard /usr/include/torch/script.h),)
+TORCH_INC := -isystem /usr/include/torch/csrc/api/include
+TORCH_LIBDIR := $(firstword $(dir $(wildcard /usr/lib/*/libtorch.so)))
+TORCH_LDFLAGS :=
+endif
+TORCH_LIBS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
+
+ifneq ($(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),)
+CUDA_HOME ?= /usr/local/cuda
+CUDART_DIR := $(firstword $(wildcard $(TORCH_DIR)/../nvidia/cu13/lib $(TORCH_DIR)/../nvidia/cuda_runtime/lib) $(CUDA_HOME)/lib64)
+CXXFLAGS += -DSHIM_WITH_CUDA -isystem $(CUDA_HOME)/include
+TORCH_LIBS += -ltorch_cuda -lc10_cuda
+TORCH_LDFLAGS += -L$(CUDART_DIR) -Wl,-rpath,$(CUDART_DIR) -l:$(notdir $(firstword $(wildcard $(CUDART_DIR)/libcudart.so*)))
+WITH_CUDA := yes
+else
+WITH_CUDA := no
+endif
+TORCH_LIBS += -Wl,--as-needed
+CXXFLAGS += $(TORCH_INC)
+
+LDLIBS := -lmicrohttpd -lcjson -lpthread -lm
+
+SRC      := $(wildcard src/*.c)
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/numconv.o
+# Modules the unit tests link (no libtorch, no HTTP).
+CORE_OBJ := $(addprefix $(BUILD)/obj/,tensor.o json_numbers.o strbuf.o config.o router.o model_repo.o batcher.o metrics.o) $(BUILD)/obj/numconv.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all help deps check-deps run model examples test test-unit test-integration \
+        test-asan fuzz bench bench-json format clean
+all: check-deps $(BUILD)/inferd
+
+help:
+	@echo "inferd make targets:"
+	@echo "  make                 build $(BUILD)/inferd (libtorch: $(or $(TORCH_DIR),Debian libtorch-dev), CUDA: $(WITH_CUDA))"
+	@echo "  make deps            install the Debian packages needed to build, run and test"
+	@echo "  make run             serve models/ (default model fashion_mnist) on PORT=$(PORT); ARGS= adds flags"
+	@echo "  make model           retrain models/fashion_mnist/model.pt from Debian's Fashion-MNIST"
+	@echo "  make examples        regenerate models/examples/ request files"
+	@echo "  make test            unit + integration tests (what .ci/run runs)"
+	@echo "  make test-unit       C unit tests (cmocka)"
+	@echo "  make test-integration  pytest against the real daemon over HTTP"
+	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
+	@echo "  make fuzz            libFuzzer on the JSON codec and router (FUZZ_SECONDS=$(FUZZ_SECONDS))"
+	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
+	@echo "  make format          clang-format every C/C++ file"
+	@echo "  make clean           remove build outputs"
+	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
+
+# One clear line per missing dependency.
+check-deps:
+	@test -f /usr/include/microhttpd.h || { echo "missing libmicrohttpd: apt-get install libmicrohttpd-dev (or: make deps)"; exit 1; }
+	@test -f /usr/include/cjson/cJSON.h || { echo "missing cJSON: apt-get install libcjson-dev (or: make deps)"; exit 1; }
+	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
+
+deps:
+	scripts/install-deps.sh
+
+$(BUILD)/inferd: $(OBJ) $(SHIM_OBJ)
+	$(CXX) $(SANFLAGS) -o $@ $^ $(TORCH_LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: shim/%.cpp | $(BUILD)/obj
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+run: all
+	$(BUILD)/inferd --port $(PORT) --model-repository models $(ARGS)
+
+model:
+	cd models && $(PYTHON) train_fashion_mnist.py
+
+examples:
+	$(PYTHON) models/make_examples.py
+
+# ---- tests ----
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcmocka -lcjson -lpthread -lm -lstdc++
+
+test-unit: check-deps $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-integration: all
+	INFERD_BIN=$(BUILD)/inferd $(PYTHON) -m pytest -q tests/integration
+
+test: test-unit test-integration
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: all
+	bench/run.sh
+
+format:
+	clang-format -i src/*.c include/*.h shim/*.cpp shim/*.h tests/unit/*.c
+
+clean:
+	rm -rf build build-asan
+
+-include $(OBJ:.o=.d) $(SHIM_OBJ:.o=.d)

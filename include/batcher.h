@@ -1,0 +1,82 @@
+/* batcher.h - one bounded queue per model and the dynamic batching rule:
+ * a worker takes the oldest requests whose samples fit max_batch_size, as
+ * soon as the batch is full or max_queue_delay has passed since the OLDEST
+ * queued request arrived.
+ *
+ * Lock order: a queue's lock may be held while calling the submit hook
+ * (which suspends an HTTP connection, taking libmicrohttpd's own lock);
+ * nothing else is called with it held. */
+#ifndef INFERD_BATCHER_H
+#define INFERD_BATCHER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+#define BATCH_MAX_IO 8
+
+struct infer_request {
+    struct infer_request *next; /* queue link, owned by the queue */
+
+    /* Set by the submitter. */
+    struct tensor inputs[BATCH_MAX_IO];
+    int n_inputs;
+    int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
+    uint64_t arrival_ns;
+    uint64_t deadline_ns;                    /* 0: none */
+    void (*done)(struct infer_request *req); /* called once, by a worker */
+    void *owner;
+
+    /* Set by the worker before done(). */
+    int status; /* HTTP status: 200, 500, 503, 504 */
+    char error[256];
+    struct tensor outputs[BATCH_MAX_IO];
+    char output_names[BATCH_MAX_IO][64];
+    int n_outputs;
+    int batch_samples; /* samples in the forward call it ran in */
+    uint64_t queue_ns, compute_ns;
+};
+
+struct batch_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct infer_request *head, *tail;
+    int length;
+    int capacity;
+    int max_batch_size; /* 0: one request per forward */
+    uint64_t max_delay_ns;
+    bool closed;
+};
+
+/* Returns 0 or -1 (pthread init failed). */
+int batch_queue_init(struct batch_queue *q, int capacity, int max_batch_size, long max_delay_us);
+void batch_queue_destroy(struct batch_queue *q);
+
+enum submit_result { SUBMIT_OK = 0, SUBMIT_FULL = -1, SUBMIT_CLOSED = -2 };
+
+/* Append req unless the queue is full or closed. hook(arg), when not NULL,
+ * runs under the queue lock just before req is appended, and only then. */
+int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*hook)(void *arg),
+                       void *arg);
+
+/* Block until a batch is due, then move up to max requests into batch.
+ * Returns the number taken (>= 1), or 0 once the queue is closed and
+ * empty. */
+int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int max);
+
+/* Stop accepting; workers still drain what is queued. */
+void batch_queue_close(struct batch_queue *q);
+
+/* Remove every queued request (for a drain that ran out of time). Returns
+ * the list, linked by next. */
+struct infer_request *batch_queue_steal_all(struct batch_queue *q);
+
+int batch_queue_length(struct batch_queue *q);
+
+/* Whether b can share a forward call with a: same dtypes and same dims
+ * after the first. */
+bool batch_compatible(const struct infer_request *a, const struct infer_request *b);
+
+#endif

@@ -1,0 +1,22 @@
+/* clock.h - monotonic time in nanoseconds, for deadlines and durations. */
+#ifndef INFERD_CLOCK_H
+#define INFERD_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t clock_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Absolute CLOCK_MONOTONIC timespec for a time in ns (for cond waits). */
+static inline struct timespec clock_timespec(uint64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    return ts;
+}
+
+#endif

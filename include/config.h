@@ -1,0 +1,63 @@
+/* config.h - server-wide settings: command-line flags, their INFERD_*
+ * environment equivalents (flags win) and their defaults. */
+#ifndef INFERD_CONFIG_H
+#define INFERD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_DEVICES 16
+#define CONFIG_DEVICE_CPU (-1)
+
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+struct inferd_config {
+    char host[256];
+    int port;
+    char model_repository[1024];
+    char default_model[256];
+    char devices_spec[256];          /* as given: auto | cpu | 0,1,.. */
+    int devices[CONFIG_MAX_DEVICES]; /* resolved later by the server */
+    int n_devices;
+    int instances_per_device;
+    int http_threads;
+    int max_batch_size;
+    long max_queue_delay_us;
+    int max_queue;
+    long max_body_bytes;
+    long request_timeout_ms; /* 0: no deadline */
+    int drain_timeout_s;
+    double gpu_memory_fraction; /* 0: no cap */
+    enum log_format log_format;
+    enum log_level log_level;
+    bool health_check; /* client mode: probe /v2/health/ready and exit */
+};
+
+enum config_result {
+    CONFIG_OK = 0,
+    CONFIG_HELP = 1,    /* --help was asked for: print usage, exit 0 */
+    CONFIG_VERSION = 2, /* --version */
+    CONFIG_ERROR = -1,  /* err holds the reason */
+};
+
+/* getenv-like lookup, injectable for tests. */
+typedef const char *(*config_getenv_fn)(const char *name);
+
+void config_defaults(struct inferd_config *cfg);
+
+/* Fill cfg from defaults, then environment (via getenv_fn, may be NULL),
+ * then argv. Returns a config_result; on CONFIG_ERROR err names the flag. */
+int config_parse(struct inferd_config *cfg, int argc, char **argv, config_getenv_fn getenv_fn,
+                 char *err, size_t err_len);
+
+/* Parse a --devices value into cfg->devices; "auto" resolves using
+ * cuda_count (0 means CPU). Returns 0 or -1 with err set. */
+int config_resolve_devices(struct inferd_config *cfg, int cuda_count, char *err, size_t err_len);
+
+void config_print_help(FILE *out, const char *argv0);
+
+const char *log_level_name(enum log_level level);
+
+#endif

@@ -1,0 +1,50 @@
+/* json_numbers.h - a JSON document whose numeric arrays are parsed by a fast,
+ * exact number path (numconv) instead of by cJSON.
+ *
+ * json_doc_parse scans the body once. Each array that starts with a number,
+ * true/false or a nested array is decoded into a num_array (values in
+ * row-major order plus the shape its nesting gives) and replaced, in a small
+ * copy of the document, by a placeholder string; cJSON then parses that copy
+ * for the structure. json_doc_array() maps a placeholder back to its array.
+ */
+#ifndef INFERD_JSON_NUMBERS_H
+#define INFERD_JSON_NUMBERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define NUM_ARRAY_MAX_DIMS 8
+
+struct num_array {
+    double *values;
+    size_t count;
+    int ndim;
+    int64_t shape[NUM_ARRAY_MAX_DIMS];
+    bool has_bool;   /* some elements were true/false (stored as 1/0) */
+    bool has_number; /* some elements were numbers */
+    char error[160]; /* not empty: the array is not a well-formed tensor */
+};
+
+struct json_doc {
+    cJSON *root;
+    struct num_array *arrays;
+    size_t n_arrays, cap;
+};
+
+/* Parse body[0..len). Returns 0, or -1 with err set (malformed JSON, or out
+ * of memory). On failure doc is left empty; json_doc_free is still safe. */
+int json_doc_parse(const char *body, size_t len, struct json_doc *doc, char *err, size_t err_len);
+
+/* The numeric array that item stands for, or NULL when item is not one. */
+const struct num_array *json_doc_array(const struct json_doc *doc, const cJSON *item);
+
+void json_doc_free(struct json_doc *doc);
+
+/* Decode one numeric JSON array at [p, end) into out (values allocated).
+ * Returns the number of bytes consumed, or 0 with out->error set. */
+size_t num_array_parse(const char *p, const char *end, struct num_array *out);
+
+#endif

@@ -1,0 +1,45 @@
+/* metrics.h - the server's counters and histograms, updated lock-free by
+ * every thread and rendered in Prometheus text exposition format. */
+#ifndef INFERD_METRICS_H
+#define INFERD_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "strbuf.h"
+
+#define HISTOGRAM_MAX_BUCKETS 20
+#define METRICS_STATUS_CODES 8
+
+struct histogram {
+    const double *bounds; /* upper bounds, ascending; +Inf is implicit */
+    int n_bounds;
+    atomic_uint_least64_t counts[HISTOGRAM_MAX_BUCKETS + 1];
+    atomic_uint_least64_t count;
+    atomic_uint_least64_t sum_micro; /* sum, in millionths of the unit */
+};
+
+/* Per-model metrics. */
+struct model_metrics {
+    atomic_uint_least64_t requests_ok;
+    atomic_uint_least64_t requests_failed[METRICS_STATUS_CODES];
+    atomic_uint_least64_t inferences; /* samples run */
+    atomic_uint_least64_t executions; /* forward calls */
+    atomic_int_least64_t queue_pending;
+    struct histogram request_seconds, queue_seconds, compute_seconds, batch_size;
+};
+
+void model_metrics_init(struct model_metrics *m);
+void histogram_observe(struct histogram *h, double value);
+/* Count a finished request of a model by its HTTP status. */
+void model_metrics_request(struct model_metrics *m, int status);
+
+/* Append every model's metrics, family by family, in Prometheus text
+ * format (HELP and TYPE lines included). */
+void metrics_render_models(struct strbuf *sb, const char *const *names,
+                           const struct model_metrics *const *ms, int n);
+
+/* The status codes counted per model, in the order of requests_failed. */
+extern const int metrics_status_codes[METRICS_STATUS_CODES];
+
+#endif

@@ -1,0 +1,62 @@
+/* model.h - a served model at run time: its configuration, its queue, its
+ * instances (one worker thread each, pinned to a device) and its metrics. */
+#ifndef INFERD_MODEL_H
+#define INFERD_MODEL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "batcher.h"
+#include "config.h"
+#include "metrics.h"
+#include "model_repo.h"
+#include "torch_shim.h"
+
+enum model_state { MODEL_LOADING, MODEL_READY, MODEL_FAILED };
+
+struct worker {
+    pthread_t thread;
+    bool started;
+    struct model *model;
+    int device; /* CONFIG_DEVICE_CPU or a CUDA ordinal */
+    int index;  /* instance number within the model */
+    shim_model *handle;
+    struct tensor staging[BATCH_MAX_IO]; /* batch inputs, reused */
+    struct infer_request **batch;        /* room for one batch's requests */
+    int batch_cap;
+};
+
+struct model {
+    struct model_config cfg;
+    struct batch_queue queue;
+    struct worker *workers;
+    int n_workers;
+    atomic_int instances_ready;
+    atomic_int instances_failed;
+    pthread_mutex_t error_lock;
+    char load_error[256]; /* the first instance failure */
+    struct model_metrics metrics;
+};
+
+/* Take ownership of cfg, create the queue and start one worker per
+ * instance on each device; workers load and warm up in the background.
+ * Returns 0, or -1 with err set (then nothing is left running). */
+int model_start(struct model *m, struct model_config *cfg, const struct inferd_config *server,
+                char *err, size_t err_len);
+
+/* Record a model whose folder could not be used (bad config.json): it is
+ * listed as unavailable with why, and has no workers. Returns 0 or -1. */
+int model_init_failed(struct model *m, const char *name, const char *why);
+
+enum model_state model_get_state(struct model *m);
+/* Copy the load error (empty when none). */
+void model_get_error(struct model *m, char *buf, size_t len);
+const char *model_state_name(enum model_state state);
+
+/* Stop taking requests; workers finish what is queued, then exit. */
+void model_close(struct model *m);
+/* Wait for the workers, then free everything. Call after model_close. */
+void model_destroy(struct model *m);
+
+#endif

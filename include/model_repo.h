@@ -1,0 +1,66 @@
+/* model_repo.h - the model repository on disk: one folder per model holding
+ * config.json (file, inputs, outputs, batching, instances, labels) and the
+ * TorchScript file. Parses and validates; loads nothing into libtorch. */
+#ifndef INFERD_MODEL_REPO_H
+#define INFERD_MODEL_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "tensor.h"
+
+#define MODEL_MAX_IO 8
+#define MODEL_NAME_MAX 128
+#define MODEL_MAX_MODELS 64
+
+struct io_spec {
+    char name[64];
+    enum shim_dtype dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS]; /* -1: any size (dim 0 is the batch) */
+};
+
+struct model_config {
+    char name[MODEL_NAME_MAX];
+    char path[2048]; /* the TorchScript file */
+    struct io_spec inputs[MODEL_MAX_IO];
+    int n_inputs;
+    struct io_spec outputs[MODEL_MAX_IO];
+    int n_outputs;
+    int max_batch_size; /* 0: the model does not batch */
+    long max_queue_delay_us;
+    int instances_per_device;
+    char **labels; /* n_labels class names, or NULL */
+    int n_labels;
+    bool warmup;
+};
+
+/* A plain folder name: [A-Za-z0-9._-], not "." or "..", at most 127 bytes. */
+bool model_name_valid(const char *name);
+
+/* Names of the folders in dir that hold a config.json, sorted. Returns the
+ * count (0..max), or -1 with err set when dir cannot be read. */
+int model_repo_list(const char *dir, char (*names)[MODEL_NAME_MAX], int max, char *err,
+                    size_t err_len);
+
+/* Read dir/name/config.json; settings it omits come from server defaults.
+ * Returns 0, or -1 with err saying what is wrong. */
+int model_config_load(const char *dir, const char *name, const struct inferd_config *defaults,
+                      struct model_config *out, char *err, size_t err_len);
+
+/* Parse the text of a config.json (used by model_config_load and tests). */
+int model_config_parse(const char *json, const char *model_dir, const char *name,
+                       const struct inferd_config *defaults, struct model_config *out, char *err,
+                       size_t err_len);
+
+void model_config_free(struct model_config *cfg);
+
+/* Fit a decoded input tensor to a declared input: keep it when the ranks
+ * match, prepend a batch dim of 1 to a single sample, or reshape a flat
+ * array to [-1, dims...]. Then check every fixed dim. Returns 0, or -1 with
+ * err saying what does not fit. */
+int io_spec_conform(const struct io_spec *spec, bool batching, struct tensor *t, char *err,
+                    size_t err_len);
+#endif

@@ -1,0 +1,46 @@
+/* server.h - the running server: configuration, the models it serves, the
+ * HTTP front end, readiness and the drain on shutdown. */
+#ifndef INFERD_SERVER_H
+#define INFERD_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+struct MHD_Daemon;
+
+struct server {
+    struct inferd_config cfg;
+    struct model *models;
+    int n_models;
+    char repo_error[256]; /* why the repository could not be read, if so */
+    struct MHD_Daemon *daemon;
+    int bound_port;
+    atomic_bool draining;
+    atomic_int inflight; /* requests begun and not yet completed */
+    pthread_mutex_t drain_lock;
+    pthread_cond_t drain_cond;
+    uint64_t start_ns;
+    atomic_uint_least64_t request_seq;          /* for generated request IDs */
+    atomic_uint_least64_t unrouted_requests[4]; /* 400, 404, 405, other */
+};
+
+/* Resolve devices, load the repository and start the models' workers and
+ * the HTTP daemon. Returns 0, or -1 with err set (nothing left running). */
+int server_start(struct server *srv, const struct inferd_config *cfg, char *err, size_t err_len);
+
+/* Graceful stop: readiness 503, refuse new connections, let accepted
+ * requests finish (up to drain_timeout_s), then stop everything. */
+void server_drain_and_stop(struct server *srv);
+
+/* The model called name, or NULL. */
+struct model *server_find_model(struct server *srv, const char *name);
+
+/* Every model loaded and warmed up, and not draining. */
+bool server_ready(struct server *srv);
+
+#endif

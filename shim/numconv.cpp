@@ -1,0 +1,87 @@
+// numconv.cpp - JSON number text <-> binary with std::from_chars/to_chars
+// (GCC 12: exact, shortest round-trip). No exception can escape: these
+// functions do not throw.
+#include "numconv.h"
+
+#include <charconv>
+#include <cmath>
+#include <system_error>
+
+// JSON grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+static size_t json_number_length(const char *p, const char *end)
+{
+    const char *s = p;
+    if (s < end && *s == '-')
+        s++;
+    if (s >= end)
+        return 0;
+    if (*s == '0') {
+        s++;
+    } else if (*s >= '1' && *s <= '9') {
+        while (s < end && *s >= '0' && *s <= '9')
+            s++;
+    } else {
+        return 0;
+    }
+    if (s < end && *s == '.') {
+        s++;
+        const char *digits = s;
+        while (s < end && *s >= '0' && *s <= '9')
+            s++;
+        if (s == digits)
+            return 0;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            s++;
+        const char *digits = s;
+        while (s < end && *s >= '0' && *s <= '9')
+            s++;
+        if (s == digits)
+            return 0;
+    }
+    return (size_t)(s - p);
+}
+
+extern "C" size_t numconv_parse_double(const char *p, const char *end, double *out)
+{
+    size_t len = json_number_length(p, end);
+    if (len == 0)
+        return 0;
+    auto res = std::from_chars(p, p + len, *out);
+    if (res.ec == std::errc::result_out_of_range) {
+        // from_chars leaves *out untouched here: decide by the exponent sign.
+        const char *e = p;
+        while (e < p + len && *e != 'e' && *e != 'E')
+            e++;
+        bool tiny = e < p + len && e[1] == '-';
+        *out = tiny ? 0.0 : HUGE_VAL;
+        if (*p == '-')
+            *out = -*out;
+        return len;
+    }
+    if (res.ec != std::errc() || res.ptr != p + len)
+        return 0;
+    return len;
+}
+
+template <typename T> static size_t format_shortest(T value, char *buf, size_t buf_len)
+{
+    if (!std::isfinite(value))
+        return 0;
+    auto res = std::to_chars(buf, buf + buf_len, value);
+    if (res.ec != std::errc())
+        return 0;
+    return (size_t)(res.ptr - buf);
+}
+
+extern "C" size_t numconv_format_float(float value, char *buf, size_t buf_len)
+{
+    return format_shortest(value, buf, buf_len);
+}
+
+extern "C" size_t numconv_format_double(double value, char *buf, size_t buf_len)
+{
+    return format_shortest(value, buf, buf_len);
+}

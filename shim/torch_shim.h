@@ -1,0 +1,98 @@
+/* torch_shim.h - plain-C interface over libtorch: load a TorchScript module on
+ * a device, run forward, hand back output tensors. The only C++ in inferd
+ * lives behind this header; no C++ exception ever crosses it.
+ *
+ * Every function that can fail returns 0 on success or a negative code, and
+ * writes a one-line message into the caller's err buffer (always terminated).
+ */
+#ifndef INFERD_TORCH_SHIM_H
+#define INFERD_TORCH_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHIM_MAX_DIMS 8
+#define SHIM_DEVICE_CPU (-1)
+
+enum shim_status {
+    SHIM_OK = 0,
+    SHIM_ERR_ARG = -1,     /* bad argument from the caller */
+    SHIM_ERR_LOAD = -2,    /* the file could not be loaded */
+    SHIM_ERR_FORWARD = -3, /* forward threw: shape error, model bug, OOM */
+    SHIM_ERR_OUTPUT = -4,  /* forward returned something that is not tensors */
+    SHIM_ERR_DEVICE = -5,  /* device missing or not supported by this build */
+};
+
+/* Element types, in the order of the KServe v2 datatype names. */
+enum shim_dtype {
+    SHIM_BOOL = 0,
+    SHIM_UINT8,
+    SHIM_INT8,
+    SHIM_INT16,
+    SHIM_INT32,
+    SHIM_INT64,
+    SHIM_FP16,
+    SHIM_FP32,
+    SHIM_FP64,
+    SHIM_DTYPE_COUNT
+};
+
+/* A borrowed view of a dense, row-major, CPU-resident tensor. */
+struct shim_tensor {
+    enum shim_dtype dtype;
+    int ndim;
+    int64_t shape[SHIM_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+};
+
+typedef struct shim_model shim_model;     /* one loaded module on one device */
+typedef struct shim_outputs shim_outputs; /* the tensors one forward returned */
+
+/* Number of CUDA devices libtorch sees (0 on a CPU-only build). */
+int shim_cuda_device_count(void);
+
+/* 1 when this build has its CUDA code compiled in. */
+int shim_built_with_cuda(void);
+
+/* libtorch's version string, e.g. "1.13.1". */
+const char *shim_torch_version(void);
+
+/* Set libtorch's intra-op thread count (process-wide) and, once, its inter-op
+ * thread count (0 leaves one unchanged). */
+int shim_set_threads(int intra_op, int inter_op, char *err, size_t err_len);
+
+/* Cap this process's share of a GPU's memory (0 < fraction <= 1). */
+int shim_set_gpu_memory_fraction(int device, double fraction, char *err, size_t err_len);
+
+/* Load the TorchScript file at path onto device (SHIM_DEVICE_CPU or a CUDA
+ * ordinal) in eval mode. On failure *out is NULL. */
+int shim_model_load(const char *path, int device, shim_model **out, char *err, size_t err_len);
+
+/* Free a model (NULL is fine). */
+void shim_model_free(shim_model *model);
+
+/* Run forward on n_inputs tensors (copied to the model's device). On success
+ * *out holds every output tensor on the CPU: a single tensor, the elements of
+ * a tuple or list, or the values of a dict (named by their keys). */
+int shim_model_forward(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                       shim_outputs **out, char *err, size_t err_len);
+
+int shim_outputs_count(const shim_outputs *outputs);
+/* Borrowed view of output i, valid until shim_outputs_free. */
+int shim_outputs_get(const shim_outputs *outputs, int i, struct shim_tensor *view);
+/* Name of output i: the dict key, or "" for positional outputs. */
+const char *shim_outputs_name(const shim_outputs *outputs, int i);
+void shim_outputs_free(shim_outputs *outputs);
+
+/* Size in bytes of one element of dtype (0 for an invalid dtype). */
+size_t shim_dtype_size(enum shim_dtype dtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

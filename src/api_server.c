@@ -1,0 +1,139 @@
+/* api_server.c - server-level endpoints: liveness, readiness, metrics,
+ * server metadata, the repository index; and model lookup for handlers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "clock.h"
+#include "log.h"
+#include "version.h"
+
+struct model *api_lookup_model(struct http_exchange *ex, const char *name)
+{
+    struct model *m = server_find_model(ex->srv, name);
+    if (m == NULL)
+        http_reply_error(ex, 404, "no model named '%s' in the repository", name);
+    return m;
+}
+
+int api_check_available(struct http_exchange *ex, struct model *m)
+{
+    char why[256];
+    switch (model_get_state(m)) {
+    case MODEL_READY: break;
+    case MODEL_LOADING:
+        http_reply_error(ex, 503, "model %s is still loading", m->cfg.name);
+        ex->reply.retry_after_s = 1;
+        return -1;
+    case MODEL_FAILED:
+        model_get_error(m, why, sizeof why);
+        http_reply_error(ex, 503, "model %s is not available: %s", m->cfg.name, why);
+        ex->reply.retry_after_s = 5;
+        return -1;
+    }
+    if (batch_queue_length(&m->queue) >= m->queue.capacity) {
+        http_reply_error(ex, 503, "model %s has %d requests queued, its limit; retry later",
+                         m->cfg.name, m->queue.capacity);
+        ex->reply.retry_after_s = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int reply_text(struct http_exchange *ex, int status, const char *json)
+{
+    char *body = strdup(json);
+    return http_reply_body(ex, status, body, body ? strlen(body) : 0, "application/json");
+}
+
+int api_health_live(struct http_exchange *ex)
+{
+    return reply_text(ex, 200, "{\"live\":true}");
+}
+
+int api_health_ready(struct http_exchange *ex)
+{
+    struct server *srv = ex->srv;
+    if (server_ready(srv))
+        return reply_text(ex, 200, "{\"ready\":true}");
+    if (atomic_load(&srv->draining))
+        http_reply_error(ex, 503, "the server is draining before shutdown");
+    else if (srv->repo_error[0])
+        http_reply_error(ex, 503, "%s", srv->repo_error);
+    else
+        http_reply_error(ex, 503,
+                         "not every model is loaded and warmed up; see "
+                         "/v2/repository/index");
+    ex->reply.retry_after_s = 1;
+    return 0;
+}
+
+int api_metrics(struct http_exchange *ex)
+{
+    struct server *srv = ex->srv;
+    struct strbuf sb = {0};
+    const char *names[MODEL_MAX_MODELS];
+    const struct model_metrics *ms[MODEL_MAX_MODELS];
+    int n = srv->n_models < MODEL_MAX_MODELS ? srv->n_models : MODEL_MAX_MODELS;
+    for (int i = 0; i < n; i++) {
+        struct model *m = &srv->models[i];
+        atomic_store(&m->metrics.queue_pending, batch_queue_length(&m->queue));
+        names[i] = m->cfg.name;
+        ms[i] = &m->metrics;
+    }
+    metrics_render_models(&sb, names, ms, n);
+    strbuf_printf(
+        &sb,
+        "# HELP inferd_uptime_seconds Seconds since the server started.\n"
+        "# TYPE inferd_uptime_seconds gauge\n"
+        "inferd_uptime_seconds %.3f\n"
+        "# HELP inferd_build_info Version of inferd and of libtorch.\n"
+        "# TYPE inferd_build_info gauge\n"
+        "inferd_build_info{version=\"%s\",libtorch=\"%s\",cuda=\"%s\"} 1\n"
+        "# HELP inferd_log_dropped_lines_total Log lines dropped because stdout was slow.\n"
+        "# TYPE inferd_log_dropped_lines_total counter\n"
+        "inferd_log_dropped_lines_total %llu\n",
+        (double)(clock_now_ns() - srv->start_ns) / 1e9, INFERD_VERSION, shim_torch_version(),
+        shim_built_with_cuda() ? "yes" : "no", (unsigned long long)log_dropped_lines());
+    size_t len = 0;
+    char *body = strbuf_detach(&sb, &len);
+    return http_reply_body(ex, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+int api_server_meta(struct http_exchange *ex)
+{
+    struct strbuf sb = {0};
+    strbuf_printf(&sb,
+                  "{\"name\":\"inferd\",\"version\":\"%s\",\"extensions\":"
+                  "[\"binary_tensor_data\",\"model_repository\"]}",
+                  INFERD_VERSION);
+    size_t len = 0;
+    char *body = strbuf_detach(&sb, &len);
+    return http_reply_body(ex, 200, body, len, "application/json");
+}
+
+int api_repository_index(struct http_exchange *ex)
+{
+    struct server *srv = ex->srv;
+    struct strbuf sb = {0};
+    strbuf_puts(&sb, "[");
+    for (int i = 0; i < srv->n_models; i++) {
+        struct model *m = &srv->models[i];
+        enum model_state state = model_get_state(m);
+        char why[256];
+        model_get_error(m, why, sizeof why);
+        strbuf_puts(&sb, i ? ",{\"name\":" : "{\"name\":");
+        strbuf_json_string(&sb, m->cfg.name);
+        strbuf_printf(&sb, ",\"version\":\"1\",\"state\":\"%s\"", model_state_name(state));
+        if (state == MODEL_FAILED) {
+            strbuf_puts(&sb, ",\"reason\":");
+            strbuf_json_string(&sb, why);
+        }
+        strbuf_puts(&sb, "}");
+    }
+    strbuf_puts(&sb, "]");
+    size_t len = 0;
+    char *body = strbuf_detach(&sb, &len);
+    return http_reply_body(ex, 200, body, len, "application/json");
+}

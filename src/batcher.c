@@ -1,0 +1,156 @@
+/* batcher.c - bounded per-model queue and dynamic batch forming (see
+ * batcher.h). */
+#include "batcher.h"
+
+#include <string.h>
+
+#include "clock.h"
+
+int batch_queue_init(struct batch_queue *q, int capacity, int max_batch_size, long max_delay_us)
+{
+    memset(q, 0, sizeof *q);
+    q->capacity = capacity;
+    q->max_batch_size = max_batch_size;
+    q->max_delay_ns = (uint64_t)max_delay_us * 1000u;
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&q->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        return -1;
+    if (pthread_mutex_init(&q->lock, NULL) != 0) {
+        pthread_cond_destroy(&q->changed);
+        return -1;
+    }
+    return 0;
+}
+
+void batch_queue_destroy(struct batch_queue *q)
+{
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->changed);
+}
+
+int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*hook)(void *arg),
+                       void *arg)
+{
+    pthread_mutex_lock(&q->lock);
+    int rc = SUBMIT_OK;
+    if (q->closed) {
+        rc = SUBMIT_CLOSED;
+    } else if (q->length >= q->capacity) {
+        rc = SUBMIT_FULL;
+    } else {
+        if (hook)
+            hook(arg);
+        req->next = NULL;
+        if (q->tail)
+            q->tail->next = req;
+        else
+            q->head = req;
+        q->tail = req;
+        q->length++;
+        pthread_cond_signal(&q->changed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+bool batch_compatible(const struct infer_request *a, const struct infer_request *b)
+{
+    if (a->n_inputs != b->n_inputs)
+        return false;
+    for (int i = 0; i < a->n_inputs; i++) {
+        const struct tensor *x = &a->inputs[i], *y = &b->inputs[i];
+        if (x->dtype != y->dtype || x->ndim != y->ndim ||
+            memcmp(x->shape + 1, y->shape + 1, (size_t)(x->ndim - 1) * sizeof x->shape[0]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* How many requests from the head form the next batch, and whether that
+ * batch is complete (no later request could join it). Lock held. */
+static int batch_prefix(const struct batch_queue *q, int max, bool *complete)
+{
+    if (q->max_batch_size == 0) {
+        *complete = true;
+        return 1;
+    }
+    int n = 0;
+    int64_t samples = 0;
+    const struct infer_request *r = q->head;
+    while (r && n < max && samples + r->samples <= q->max_batch_size &&
+           batch_compatible(q->head, r)) {
+        samples += r->samples;
+        n++;
+        r = r->next;
+    }
+    if (n == 0) { /* an oversized request (refused upstream): run it alone */
+        *complete = true;
+        return 1;
+    }
+    *complete = r != NULL || n == max || samples == q->max_batch_size;
+    return n;
+}
+
+int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int max)
+{
+    pthread_mutex_lock(&q->lock);
+    int n = 0;
+    for (;;) {
+        while (q->head == NULL && !q->closed)
+            pthread_cond_wait(&q->changed, &q->lock);
+        if (q->head == NULL)
+            break; /* closed and empty */
+        bool complete;
+        n = batch_prefix(q, max, &complete);
+        uint64_t due = q->head->arrival_ns + q->max_delay_ns;
+        if (complete || q->closed || clock_now_ns() >= due)
+            break;
+        struct timespec until = clock_timespec(due);
+        pthread_cond_timedwait(&q->changed, &q->lock, &until);
+        n = 0; /* re-evaluate: another worker may have taken the head */
+    }
+    for (int i = 0; i < n; i++) {
+        batch[i] = q->head;
+        q->head = q->head->next;
+        batch[i]->next = NULL;
+    }
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->length -= n;
+    if (q->head != NULL)
+        pthread_cond_signal(&q->changed); /* more work for another worker */
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+void batch_queue_close(struct batch_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closed = true;
+    pthread_cond_broadcast(&q->changed);
+    pthread_mutex_unlock(&q->lock);
+}
+
+struct infer_request *batch_queue_steal_all(struct batch_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    struct infer_request *all = q->head;
+    q->head = q->tail = NULL;
+    q->length = 0;
+    pthread_mutex_unlock(&q->lock);
+    return all;
+}
+
+int batch_queue_length(struct batch_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    int n = q->length;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}

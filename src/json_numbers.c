@@ -1,0 +1,282 @@
+/* json_numbers.c - fast numeric arrays inside a cJSON document (see
+ * json_numbers.h). Placeholders are strings made of the Unicode
+ * noncharacter U+FDD0 (reserved for internal use) followed by an index. */
+#include "json_numbers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "numconv.h"
+#include "strbuf.h"
+
+#define PLACEHOLDER_UTF8 "\xEF\xB7\x90"
+#define PLACEHOLDER_JSON "\\ufdd0"
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+static int push_value(struct num_array *a, size_t *cap, double v)
+{
+    if (a->count == *cap) {
+        size_t grown = *cap ? *cap * 2 : 1024;
+        double *values = realloc(a->values, grown * sizeof *values);
+        if (values == NULL)
+            return -1;
+        a->values = values;
+        *cap = grown;
+    }
+    a->values[a->count++] = v;
+    return 0;
+}
+
+static void describe_index(const int64_t *index, int depth, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d <= depth && n < len; d++)
+        n += (size_t)snprintf(buf + n, len - n, d ? ",%lld" : "%lld", (long long)index[d]);
+    if (n < len)
+        snprintf(buf + n, len - n, "]");
+}
+
+static size_t fail(struct num_array *a, const int64_t *index, int depth, const char *what)
+{
+    char where[96];
+    describe_index(index, depth, where, sizeof where);
+    snprintf(a->error, sizeof a->error, "%s at index %s", what, where);
+    free(a->values);
+    a->values = NULL;
+    a->count = 0;
+    return 0;
+}
+
+/* One element (number, true, false) at p; returns bytes used or 0. */
+static size_t parse_scalar(const char *p, const char *end, double *v, bool *is_bool)
+{
+    *is_bool = false;
+    if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+        *is_bool = true;
+        *v = 1.0;
+        return 4;
+    }
+    if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+        *is_bool = true;
+        *v = 0.0;
+        return 5;
+    }
+    return numconv_parse_double(p, end, v);
+}
+
+size_t num_array_parse(const char *start, const char *end, struct num_array *a)
+{
+    int64_t index[NUM_ARRAY_MAX_DIMS] = {0};
+    bool shape_known[NUM_ARRAY_MAX_DIMS] = {false};
+    int depth = 0, leaf_depth = -1;
+    size_t cap = 0;
+    const char *p = start;
+
+    memset(a, 0, sizeof *a);
+    if (p >= end || *p != '[')
+        return fail(a, index, 0, "expected an array");
+    p++;
+    for (;;) {
+        p = skip_ws(p, end);
+        if (p >= end)
+            return fail(a, index, depth, "unterminated array");
+        if (*p == ']') {
+            if (index[depth] == 0)
+                return fail(a, index, depth, "empty array");
+            if (shape_known[depth] && a->shape[depth] != index[depth])
+                return fail(a, index, depth, "ragged nested array: sub-arrays differ in length");
+            a->shape[depth] = index[depth];
+            shape_known[depth] = true;
+            p++;
+            if (depth == 0)
+                break;
+            index[depth] = 0;
+            depth--;
+            index[depth]++;
+        } else {
+            if (index[depth] > 0) {
+                if (*p != ',')
+                    return fail(a, index, depth, "expected ',' or ']'");
+                p = skip_ws(p + 1, end);
+                if (p >= end)
+                    return fail(a, index, depth, "unterminated array");
+            }
+            if (*p == '[') {
+                if (leaf_depth >= 0 && depth >= leaf_depth)
+                    return fail(a, index, depth,
+                                "ragged nested array: array where a number was expected");
+                if (depth + 1 >= NUM_ARRAY_MAX_DIMS)
+                    return fail(a, index, depth, "array nested too deeply (at most 8 levels)");
+                depth++;
+                p++;
+                continue;
+            }
+            if (leaf_depth >= 0 && depth != leaf_depth)
+                return fail(a, index, depth,
+                            "ragged nested array: number where an array was expected");
+            double v;
+            bool is_bool;
+            size_t used = parse_scalar(p, end, &v, &is_bool);
+            if (used == 0)
+                return fail(a, index, depth,
+                            *p == '"' || *p == 'n' || *p == '{'
+                                ? "non-numeric element"
+                                : "not a JSON number (NaN and Infinity are not JSON)");
+            leaf_depth = depth;
+            if (is_bool)
+                a->has_bool = true;
+            else
+                a->has_number = true;
+            if (push_value(a, &cap, v) != 0)
+                return fail(a, index, depth, "out of memory");
+            index[depth]++;
+            p += used;
+        }
+    }
+    a->ndim = leaf_depth + 1;
+    return (size_t)(p - start);
+}
+
+/* Skip one string literal starting at p ('"'); returns the byte after the
+ * closing quote, or NULL if unterminated. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+    }
+    return NULL;
+}
+
+/* Does the array at p start like a numeric one: '[' then a number, a bool or
+ * another such array? */
+static bool looks_numeric(const char *p, const char *end)
+{
+    while (p < end && *p == '[')
+        p = skip_ws(p + 1, end);
+    if (p >= end)
+        return false;
+    return *p == '-' || (*p >= '0' && *p <= '9') || *p == 't' || *p == 'f' || *p == 'N' ||
+           *p == 'I';
+}
+
+static const char *skip_array(const char *p, const char *end)
+{
+    int depth = 0;
+    while (p < end) {
+        if (*p == '"') {
+            p = skip_string(p, end);
+            if (p == NULL)
+                return NULL;
+            continue;
+        }
+        if (*p == '[')
+            depth++;
+        else if (*p == ']' && --depth == 0)
+            return p + 1;
+        p++;
+    }
+    return NULL;
+}
+
+static int add_array(struct json_doc *doc, size_t *index)
+{
+    if (doc->n_arrays == doc->cap) {
+        size_t cap = doc->cap ? doc->cap * 2 : 4;
+        struct num_array *arrays = realloc(doc->arrays, cap * sizeof *arrays);
+        if (arrays == NULL)
+            return -1;
+        doc->arrays = arrays;
+        doc->cap = cap;
+    }
+    *index = doc->n_arrays++;
+    return 0;
+}
+
+/* Copy the document into skeleton, replacing numeric arrays. */
+static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
+                          struct strbuf *skeleton)
+{
+    const char *copied = p;
+    while (p < end) {
+        if (*p == '"') {
+            const char *next = skip_string(p, end);
+            if (next == NULL)
+                break; /* cJSON will report it */
+            p = next;
+            continue;
+        }
+        if (*p != '[' || !looks_numeric(p, end)) {
+            p++;
+            continue;
+        }
+        size_t slot;
+        if (add_array(doc, &slot) != 0)
+            return -1;
+        struct num_array *a = &doc->arrays[slot];
+        size_t used = num_array_parse(p, end, a);
+        const char *after = used ? p + used : skip_array(p, end);
+        if (after == NULL) {
+            doc->n_arrays--; /* unbalanced: leave the text for cJSON */
+            break;
+        }
+        if (strbuf_append(skeleton, copied, (size_t)(p - copied)) != 0 ||
+            strbuf_printf(skeleton, "\"" PLACEHOLDER_JSON "%zu\"", slot) != 0)
+            return -1;
+        p = copied = after;
+    }
+    return strbuf_append(skeleton, copied, (size_t)(end - copied));
+}
+
+int json_doc_parse(const char *body, size_t len, struct json_doc *doc, char *err, size_t err_len)
+{
+    struct strbuf skeleton = {0};
+    memset(doc, 0, sizeof *doc);
+    if (extract_arrays(body, body + len, doc, &skeleton) != 0) {
+        strbuf_free(&skeleton);
+        json_doc_free(doc);
+        snprintf(err, err_len, "out of memory parsing the request");
+        return -1;
+    }
+    doc->root =
+        cJSON_ParseWithLengthOpts(skeleton.data ? skeleton.data : "", skeleton.len, NULL, 0);
+    if (doc->root == NULL) {
+        snprintf(err, err_len, "malformed JSON in the request body");
+        strbuf_free(&skeleton);
+        json_doc_free(doc);
+        return -1;
+    }
+    strbuf_free(&skeleton);
+    return 0;
+}
+
+const struct num_array *json_doc_array(const struct json_doc *doc, const cJSON *item)
+{
+    if (!cJSON_IsString(item) || item->valuestring == NULL ||
+        strncmp(item->valuestring, PLACEHOLDER_UTF8, 3) != 0)
+        return NULL;
+    char *end = NULL;
+    const char *digits = item->valuestring + 3;
+    unsigned long slot = strtoul(digits, &end, 10);
+    if (end == digits || *end != '\0' || slot >= doc->n_arrays)
+        return NULL;
+    return &doc->arrays[slot];
+}
+
+void json_doc_free(struct json_doc *doc)
+{
+    for (size_t i = 0; i < doc->n_arrays; i++)
+        free(doc->arrays[i].values);
+    free(doc->arrays);
+    cJSON_Delete(doc->root);
+    memset(doc, 0, sizeof *doc);
+}

@@ -1,0 +1,62 @@
+/* main.c - inferd's entry point: flags, signals and the server's life:
+ * start, wait for SIGTERM or SIGINT, drain, exit 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "health_probe.h"
+#include "log.h"
+#include "server.h"
+#include "version.h"
+
+static const char *env_lookup(const char *name)
+{
+    return getenv(name);
+}
+
+int main(int argc, char **argv)
+{
+    struct inferd_config cfg;
+    char err[512] = "";
+    switch (config_parse(&cfg, argc, argv, env_lookup, err, sizeof err)) {
+    case CONFIG_HELP: config_print_help(stdout, argv[0]); return 0;
+    case CONFIG_VERSION: printf("inferd %s\n", INFERD_VERSION); return 0;
+    case CONFIG_ERROR: fprintf(stderr, "inferd: %s\n", err); return 2;
+    default: break;
+    }
+    if (cfg.health_check) {
+        int status = health_probe(cfg.port, 2000);
+        printf("ready: %d\n", status);
+        return status == 200 ? 0 : 1;
+    }
+
+    /* Block the stop signals in every thread; main waits for them. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (log_start(cfg.log_level, cfg.log_format) != 0)
+        fprintf(stderr, "inferd: logging synchronously (no writer thread)\n");
+    log_msg(LOG_INFO, "inferd %s starting: repository %s, default model %s, devices %s",
+            INFERD_VERSION, cfg.model_repository, cfg.default_model, cfg.devices_spec);
+
+    struct server srv;
+    if (server_start(&srv, &cfg, err, sizeof err) != 0) {
+        log_msg(LOG_ERROR, "cannot start: %s", err);
+        log_stop();
+        fprintf(stderr, "inferd: %s\n", err);
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log_msg(LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    server_drain_and_stop(&srv);
+    log_msg(LOG_INFO, "bye");
+    log_stop();
+    return 0;
+}

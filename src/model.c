@@ -1,0 +1,113 @@
+/* model.c - model lifecycle: queue plus worker instances (see model.h). The
+ * worker loop itself is in worker.c. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+int model_start(struct model *m, struct model_config *cfg, const struct inferd_config *server,
+                char *err, size_t err_len)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg); /* ownership moved */
+    model_metrics_init(&m->metrics);
+    if (pthread_mutex_init(&m->error_lock, NULL) != 0) {
+        snprintf(err, err_len, "cannot create a mutex");
+        model_config_free(&m->cfg);
+        return -1;
+    }
+    if (batch_queue_init(&m->queue, server->max_queue, m->cfg.max_batch_size,
+                         m->cfg.max_queue_delay_us) != 0) {
+        snprintf(err, err_len, "cannot create the queue");
+        pthread_mutex_destroy(&m->error_lock);
+        model_config_free(&m->cfg);
+        return -1;
+    }
+    int total = server->n_devices * m->cfg.instances_per_device;
+    m->workers = calloc((size_t)total, sizeof *m->workers);
+    if (m->workers == NULL) {
+        snprintf(err, err_len, "out of memory");
+        model_close(m);
+        model_destroy(m);
+        return -1;
+    }
+    for (int d = 0; d < server->n_devices; d++) {
+        for (int i = 0; i < m->cfg.instances_per_device; i++) {
+            struct worker *w = &m->workers[m->n_workers];
+            w->model = m;
+            w->device = server->devices[d];
+            w->index = m->n_workers;
+            if (worker_start(w, err, err_len) != 0) {
+                model_close(m);
+                model_destroy(m);
+                return -1;
+            }
+            m->n_workers++;
+        }
+    }
+    return 0;
+}
+
+int model_init_failed(struct model *m, const char *name, const char *why)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name);
+    snprintf(m->load_error, sizeof m->load_error, "%s", why);
+    atomic_store(&m->instances_failed, 1);
+    model_metrics_init(&m->metrics);
+    if (pthread_mutex_init(&m->error_lock, NULL) != 0)
+        return -1;
+    if (batch_queue_init(&m->queue, 1, 0, 0) != 0) {
+        pthread_mutex_destroy(&m->error_lock);
+        return -1;
+    }
+    batch_queue_close(&m->queue);
+    return 0;
+}
+
+enum model_state model_get_state(struct model *m)
+{
+    if (atomic_load(&m->instances_failed) > 0)
+        return MODEL_FAILED;
+    if (m->n_workers > 0 && atomic_load(&m->instances_ready) == m->n_workers)
+        return MODEL_READY;
+    return MODEL_LOADING;
+}
+
+void model_get_error(struct model *m, char *buf, size_t len)
+{
+    pthread_mutex_lock(&m->error_lock);
+    snprintf(buf, len, "%s", m->load_error);
+    pthread_mutex_unlock(&m->error_lock);
+}
+
+const char *model_state_name(enum model_state state)
+{
+    switch (state) {
+    case MODEL_LOADING: return "LOADING";
+    case MODEL_READY: return "READY";
+    case MODEL_FAILED: return "UNAVAILABLE";
+    }
+    return "?";
+}
+
+void model_close(struct model *m)
+{
+    batch_queue_close(&m->queue);
+}
+
+void model_destroy(struct model *m)
+{
+    for (int i = 0; i < m->n_workers; i++)
+        worker_join(&m->workers[i]);
+    free(m->workers);
+    m->workers = NULL;
+    batch_queue_destroy(&m->queue);
+    pthread_mutex_destroy(&m->error_lock);
+    model_config_free(&m->cfg);
+}

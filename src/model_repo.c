@@ -1,0 +1,324 @@
+/* model_repo.c - model folders and their config.json (see model_repo.h). */
+#include "model_repo.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#define CONFIG_MAX_BYTES (1 << 20)
+#define LABELS_MAX_BYTES (8 << 20)
+
+bool model_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= MODEL_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (const char *p = name; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* Read a whole file (at most max bytes) into a NUL-terminated buffer.
+ * Returns NULL with err set on failure. */
+static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, err_len, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    if (buf == NULL) {
+        fclose(f);
+        snprintf(err, err_len, "out of memory reading %s", path);
+        return NULL;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed || n > max) {
+        free(buf);
+        snprintf(err, err_len, "%s: %s", path, failed ? "read error" : "file too large");
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+int model_repo_list(const char *dir, char (*names)[MODEL_NAME_MAX], int max, char *err,
+                    size_t err_len)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        snprintf(err, err_len, "cannot open model repository %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        if (!model_name_valid(e->d_name) || e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s/config.json", dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        memcpy(names[n++], e->d_name, strlen(e->d_name) + 1); /* valid names fit */
+    }
+    closedir(d);
+    qsort(names, (size_t)n, MODEL_NAME_MAX, compare_names);
+    return n;
+}
+
+static int parse_io(const cJSON *list, const char *what, struct io_spec *specs, int *n_specs,
+                    char *err, size_t err_len)
+{
+    *n_specs = 0;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0) {
+        snprintf(err, err_len, "\"%s\" must be a non-empty array", what);
+        return -1;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list)
+    {
+        if (*n_specs == MODEL_MAX_IO) {
+            snprintf(err, err_len, "at most %d %s", MODEL_MAX_IO, what);
+            return -1;
+        }
+        struct io_spec *s = &specs[(*n_specs)++];
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+        const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "datatype");
+        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+        if (!cJSON_IsString(name) || strlen(name->valuestring) >= sizeof s->name) {
+            snprintf(err, err_len, "each of \"%s\" needs a \"name\" (under 64 bytes)", what);
+            return -1;
+        }
+        strcpy(s->name, name->valuestring);
+        if (!cJSON_IsString(dtype) || dtype_from_name(dtype->valuestring, &s->dtype) != 0) {
+            snprintf(err, err_len,
+                     "%s \"%s\": \"datatype\" must be one of BOOL, "
+                     "UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64",
+                     what, s->name);
+            return -1;
+        }
+        if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > TENSOR_MAX_DIMS) {
+            snprintf(err, err_len, "%s \"%s\": \"shape\" must be an array of at most %d dims", what,
+                     s->name, TENSOR_MAX_DIMS);
+            return -1;
+        }
+        s->ndim = 0;
+        const cJSON *dim;
+        cJSON_ArrayForEach(dim, shape)
+        {
+            if (!cJSON_IsNumber(dim) || dim->valuedouble < -1 || dim->valuedouble == 0 ||
+                dim->valuedouble > 1e9 || dim->valuedouble != (double)(int64_t)dim->valuedouble) {
+                snprintf(err, err_len, "%s \"%s\": dims must be positive integers or -1", what,
+                         s->name);
+                return -1;
+            }
+            s->shape[s->ndim++] = (int64_t)dim->valuedouble;
+        }
+    }
+    return 0;
+}
+
+static int parse_labels(const char *path, struct model_config *out, char *err, size_t err_len)
+{
+    size_t len;
+    char *text = read_file(path, LABELS_MAX_BYTES, &len, err, err_len);
+    if (text == NULL)
+        return -1;
+    int lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    out->labels = calloc((size_t)lines + 1, sizeof *out->labels);
+    if (out->labels == NULL) {
+        free(text);
+        snprintf(err, err_len, "out of memory reading labels");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+        out->labels[out->n_labels] = strdup(line);
+        if (out->labels[out->n_labels] == NULL) {
+            free(text);
+            snprintf(err, err_len, "out of memory reading labels");
+            return -1;
+        }
+        out->n_labels++;
+    }
+    free(text);
+    return 0;
+}
+
+static int get_int(const cJSON *obj, const char *key, long lo, long hi, long *value, char *err,
+                   size_t err_len)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (item == NULL)
+        return 0; /* keep the default */
+    if (!cJSON_IsNumber(item) || item->valuedouble < (double)lo || item->valuedouble > (double)hi ||
+        item->valuedouble != (double)(long)item->valuedouble) {
+        snprintf(err, err_len, "\"%s\" must be an integer in [%ld, %ld]", key, lo, hi);
+        return -1;
+    }
+    *value = (long)item->valuedouble;
+    return 0;
+}
+
+int model_config_parse(const char *json, const char *model_dir, const char *name,
+                       const struct inferd_config *defaults, struct model_config *out, char *err,
+                       size_t err_len)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    cJSON *root = cJSON_Parse(json);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        snprintf(err, err_len, "config.json is not a JSON object");
+        return -1;
+    }
+    int rc = -1;
+    long max_batch = defaults->max_batch_size;
+    long delay = defaults->max_queue_delay_us;
+    long instances = defaults->instances_per_device;
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(root, "file");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(root, "labels");
+    const cJSON *warmup = cJSON_GetObjectItemCaseSensitive(root, "warmup");
+    if (file != NULL && (!cJSON_IsString(file) || strchr(file->valuestring, '/') ||
+                         !model_name_valid(file->valuestring))) {
+        snprintf(err, err_len, "\"file\" must be a file name inside the model folder");
+        goto out;
+    }
+    snprintf(out->path, sizeof out->path, "%s/%s", model_dir,
+             file ? file->valuestring : "model.pt");
+    if (parse_io(cJSON_GetObjectItemCaseSensitive(root, "inputs"), "inputs", out->inputs,
+                 &out->n_inputs, err, err_len) != 0 ||
+        parse_io(cJSON_GetObjectItemCaseSensitive(root, "outputs"), "outputs", out->outputs,
+                 &out->n_outputs, err, err_len) != 0 ||
+        get_int(root, "max_batch_size", 0, 65536, &max_batch, err, err_len) != 0 ||
+        get_int(root, "max_queue_delay_us", 0, 60000000, &delay, err, err_len) != 0 ||
+        get_int(root, "instances", 1, 64, &instances, err, err_len) != 0)
+        goto out;
+    out->max_batch_size = (int)max_batch;
+    out->max_queue_delay_us = delay;
+    out->instances_per_device = (int)instances;
+    out->warmup = !cJSON_IsFalse(warmup);
+    for (int i = 0; out->max_batch_size > 0 && i < out->n_inputs; i++) {
+        if (out->inputs[i].ndim == 0 || out->inputs[i].shape[0] != -1) {
+            snprintf(err, err_len, "input \"%s\": a batching model's first dim must be -1",
+                     out->inputs[i].name);
+            goto out;
+        }
+    }
+    if (labels != NULL) {
+        if (!cJSON_IsString(labels) || !model_name_valid(labels->valuestring)) {
+            snprintf(err, err_len, "\"labels\" must be a file name inside the model folder");
+            goto out;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", model_dir, labels->valuestring);
+        if (parse_labels(path, out, err, err_len) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc != 0)
+        model_config_free(out);
+    return rc;
+}
+
+int model_config_load(const char *dir, const char *name, const struct inferd_config *defaults,
+                      struct model_config *out, char *err, size_t err_len)
+{
+    memset(out, 0, sizeof *out);
+    if (!model_name_valid(name)) {
+        snprintf(err, err_len, "invalid model name");
+        return -1;
+    }
+    char model_dir[2048], path[4096];
+    snprintf(model_dir, sizeof model_dir, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    char *text = read_file(path, CONFIG_MAX_BYTES, NULL, err, err_len);
+    if (text == NULL)
+        return -1;
+    int rc = model_config_parse(text, model_dir, name, defaults, out, err, err_len);
+    free(text);
+    return rc;
+}
+
+void model_config_free(struct model_config *cfg)
+{
+    for (int i = 0; i < cfg->n_labels; i++)
+        free(cfg->labels[i]);
+    free(cfg->labels);
+    cfg->labels = NULL;
+    cfg->n_labels = 0;
+}
+
+int io_spec_conform(const struct io_spec *spec, bool batching, struct tensor *t, char *err,
+                    size_t err_len)
+{
+    char want[128], got[128];
+    shape_format(spec->shape, spec->ndim, want, sizeof want);
+    if (t->ndim == spec->ndim - 1 && batching && t->ndim > 1) {
+        memmove(t->shape + 1, t->shape, (size_t)t->ndim * sizeof t->shape[0]);
+        t->shape[0] = 1; /* one sample without its batch dim */
+        t->ndim++;
+    } else if (t->ndim == 1 && spec->ndim > 1) {
+        int64_t per_sample = shape_numel(spec->shape + 1, spec->ndim - 1);
+        for (int d = 1; d < spec->ndim; d++)
+            if (spec->shape[d] < 0)
+                per_sample = -1;
+        if (per_sample <= 0) {
+            snprintf(err, err_len,
+                     "input \"%s\" has variable dims %s: send "
+                     "nested arrays or a \"shape\"",
+                     spec->name, want);
+            return -1;
+        }
+        if (t->shape[0] % per_sample != 0) {
+            snprintf(err, err_len,
+                     "%lld elements is not a whole number of samples "
+                     "of %lld elements (input \"%s\" has shape %s)",
+                     (long long)t->shape[0], (long long)per_sample, spec->name, want);
+            return -1;
+        }
+        t->shape[0] /= per_sample;
+        memcpy(t->shape + 1, spec->shape + 1, (size_t)(spec->ndim - 1) * sizeof t->shape[0]);
+        t->ndim = spec->ndim;
+    }
+    shape_format(t->shape, t->ndim, got, sizeof got);
+    if (t->ndim != spec->ndim) {
+        snprintf(err, err_len,
+                 "input \"%s\" has rank %d %s; the model takes "
+                 "rank %d %s",
+                 spec->name, t->ndim, got, spec->ndim, want);
+        return -1;
+    }
+    for (int d = 0; d < spec->ndim; d++) {
+        if (spec->shape[d] > 0 && t->shape[d] != spec->shape[d]) {
+            snprintf(err, err_len, "input \"%s\" has shape %s; the model takes %s", spec->name, got,
+                     want);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,196 @@
+/* server.c - start-up and shutdown of the whole server (see server.h):
+ * devices, thread split, the model repository, the HTTP front end, and the
+ * graceful drain. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "http.h"
+#include "log.h"
+#include "worker.h"
+
+struct model *server_find_model(struct server *srv, const char *name)
+{
+    for (int i = 0; i < srv->n_models; i++)
+        if (strcmp(srv->models[i].cfg.name, name) == 0)
+            return &srv->models[i];
+    return NULL;
+}
+
+bool server_ready(struct server *srv)
+{
+    if (atomic_load(&srv->draining) || srv->n_models == 0)
+        return false;
+    for (int i = 0; i < srv->n_models; i++)
+        if (model_get_state(&srv->models[i]) != MODEL_READY)
+            return false;
+    return true;
+}
+
+/* Split the CPU cores among CPU instances so they do not oversubscribe. */
+static int configure_threads(struct server *srv, char *err, size_t err_len)
+{
+    const struct inferd_config *cfg = &srv->cfg;
+    int cpu_instances = 0;
+    for (int d = 0; d < cfg->n_devices; d++)
+        if (cfg->devices[d] == CONFIG_DEVICE_CPU)
+            cpu_instances += cfg->instances_per_device;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    int intra = cpu_instances > 0 ? (int)(cores / cpu_instances) : 1;
+    if (intra < 1)
+        intra = 1;
+    if (shim_set_threads(intra, 1, err, err_len) != 0)
+        return -1;
+    log_msg(LOG_INFO, "libtorch %s, %ld cores, %d intra-op thread(s) per instance",
+            shim_torch_version(), cores, intra);
+    for (int d = 0; cfg->gpu_memory_fraction > 0 && d < cfg->n_devices; d++) {
+        if (cfg->devices[d] == CONFIG_DEVICE_CPU)
+            continue;
+        if (shim_set_gpu_memory_fraction(cfg->devices[d], cfg->gpu_memory_fraction, err, err_len) !=
+            0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Read every model folder and start the models. A folder that fails is
+ * listed as unavailable; only an unreadable repository is an error. */
+static int load_repository(struct server *srv, char *err, size_t err_len)
+{
+    char names[MODEL_MAX_MODELS][MODEL_NAME_MAX];
+    const struct inferd_config *cfg = &srv->cfg;
+    int n = model_repo_list(cfg->model_repository, names, MODEL_MAX_MODELS, err, err_len);
+    if (n < 0)
+        return -1;
+    if (n == 0) {
+        snprintf(err, err_len, "no model folder with a config.json in %s", cfg->model_repository);
+        return -1;
+    }
+    srv->models = calloc((size_t)n, sizeof *srv->models);
+    if (srv->models == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct model_config mc;
+        char why[256];
+        struct model *m = &srv->models[srv->n_models];
+        if (model_config_load(cfg->model_repository, names[i], cfg, &mc, why, sizeof why) != 0) {
+            log_msg(LOG_ERROR, "model %s: %s", names[i], why);
+            if (model_init_failed(m, names[i], why) == 0)
+                srv->n_models++;
+            continue;
+        }
+        if (model_start(m, &mc, cfg, why, sizeof why) != 0) {
+            log_msg(LOG_ERROR, "model %s: %s", names[i], why);
+            if (model_init_failed(m, names[i], why) == 0)
+                srv->n_models++;
+            continue;
+        }
+        srv->n_models++;
+        log_msg(LOG_INFO,
+                "model %s: %d instance(s) starting, max_batch_size %d, "
+                "max_queue_delay_us %ld",
+                names[i], m->n_workers, m->cfg.max_batch_size, m->cfg.max_queue_delay_us);
+    }
+    if (server_find_model(srv, cfg->default_model) == NULL)
+        log_msg(LOG_WARN, "default model '%s' is not in %s: POST /predict will answer 404",
+                cfg->default_model, cfg->model_repository);
+    return 0;
+}
+
+static void stop_models(struct server *srv)
+{
+    for (int i = 0; i < srv->n_models; i++)
+        model_close(&srv->models[i]);
+    for (int i = 0; i < srv->n_models; i++)
+        model_destroy(&srv->models[i]);
+    free(srv->models);
+    srv->models = NULL;
+    srv->n_models = 0;
+}
+
+int server_start(struct server *srv, const struct inferd_config *cfg, char *err, size_t err_len)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = *cfg;
+    srv->start_ns = clock_now_ns();
+    if (pthread_mutex_init(&srv->drain_lock, NULL) != 0 ||
+        pthread_cond_init(&srv->drain_cond, NULL) != 0) {
+        snprintf(err, err_len, "cannot create the drain lock");
+        return -1;
+    }
+    if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
+        configure_threads(srv, err, err_len) != 0)
+        return -1;
+    /* HTTP first: liveness answers while the models load. */
+    if (http_start(srv, err, err_len) != 0)
+        return -1;
+    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
+            srv->cfg.http_threads);
+    if (load_repository(srv, err, err_len) != 0) {
+        http_stop(srv);
+        return -1;
+    }
+    return 0;
+}
+
+/* Wait until no request is in flight or the deadline passes. Returns true
+ * when everything finished. */
+static bool wait_idle(struct server *srv, uint64_t deadline_ns)
+{
+    pthread_mutex_lock(&srv->drain_lock);
+    while (atomic_load(&srv->inflight) > 0 && clock_now_ns() < deadline_ns) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        uint64_t left = deadline_ns - clock_now_ns();
+        if (left > 50000000u)
+            left = 50000000u; /* re-check every 50 ms */
+        now.tv_nsec += (long)left;
+        now.tv_sec += now.tv_nsec / 1000000000L;
+        now.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&srv->drain_cond, &srv->drain_lock, &now);
+    }
+    bool idle = atomic_load(&srv->inflight) == 0;
+    pthread_mutex_unlock(&srv->drain_lock);
+    return idle;
+}
+
+void server_drain_and_stop(struct server *srv)
+{
+    uint64_t t0 = clock_now_ns();
+    atomic_store(&srv->draining, true);
+    http_quiesce(srv);
+    log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s", atomic_load(&srv->inflight),
+            srv->cfg.drain_timeout_s);
+    uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
+    bool clean = wait_idle(srv, deadline);
+    if (!clean) {
+        int dropped = 0;
+        for (int i = 0; i < srv->n_models; i++) {
+            struct infer_request *r = batch_queue_steal_all(&srv->models[i].queue);
+            while (r) {
+                struct infer_request *next = r->next;
+                worker_fail_request(r, 503, "the server shut down before this request ran");
+                dropped++;
+                r = next;
+            }
+        }
+        log_msg(LOG_WARN, "drain timeout: %d queued request(s) answered 503", dropped);
+    }
+    /* Workers finish any batch in progress and resume its connections. */
+    stop_models(srv);
+    wait_idle(srv, clock_now_ns() + 1000000000u);
+    http_stop(srv);
+    log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
+            clean ? "" : " (timed out)");
+    pthread_mutex_destroy(&srv->drain_lock);
+    pthread_cond_destroy(&srv->drain_cond);
+}

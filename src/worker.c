@@ -1,0 +1,303 @@
+/* worker.c - the instance thread: load, warm up, batch, forward, split (see
+ * worker.h). */
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+static void record_failure(struct worker *w, const char *what, const char *why)
+{
+    struct model *m = w->model;
+    pthread_mutex_lock(&m->error_lock);
+    if (m->load_error[0] == '\0')
+        snprintf(m->load_error, sizeof m->load_error, "%s: %s", what, why);
+    pthread_mutex_unlock(&m->error_lock);
+    atomic_fetch_add(&m->instances_failed, 1);
+    log_msg(LOG_ERROR, "model %s instance %d: %s: %s", m->cfg.name, w->index, what, why);
+}
+
+static void device_name(int device, char *buf, size_t len)
+{
+    if (device == CONFIG_DEVICE_CPU)
+        snprintf(buf, len, "cpu");
+    else
+        snprintf(buf, len, "cuda:%d", device);
+}
+
+/* Forward once on zeros shaped like the declared inputs, batch dim = rows. */
+static int warm_up(struct worker *w, int64_t rows, char *err, size_t err_len)
+{
+    const struct model_config *cfg = &w->model->cfg;
+    struct tensor inputs[MODEL_MAX_IO];
+    struct shim_tensor views[MODEL_MAX_IO];
+    int rc = 0;
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        int64_t shape[TENSOR_MAX_DIMS];
+        for (int d = 0; d < cfg->inputs[i].ndim; d++)
+            shape[d] = cfg->inputs[i].shape[d] > 0 ? cfg->inputs[i].shape[d] : d == 0 ? rows : 1;
+        if (tensor_alloc(&inputs[i], cfg->inputs[i].dtype, cfg->inputs[i].ndim, shape) != 0) {
+            for (int j = 0; j < i; j++)
+                tensor_free(&inputs[j]);
+            snprintf(err, err_len, "out of memory");
+            return -1;
+        }
+        memset(inputs[i].data, 0, inputs[i].nbytes);
+        views[i] = tensor_view(&inputs[i]);
+    }
+    shim_outputs *out = NULL;
+    if (shim_model_forward(w->handle, views, cfg->n_inputs, &out, err, err_len) != 0)
+        rc = -1;
+    shim_outputs_free(out);
+    for (int i = 0; i < cfg->n_inputs; i++)
+        tensor_free(&inputs[i]);
+    return rc;
+}
+
+static int load_and_warm(struct worker *w)
+{
+    struct model *m = w->model;
+    char err[256], dev[32];
+    device_name(w->device, dev, sizeof dev);
+    uint64_t t0 = clock_now_ns();
+    if (shim_model_load(m->cfg.path, w->device, &w->handle, err, sizeof err) != 0) {
+        record_failure(w, "load failed", err);
+        return -1;
+    }
+    uint64_t t1 = clock_now_ns();
+    if (m->cfg.warmup) {
+        if (warm_up(w, 1, err, sizeof err) != 0 ||
+            (m->cfg.max_batch_size > 1 &&
+             warm_up(w, m->cfg.max_batch_size, err, sizeof err) != 0)) {
+            record_failure(w, "warm-up forward failed", err);
+            return -1;
+        }
+    }
+    uint64_t t2 = clock_now_ns();
+    struct log_field fields[] = {
+        {"model", LOG_STR, m->cfg.name, 0},
+        {"instance", LOG_INT, NULL, w->index},
+        {"device", LOG_STR, dev, 0},
+        {"load_ms", LOG_MS, NULL, (int64_t)(t1 - t0)},
+        {"warmup_ms", LOG_MS, NULL, (int64_t)(t2 - t1)},
+    };
+    log_fields(LOG_INFO, "instance ready", fields, 5);
+    atomic_fetch_add(&m->instances_ready, 1);
+    return 0;
+}
+
+void worker_fail_request(struct infer_request *req, int status, const char *error)
+{
+    size_t n = strnlen(error, sizeof req->error - 1);
+    req->status = status;
+    memcpy(req->error, error, n);
+    req->error[n] = '\0';
+    req->done(req);
+}
+
+/* Concatenate input i of the batch along dim 0 into the worker's staging
+ * tensor. Returns 0 or -1 (out of memory). */
+static int stage_input(struct worker *w, struct infer_request **batch, int n, int i, int64_t total)
+{
+    const struct tensor *first = &batch[0]->inputs[i];
+    struct tensor *st = &w->staging[i];
+    size_t row_bytes = first->nbytes / (size_t)first->shape[0];
+    size_t need = row_bytes * (size_t)total;
+    if (st->data == NULL || st->nbytes < need) {
+        tensor_free(st);
+        int64_t shape[TENSOR_MAX_DIMS];
+        memcpy(shape, first->shape, sizeof shape);
+        shape[0] = total;
+        if (tensor_alloc(st, first->dtype, first->ndim, shape) != 0)
+            return -1;
+    }
+    st->dtype = first->dtype;
+    st->ndim = first->ndim;
+    memcpy(st->shape, first->shape, sizeof st->shape);
+    st->shape[0] = total;
+    size_t offset = 0;
+    for (int r = 0; r < n; r++) {
+        memcpy((char *)st->data + offset, batch[r]->inputs[i].data, batch[r]->inputs[i].nbytes);
+        offset += batch[r]->inputs[i].nbytes;
+    }
+    return 0;
+}
+
+/* Copy rows [row0, row0+rows) of every output into req. */
+static int split_outputs(struct worker *w, shim_outputs *out, struct infer_request *req,
+                         int64_t row0, int64_t rows, bool whole, char *err, size_t err_len)
+{
+    const struct model_config *cfg = &w->model->cfg;
+    int n = shim_outputs_count(out);
+    if (n > BATCH_MAX_IO)
+        n = BATCH_MAX_IO;
+    for (int o = 0; o < n; o++) {
+        struct shim_tensor v;
+        if (shim_outputs_get(out, o, &v) != 0) {
+            snprintf(err, err_len, "output %d has an unsupported type", o);
+            return -1;
+        }
+        int64_t shape[TENSOR_MAX_DIMS];
+        memcpy(shape, v.shape, sizeof shape);
+        size_t offset = 0;
+        if (!whole) {
+            shape[0] = rows;
+            offset = v.nbytes / (size_t)v.shape[0] * (size_t)row0;
+        }
+        struct tensor *t = &req->outputs[o];
+        if (tensor_alloc(t, v.dtype, v.ndim, shape) != 0) {
+            snprintf(err, err_len, "out of memory copying outputs");
+            return -1;
+        }
+        req->n_outputs = o + 1;
+        memcpy(t->data, (const char *)v.data + offset, t->nbytes);
+        const char *name = o < cfg->n_outputs ? cfg->outputs[o].name : shim_outputs_name(out, o);
+        if (name[0] == '\0')
+            snprintf(req->output_names[o], sizeof req->output_names[o], "output__%d", o);
+        else
+            snprintf(req->output_names[o], sizeof req->output_names[o], "%s", name);
+    }
+    return 0;
+}
+
+static void free_outputs(struct infer_request *req)
+{
+    for (int o = 0; o < req->n_outputs; o++)
+        tensor_free(&req->outputs[o]);
+    req->n_outputs = 0;
+}
+
+/* Check that every output's dim 0 is the batch's sample count. */
+static int check_batch_dim(shim_outputs *out, int64_t total, char *err, size_t err_len)
+{
+    for (int o = 0; o < shim_outputs_count(out); o++) {
+        struct shim_tensor v;
+        if (shim_outputs_get(out, o, &v) != 0 || v.ndim == 0 || v.shape[0] != total) {
+            snprintf(err, err_len, "model output %d does not have the batch's %lld rows in dim 0",
+                     o, (long long)total);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void run_batch(struct worker *w, struct infer_request **batch, int n)
+{
+    struct model *m = w->model;
+    uint64_t start = clock_now_ns();
+    int live = 0;
+    for (int r = 0; r < n; r++) {
+        struct infer_request *req = batch[r];
+        if (req->deadline_ns && start > req->deadline_ns) {
+            worker_fail_request(req, 504, "the request's deadline passed while it was queued");
+            continue;
+        }
+        req->queue_ns = start - req->arrival_ns;
+        batch[live++] = req;
+    }
+    if (live == 0)
+        return;
+    n = live;
+    int64_t total = 0;
+    for (int r = 0; r < n; r++)
+        total += batch[r]->samples;
+    bool whole = n == 1; /* one request: its tensors go in as they are */
+    struct shim_tensor views[BATCH_MAX_IO];
+    char err[256] = "";
+    int n_inputs = batch[0]->n_inputs;
+    for (int i = 0; i < n_inputs; i++) {
+        if (!whole && stage_input(w, batch, n, i, total) != 0) {
+            for (int r = 0; r < n; r++)
+                worker_fail_request(batch[r], 500, "out of memory forming a batch");
+            return;
+        }
+        views[i] = whole ? tensor_view(&batch[0]->inputs[i]) : tensor_view(&w->staging[i]);
+        if (!whole) /* the staging buffer may be larger than this batch */
+            views[i].nbytes = shim_dtype_size(views[i].dtype) *
+                              (size_t)shape_numel(views[i].shape, views[i].ndim);
+    }
+    shim_outputs *out = NULL;
+    uint64_t t0 = clock_now_ns();
+    int rc = shim_model_forward(w->handle, views, n_inputs, &out, err, sizeof err);
+    uint64_t compute = clock_now_ns() - t0;
+    if (rc == 0 && m->cfg.max_batch_size > 0)
+        rc = check_batch_dim(out, total, err, sizeof err);
+    atomic_fetch_add(&m->metrics.executions, 1);
+    atomic_fetch_add(&m->metrics.inferences, (uint64_t)total);
+    histogram_observe(&m->metrics.batch_size, (double)total);
+    histogram_observe(&m->metrics.compute_seconds, (double)compute / 1e9);
+    int64_t row = 0;
+    for (int r = 0; r < n; r++) {
+        struct infer_request *req = batch[r];
+        req->batch_samples = (int)total;
+        req->compute_ns = compute;
+        histogram_observe(&m->metrics.queue_seconds, (double)req->queue_ns / 1e9);
+        if (rc == 0 && split_outputs(w, out, req, row, req->samples, whole, err, sizeof err) != 0)
+            free_outputs(req);
+        row += req->samples;
+        if (rc == 0 && req->n_outputs > 0) {
+            req->status = 200;
+            req->done(req);
+        } else {
+            worker_fail_request(req, 500, err[0] ? err : "model failed");
+        }
+    }
+    shim_outputs_free(out);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct model *m = w->model;
+    if (load_and_warm(w) != 0) {
+        /* A failed instance still drains its share of the queue so that no
+         * accepted request is left hanging. */
+        int n;
+        while ((n = batch_queue_take(&m->queue, w->batch, w->batch_cap)) > 0) {
+            char msg[512], why[256];
+            model_get_error(m, why, sizeof why);
+            snprintf(msg, sizeof msg, "model %s is not available: %s", m->cfg.name, why);
+            for (int r = 0; r < n; r++)
+                worker_fail_request(w->batch[r], 503, msg);
+        }
+        return NULL;
+    }
+    int n;
+    while ((n = batch_queue_take(&m->queue, w->batch, w->batch_cap)) > 0)
+        run_batch(w, w->batch, n);
+    return NULL;
+}
+
+int worker_start(struct worker *w, char *err, size_t err_len)
+{
+    w->batch_cap = w->model->cfg.max_batch_size > 0 ? w->model->cfg.max_batch_size : 1;
+    w->batch = calloc((size_t)w->batch_cap, sizeof *w->batch);
+    if (w->batch == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        free(w->batch);
+        w->batch = NULL;
+        snprintf(err, err_len, "cannot start a worker thread");
+        return -1;
+    }
+    w->started = true;
+    return 0;
+}
+
+void worker_join(struct worker *w)
+{
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    w->started = false;
+    shim_model_free(w->handle);
+    w->handle = NULL;
+    for (int i = 0; i < BATCH_MAX_IO; i++)
+        tensor_free(&w->staging[i]);
+    free(w->batch);
+    w->batch = NULL;
+}
