@@ -18,8 +18,9 @@ struct tensor {
     enum shim_dtype dtype;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    void *data; /* owned */
+    void *data; /* owned, unless borrowed */
     size_t nbytes;
+    bool borrowed; /* data points into memory someone else frees */
 };
 
 /* KServe v2 datatype names: "FP32" <-> SHIM_FP32 ... Returns 0 or -1. */
@@ -35,6 +36,17 @@ void shape_format(const int64_t *shape, int ndim, char *buf, size_t len);
  * shape too large). */
 int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape);
 void tensor_free(struct tensor *t);
+
+/* Element i of a buffer of dtype, as a double. */
+double tensor_element(const void *data, size_t i, enum shim_dtype dtype);
+
+/* Convert src to dtype into out (a new tensor). Refuses a value the target
+ * cannot hold exactly in kind: out of range, a fraction for an integer type,
+ * an integer beyond a float type's exact range, not 0/1 for BOOL, NaN/Inf for
+ * integers. Floats narrowing to a smaller float type are rounded. Returns 0,
+ * or -1 with err set. */
+int tensor_convert(const struct tensor *src, enum shim_dtype dtype, struct tensor *out, char *err,
+                   size_t err_len);
 struct shim_tensor tensor_view(const struct tensor *t);
 
 /* Convert a decoded JSON array to dtype, keeping its shape. Refuses values

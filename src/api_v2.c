@@ -1,8 +1,12 @@
 /* api_v2.c - KServe v2 model endpoints: metadata, readiness, inference. */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
+#include "json_numbers.h"
 
 static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
 {
@@ -50,7 +54,433 @@ int api_model_ready(struct http_exchange *ex)
     return 0;
 }
 
+/* What a v2 request asked for, kept until its reply is encoded. */
+struct v2_request {
+    char id[256];
+    bool has_id;
+    int n_outputs;                  /* 0: every output */
+    char outputs[BATCH_MAX_IO][64]; /* requested output names, in order */
+    bool binary[BATCH_MAX_IO];      /* per requested output */
+    bool binary_all;                /* binary_data_output */
+};
+
+static bool param_true(const cJSON *params, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, key));
+}
+
+/* Copy of ex's model version check: only version 1 exists. */
+static int check_version(struct http_exchange *ex, const struct model *m)
+{
+    if (ex->route.version[0] && strcmp(ex->route.version, "1") != 0)
+        return http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
+                                ex->route.version),
+               -1;
+    return 0;
+}
+
+/* The binary part of the body: [start, end), consumed in input order. */
+struct binary_cursor {
+    const char *next, *end;
+};
+
+static int parse_shape(const struct json_doc *doc, const cJSON *item, int64_t *shape, int *ndim,
+                       const char *name, char *err, size_t err_len)
+{
+    const struct num_array *a = json_doc_array(doc, item);
+    if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 0) {
+        *ndim = 0; /* a scalar */
+        return 0;
+    }
+    if (a == NULL || a->error[0] || a->ndim != 1 || a->has_bool || a->count > TENSOR_MAX_DIMS) {
+        snprintf(err, err_len, "input \"%s\": \"shape\" must be an array of at most %d integers",
+                 name, TENSOR_MAX_DIMS);
+        return -1;
+    }
+    for (size_t d = 0; d < a->count; d++) {
+        double v = a->values[d];
+        if (!(v >= 0 && v <= 1e12) || v != (double)(int64_t)v) {
+            snprintf(err, err_len, "input \"%s\": \"shape\" dims must be integers >= 0", name);
+            return -1;
+        }
+        shape[d] = (int64_t)v;
+    }
+    *ndim = (int)a->count;
+    return 0;
+}
+
+/* Decode the data of one input into t (in the request's datatype). */
+static int decode_input_data(const struct json_doc *doc, const cJSON *input, const char *name,
+                             enum shim_dtype dtype, const int64_t *shape, int ndim,
+                             struct binary_cursor *bin, struct tensor *t, char *err, size_t err_len)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(input, "parameters");
+    const cJSON *size_item = cJSON_GetObjectItemCaseSensitive(params, "binary_data_size");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(input, "data");
+    int64_t numel = shape_numel(shape, ndim);
+    size_t expect = (size_t)numel * shim_dtype_size(dtype);
+    if (size_item != NULL) {
+        if (data != NULL) {
+            snprintf(err, err_len, "input \"%s\" has both \"data\" and binary_data_size", name);
+            return -1;
+        }
+        if (bin->next == NULL) {
+            snprintf(err, err_len,
+                     "input \"%s\" has binary_data_size but the request has no "
+                     "Inference-Header-Content-Length header",
+                     name);
+            return -1;
+        }
+        double size = cJSON_IsNumber(size_item) ? size_item->valuedouble : -1;
+        if (size < 0 || size != (double)(size_t)size || (size_t)size != expect) {
+            snprintf(err, err_len,
+                     "input \"%s\": binary_data_size %.0f does not match shape and "
+                     "datatype %s (%zu bytes)",
+                     name, size, dtype_name(dtype), expect);
+            return -1;
+        }
+        if ((size_t)(bin->end - bin->next) < expect) {
+            snprintf(err, err_len,
+                     "input \"%s\": body truncated: %zu bytes of binary data left, "
+                     "%zu needed",
+                     name, (size_t)(bin->end - bin->next), expect);
+            return -1;
+        }
+        memset(t, 0, sizeof *t);
+        t->dtype = dtype;
+        t->ndim = ndim;
+        memcpy(t->shape, shape, (size_t)ndim * sizeof shape[0]);
+        t->nbytes = expect;
+        if ((uintptr_t)bin->next % shim_dtype_size(dtype) == 0) {
+            t->data = (void *)bin->next; /* no copy: the body outlives the request */
+            t->borrowed = true;
+        } else {
+            t->data = malloc(expect ? expect : 1);
+            if (t->data == NULL) {
+                snprintf(err, err_len, "out of memory");
+                return -1;
+            }
+            memcpy(t->data, bin->next, expect);
+        }
+        bin->next += expect;
+        for (size_t i = 0; dtype == SHIM_BOOL && i < expect; i++) {
+            if (((const uint8_t *)t->data)[i] > 1) {
+                snprintf(err, err_len, "input \"%s\": BOOL byte %zu is not 0 or 1", name, i);
+                tensor_free(t);
+                return -1;
+            }
+        }
+        return 0;
+    }
+    const struct num_array *a = json_doc_array(doc, data);
+    if (a == NULL) {
+        snprintf(err, err_len, "input \"%s\" needs \"data\": an array of %s values, nested or flat",
+                 name, dtype_name(dtype));
+        return -1;
+    }
+    if (tensor_from_num_array(a, dtype, t, err, err_len) != 0) {
+        size_t n = strlen(err);
+        snprintf(err + n, err_len - n, " (input \"%s\")", name);
+        return -1;
+    }
+    if ((int64_t)a->count != numel) {
+        char text[128];
+        shape_format(shape, ndim, text, sizeof text);
+        snprintf(err, err_len, "input \"%s\" has %zu values but shape %s holds %lld", name,
+                 a->count, text, (long long)numel);
+        tensor_free(t);
+        return -1;
+    }
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof shape[0]);
+    return 0;
+}
+
+/* Decode, convert and check one request input against its declared spec. */
+static int decode_input(struct http_exchange *ex, const struct json_doc *doc, const cJSON *input,
+                        struct binary_cursor *bin, char *err, size_t err_len)
+{
+    const struct model_config *cfg = &ex->model->cfg;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(input, "name");
+    const cJSON *dtype_item = cJSON_GetObjectItemCaseSensitive(input, "datatype");
+    if (!cJSON_IsString(name)) {
+        snprintf(err, err_len, "every input needs a \"name\"");
+        return -1;
+    }
+    int slot = -1;
+    for (int i = 0; i < cfg->n_inputs; i++)
+        if (strcmp(cfg->inputs[i].name, name->valuestring) == 0)
+            slot = i;
+    if (slot < 0) {
+        snprintf(err, err_len, "model %s has no input named \"%.64s\"", cfg->name,
+                 name->valuestring);
+        return -1;
+    }
+    const struct io_spec *spec = &cfg->inputs[slot];
+    struct tensor *t = &ex->infer.inputs[slot];
+    if (t->data != NULL) {
+        snprintf(err, err_len, "input \"%s\" is given twice", spec->name);
+        return -1;
+    }
+    enum shim_dtype dtype;
+    if (!cJSON_IsString(dtype_item) || dtype_from_name(dtype_item->valuestring, &dtype) != 0) {
+        snprintf(err, err_len,
+                 "input \"%s\": \"datatype\" must be one of BOOL, UINT8, INT8, "
+                 "INT16, INT32, INT64, FP16, FP32, FP64",
+                 spec->name);
+        return -1;
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = 0;
+    const cJSON *shape_item = cJSON_GetObjectItemCaseSensitive(input, "shape");
+    if (shape_item == NULL) {
+        snprintf(err, err_len, "input \"%s\" needs a \"shape\"", spec->name);
+        return -1;
+    }
+    if (parse_shape(doc, shape_item, shape, &ndim, spec->name, err, err_len) != 0 ||
+        decode_input_data(doc, input, spec->name, dtype, shape, ndim, bin, t, err, err_len) != 0)
+        return -1;
+    if (dtype != spec->dtype) {
+        struct tensor converted;
+        if (tensor_convert(t, spec->dtype, &converted, err, err_len) != 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, err_len - n, " (input \"%s\")", spec->name);
+            return -1;
+        }
+        tensor_free(t);
+        *t = converted;
+    }
+    char got[128], want[128];
+    shape_format(t->shape, t->ndim, got, sizeof got);
+    shape_format(spec->shape, spec->ndim, want, sizeof want);
+    bool fits = t->ndim == spec->ndim;
+    for (int d = 0; fits && d < spec->ndim; d++)
+        fits = spec->shape[d] < 0 || spec->shape[d] == t->shape[d];
+    if (!fits) {
+        snprintf(err, err_len, "input \"%s\" has shape %s; the model takes %s", spec->name, got,
+                 want);
+        return -1;
+    }
+    return 0;
+}
+
+static int decode_outputs(struct http_exchange *ex, const cJSON *outputs, struct v2_request *v2,
+                          char *err, size_t err_len)
+{
+    const struct model_config *cfg = &ex->model->cfg;
+    const cJSON *out;
+    if (outputs == NULL)
+        return 0;
+    if (!cJSON_IsArray(outputs)) {
+        snprintf(err, err_len, "\"outputs\" must be an array of {\"name\": ...}");
+        return -1;
+    }
+    cJSON_ArrayForEach(out, outputs)
+    {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(out, "name");
+        if (!cJSON_IsString(name)) {
+            snprintf(err, err_len, "each of \"outputs\" needs a \"name\"");
+            return -1;
+        }
+        bool known = false;
+        for (int o = 0; o < cfg->n_outputs; o++)
+            known |= strcmp(cfg->outputs[o].name, name->valuestring) == 0;
+        if (!known || v2->n_outputs == BATCH_MAX_IO) {
+            snprintf(err, err_len, "model %s has no output named \"%.64s\"", cfg->name,
+                     name->valuestring);
+            return -1;
+        }
+        snprintf(v2->outputs[v2->n_outputs], sizeof v2->outputs[0], "%s", name->valuestring);
+        v2->binary[v2->n_outputs] =
+            param_true(cJSON_GetObjectItemCaseSensitive(out, "parameters"), "binary_data");
+        v2->n_outputs++;
+    }
+    return 0;
+}
+
+/* Decode a whole v2 request into ex->infer. Returns 0 or -1 with err. */
+static int decode_v2(struct http_exchange *ex, struct v2_request *v2, char *err, size_t err_len)
+{
+    const struct model_config *cfg = &ex->model->cfg;
+    size_t json_len = ex->body_len;
+    struct binary_cursor bin = {NULL, NULL};
+    if (ex->inference_header_len == -2) {
+        snprintf(err, err_len, "Inference-Header-Content-Length must be a byte count");
+        return -1;
+    }
+    if (ex->inference_header_len >= 0) {
+        if ((size_t)ex->inference_header_len > ex->body_len) {
+            snprintf(err, err_len,
+                     "Inference-Header-Content-Length %ld is larger than the "
+                     "body (%zu bytes)",
+                     ex->inference_header_len, ex->body_len);
+            return -1;
+        }
+        json_len = (size_t)ex->inference_header_len;
+        bin.next = ex->body + json_len;
+        bin.end = ex->body + ex->body_len;
+    } else if (strncasecmp(ex->content_type, "application/octet-stream", 24) == 0) {
+        snprintf(err, err_len, "binary requests need an Inference-Header-Content-Length header");
+        return -1;
+    }
+    if (json_len == 0) {
+        snprintf(err, err_len, "empty request: send {\"inputs\": [...]}");
+        return -1;
+    }
+    struct json_doc doc;
+    if (json_doc_parse(ex->body, json_len, &doc, err, err_len) != 0)
+        return -1;
+    int rc = -1;
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(doc.root, "inputs");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc.root, "id");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(doc.root, "parameters");
+    const cJSON *input;
+    if (!cJSON_IsObject(doc.root) || !cJSON_IsArray(inputs) || cJSON_GetArraySize(inputs) == 0) {
+        snprintf(err, err_len, "the body must be a JSON object with an \"inputs\" array");
+        goto out;
+    }
+    if (id != NULL && !cJSON_IsString(id)) {
+        snprintf(err, err_len, "\"id\" must be a string");
+        goto out;
+    }
+    if (id) {
+        snprintf(v2->id, sizeof v2->id, "%s", id->valuestring);
+        v2->has_id = true;
+    }
+    v2->binary_all = param_true(params, "binary_data_output");
+    if (decode_outputs(ex, cJSON_GetObjectItemCaseSensitive(doc.root, "outputs"), v2, err,
+                       err_len) != 0)
+        goto out;
+    ex->infer.n_inputs = cfg->n_inputs;
+    cJSON_ArrayForEach(input, inputs)
+    {
+        if (decode_input(ex, &doc, input, &bin, err, err_len) != 0)
+            goto out;
+    }
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        if (ex->infer.inputs[i].data == NULL) {
+            snprintf(err, err_len, "missing input \"%s\"", cfg->inputs[i].name);
+            goto out;
+        }
+        if (cfg->max_batch_size > 0 &&
+            ex->infer.inputs[i].shape[0] != ex->infer.inputs[0].shape[0]) {
+            snprintf(err, err_len, "inputs disagree on the batch size (dim 0)");
+            goto out;
+        }
+    }
+    if (bin.next != NULL && bin.next != bin.end) {
+        snprintf(err, err_len, "%zu bytes of binary data after the last input",
+                 (size_t)(bin.end - bin.next));
+        goto out;
+    }
+    rc = 0;
+out:
+    json_doc_free(&doc);
+    return rc;
+}
+
+static void append_output_json(struct strbuf *sb, const char *name, const struct tensor *t,
+                               bool binary)
+{
+    char shape[128];
+    struct shim_tensor view = tensor_view(t);
+    shape_format(t->shape, t->ndim, shape, sizeof shape);
+    strbuf_puts(sb, "{\"name\":");
+    strbuf_json_string(sb, name);
+    strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s", dtype_name(t->dtype), shape);
+    if (binary) {
+        strbuf_printf(sb, ",\"parameters\":{\"binary_data_size\":%zu}}", t->nbytes);
+        return;
+    }
+    strbuf_puts(sb, ",\"data\":");
+    tensor_json_append(sb, &view, 0, t->ndim ? t->shape[0] : 1, false);
+    strbuf_puts(sb, "}");
+}
+
+/* Index of the worker's output called name, or -1. */
+static int find_output(const struct infer_request *req, const char *name)
+{
+    for (int o = 0; o < req->n_outputs; o++)
+        if (strcmp(req->output_names[o], name) == 0)
+            return o;
+    return -1;
+}
+
+/* Worker thread: outputs -> v2 JSON, with binary parts appended. */
+static void encode_v2(struct http_exchange *ex)
+{
+    const struct v2_request *v2 = ex->api_state;
+    const struct infer_request *req = &ex->infer;
+    int order[BATCH_MAX_IO], n = 0;
+    bool binary[BATCH_MAX_IO];
+    if (v2->n_outputs == 0) {
+        for (int o = 0; o < req->n_outputs; o++) {
+            order[n] = o;
+            binary[n++] = v2->binary_all;
+        }
+    } else {
+        for (int i = 0; i < v2->n_outputs; i++) {
+            int o = find_output(req, v2->outputs[i]);
+            if (o < 0) {
+                http_reply_error(ex, 500, "the model did not produce output \"%s\"",
+                                 v2->outputs[i]);
+                return;
+            }
+            order[n] = o;
+            binary[n++] = v2->binary[i] || v2->binary_all;
+        }
+    }
+    struct strbuf sb = {0};
+    bool any_binary = false;
+    strbuf_puts(&sb, "{\"model_name\":");
+    strbuf_json_string(&sb, ex->model->cfg.name);
+    strbuf_puts(&sb, ",\"model_version\":\"1\"");
+    if (v2->has_id) {
+        strbuf_puts(&sb, ",\"id\":");
+        strbuf_json_string(&sb, v2->id);
+    }
+    strbuf_puts(&sb, ",\"outputs\":[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            strbuf_puts(&sb, ",");
+        append_output_json(&sb, req->output_names[order[i]], &req->outputs[order[i]], binary[i]);
+        any_binary |= binary[i];
+    }
+    strbuf_puts(&sb, "]}");
+    size_t json_len = sb.len;
+    for (int i = 0; i < n; i++)
+        if (binary[i])
+            strbuf_append(&sb, req->outputs[order[i]].data, req->outputs[order[i]].nbytes);
+    size_t len = 0;
+    char *body = strbuf_detach(&sb, &len);
+    http_reply_body(ex, 200, body, len,
+                    any_binary ? "application/octet-stream" : "application/json");
+    if (any_binary && body)
+        ex->reply.inference_header_len = (long)json_len;
+}
+
 int api_model_infer(struct http_exchange *ex)
 {
-    return http_reply_error(ex, 501, "v2 inference is not implemented yet");
+    struct model *m = api_lookup_model(ex, ex->route.model);
+    if (m == NULL || check_version(ex, m) != 0 || api_check_available(ex, m) != 0)
+        return 0;
+    ex->model = m;
+    struct v2_request *v2 = calloc(1, sizeof *v2);
+    if (v2 == NULL)
+        return http_reply_error(ex, 500, "out of memory");
+    ex->api_state = v2;
+    ex->api_free = free;
+    char err[400] = "";
+    if (decode_v2(ex, v2, err, sizeof err) != 0)
+        return http_reply_error(ex, 400, "%s", err);
+    const struct model_config *cfg = &m->cfg;
+    int64_t batch = cfg->max_batch_size > 0 ? ex->infer.inputs[0].shape[0] : 1;
+    if (cfg->max_batch_size > 0 && batch > cfg->max_batch_size)
+        return http_reply_error(ex, 400,
+                                "batch of %lld samples is over model %s's "
+                                "max_batch_size of %d; split the request",
+                                (long long)batch, cfg->name, cfg->max_batch_size);
+    ex->infer.samples = batch;
+    ex->encode = encode_v2;
+    return http_submit(ex, m);
 }

@@ -68,7 +68,8 @@ int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_
 
 void tensor_free(struct tensor *t)
 {
-    free(t->data);
+    if (!t->borrowed)
+        free(t->data);
     memset(t, 0, sizeof *t);
 }
 
@@ -307,4 +308,68 @@ int tensor_json_append(struct strbuf *sb, const struct shim_tensor *view, int64_
             strbuf_append(sb, "[", 1);
     }
     return sb->failed ? -1 : 0;
+}
+
+double tensor_element(const void *data, size_t i, enum shim_dtype dtype)
+{
+    switch (dtype) {
+    case SHIM_BOOL: return ((const uint8_t *)data)[i] != 0;
+    case SHIM_UINT8: return ((const uint8_t *)data)[i];
+    case SHIM_INT8: return ((const int8_t *)data)[i];
+    case SHIM_INT16: return ((const int16_t *)data)[i];
+    case SHIM_INT32: return ((const int32_t *)data)[i];
+    case SHIM_INT64: return (double)((const int64_t *)data)[i];
+    case SHIM_FP16: return half_to_float(((const uint16_t *)data)[i]);
+    case SHIM_FP32: return ((const float *)data)[i];
+    case SHIM_FP64: return ((const double *)data)[i];
+    default: return 0;
+    }
+}
+
+static bool is_float_dtype(enum shim_dtype dtype)
+{
+    return dtype == SHIM_FP16 || dtype == SHIM_FP32 || dtype == SHIM_FP64;
+}
+
+/* Largest integer magnitude a float type holds exactly. */
+static double exact_int_limit(enum shim_dtype dtype)
+{
+    return dtype == SHIM_FP16 ? 2048.0 : dtype == SHIM_FP32 ? 16777216.0 : 9007199254740992.0;
+}
+
+int tensor_convert(const struct tensor *src, enum shim_dtype dtype, struct tensor *out, char *err,
+                   size_t err_len)
+{
+    if (tensor_alloc(out, dtype, src->ndim, src->shape) != 0) {
+        snprintf(err, err_len, "tensor too large");
+        return -1;
+    }
+    size_t count = (size_t)shape_numel(src->shape, src->ndim);
+    bool from_int = !is_float_dtype(src->dtype) && src->dtype != SHIM_BOOL;
+    for (size_t i = 0; i < count; i++) {
+        double v = tensor_element(src->data, i, src->dtype);
+        if (src->dtype == SHIM_INT64 && !is_float_dtype(dtype)) {
+            int64_t exact = ((const int64_t *)src->data)[i];
+            if (dtype == SHIM_INT64) {
+                ((int64_t *)out->data)[i] = exact;
+                continue;
+            }
+            v = (double)exact; /* fits a double exactly in every narrower range */
+        }
+        bool exact_loss = from_int && is_float_dtype(dtype) && fabs(v) > exact_int_limit(dtype);
+        if (exact_loss || (is_float_dtype(src->dtype) && !isfinite(v) && !is_float_dtype(dtype))) {
+            snprintf(err, err_len,
+                     "element %zu (%.17g) cannot be converted from %s to %s without loss", i, v,
+                     dtype_name(src->dtype), dtype_name(dtype));
+            tensor_free(out);
+            return -1;
+        }
+        if (!(is_float_dtype(dtype) && !isfinite(v)) &&
+            check_value(v, dtype, i, err, err_len) != 0) {
+            tensor_free(out);
+            return -1;
+        }
+        store_value(out->data, i, dtype, v);
+    }
+    return 0;
 }
