@@ -14,6 +14,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 endif
 
 WARN     := -Wall -Wextra -Werror
+CUDA_HOME ?= /usr/local/cuda
 CFLAGS   += -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(SANFLAGS) -Iinclude -Ishim -MMD -MP
 CXXFLAGS += -std=c++17 -O2 -g $(WARN) $(SANFLAGS) -Ishim -fPIC -MMD -MP
 
@@ -35,7 +36,6 @@ endif
 TORCH_LIBS := -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
 
 ifneq ($(wildcard $(TORCH_LIBDIR)/libtorch_cuda.so),)
-CUDA_HOME ?= /usr/local/cuda
 CUDART_DIR := $(firstword $(wildcard $(TORCH_DIR)/../nvidia/cu13/lib $(TORCH_DIR)/../nvidia/cuda_runtime/lib) $(CUDA_HOME)/lib64)
 CXXFLAGS += -DSHIM_WITH_CUDA -isystem $(CUDA_HOME)/include
 TORCH_LIBS += -ltorch_cuda -lc10_cuda
@@ -47,7 +47,7 @@ endif
 TORCH_LIBS += -Wl,--as-needed
 CXXFLAGS += $(TORCH_INC)
 
-LDLIBS := -lmicrohttpd -lcjson -lpthread -lm
+LDLIBS := -lmicrohttpd -lcjson -lpthread -lm -ldl
 
 SRC      := $(wildcard src/*.c)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -58,7 +58,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps run model examples test test-unit test-integration \
-        test-asan fuzz bench bench-json format clean
+        fuzz bench format clean cuda-syntax
 all: check-deps $(BUILD)/inferd
 
 help:
@@ -72,6 +72,7 @@ help:
 	@echo "  make test-unit       C unit tests (cmocka)"
 	@echo "  make test-integration  pytest against the real daemon over HTTP"
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
+	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make fuzz            libFuzzer on the JSON codec and router (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make format          clang-format every C/C++ file"
@@ -119,6 +120,18 @@ test-integration: all
 	INFERD_BIN=$(BUILD)/inferd $(PYTHON) -m pytest -q tests/integration
 
 test: test-unit test-integration
+
+# Compile the shim's CUDA path against this libtorch's headers (syntax only:
+# no GPU or CUDA libtorch needed). Debian's headers lack one generated file,
+# which an empty stand-in replaces.
+cuda-syntax:
+	@test -d "$(CUDA_HOME)/include" || { echo "missing CUDA headers in $(CUDA_HOME)/include"; exit 1; }
+	mkdir -p $(BUILD)/cuda-stub/c10/cuda/impl
+	test -n "$$(find $(dir $(firstword $(wildcard $(TORCH_DIR)/include /usr/include)))/ -path '*c10/cuda/impl/cuda_cmake_macros.h' 2>/dev/null | head -1)" || \
+	  echo '#pragma once' > $(BUILD)/cuda-stub/c10/cuda/impl/cuda_cmake_macros.h
+	$(CXX) -std=c++17 -fsyntax-only $(WARN) -DSHIM_WITH_CUDA -Ishim -isystem $(BUILD)/cuda-stub \
+	  $(TORCH_INC) -isystem $(CUDA_HOME)/include shim/torch_shim.cpp
+	@echo "shim CUDA path compiles"
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -22,8 +22,9 @@ struct worker {
     int device; /* CONFIG_DEVICE_CPU or a CUDA ordinal */
     int index;  /* instance number within the model */
     shim_model *handle;
-    struct tensor staging[BATCH_MAX_IO]; /* batch inputs, reused */
-    struct infer_request **batch;        /* room for one batch's requests */
+    void *staging[BATCH_MAX_IO]; /* batch inputs, reused; pinned on a GPU */
+    size_t staging_cap[BATCH_MAX_IO];
+    struct infer_request **batch; /* room for one batch's requests */
     int batch_cap;
 };
 

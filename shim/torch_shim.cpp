@@ -18,6 +18,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #include <torch/cuda.h>
 #endif
 
@@ -95,6 +96,58 @@ extern "C" int shim_cuda_device_count(void)
 extern "C" const char *shim_torch_version(void)
 {
     return TORCH_VERSION;
+}
+
+extern "C" int shim_host_alloc(size_t bytes, int device, void **out)
+{
+    *out = nullptr;
+#ifdef SHIM_WITH_CUDA
+    if (device != SHIM_DEVICE_CPU) {
+        if (cudaMallocHost(out, bytes) != cudaSuccess) {
+            *out = nullptr;
+            return -1;
+        }
+        return 0;
+    }
+#endif
+    (void)device;
+    *out = malloc(bytes);
+    return *out ? 0 : -1;
+}
+
+extern "C" void shim_host_free(void *ptr, int device)
+{
+    if (ptr == nullptr)
+        return;
+#ifdef SHIM_WITH_CUDA
+    if (device != SHIM_DEVICE_CPU) {
+        cudaFreeHost(ptr);
+        return;
+    }
+#endif
+    (void)device;
+    free(ptr);
+}
+
+extern "C" int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t *total_bytes)
+{
+#ifdef SHIM_WITH_CUDA
+    int previous = 0;
+    size_t free_b = 0, total_b = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device) != cudaSuccess)
+        return SHIM_ERR_DEVICE;
+    cudaError_t rc = cudaMemGetInfo(&free_b, &total_b);
+    cudaSetDevice(previous);
+    if (rc != cudaSuccess)
+        return SHIM_ERR_DEVICE;
+    *free_bytes = free_b;
+    *total_bytes = total_b;
+    return SHIM_OK;
+#else
+    (void)device;
+    *free_bytes = *total_bytes = 0;
+    return SHIM_ERR_DEVICE;
+#endif
 }
 
 extern "C" int shim_set_threads(int intra_op, int inter_op, char *err, size_t err_len)
@@ -186,14 +239,13 @@ extern "C" void shim_model_free(shim_model *model)
 static torch::Tensor to_torch(const struct shim_tensor &t, torch::Device dev)
 {
     std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
-    // from_blob borrows the caller's memory; the copy to the device (or the
-    // clone on CPU, so that in-place ops in the model cannot write through)
-    // happens once.
+    // from_blob borrows the caller's memory; on a GPU the (pinned) staging
+    // buffer is copied to the device asynchronously on the instance's stream.
     auto blob = torch::from_blob(const_cast<void *>(t.data), shape,
                                  torch::TensorOptions().dtype(kScalarTypes[t.dtype]));
     if (dev.is_cpu())
         return blob;
-    return blob.to(dev, /*non_blocking=*/false);
+    return blob.to(dev, /*non_blocking=*/true);
 }
 
 static void collect_outputs(const c10::IValue &value, shim_outputs *out, const std::string &name)

@@ -69,6 +69,16 @@ int shim_set_threads(int intra_op, int inter_op, char *err, size_t err_len);
 /* Cap this process's share of a GPU's memory (0 < fraction <= 1). */
 int shim_set_gpu_memory_fraction(int device, double fraction, char *err, size_t err_len);
 
+/* Host memory for staging inputs: page-locked (pinned) when device is a
+ * GPU, so that the copy to the device is a direct DMA; plain malloc on CPU.
+ * Returns 0 or -1. Free with shim_host_free (NULL is fine). */
+int shim_host_alloc(size_t bytes, int device, void **out);
+void shim_host_free(void *ptr, int device);
+
+/* Free and total memory of a CUDA device, from the CUDA runtime. Returns 0,
+ * or SHIM_ERR_DEVICE on a CPU-only build or a bad ordinal. */
+int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t *total_bytes);
+
 /* Load the TorchScript file at path onto device (SHIM_DEVICE_CPU or a CUDA
  * ordinal) in eval mode. On failure *out is NULL. */
 int shim_model_load(const char *path, int device, shim_model **out, char *err, size_t err_len);

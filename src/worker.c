@@ -99,30 +99,34 @@ void worker_fail_request(struct infer_request *req, int status, const char *erro
 }
 
 /* Concatenate input i of the batch along dim 0 into the worker's staging
- * tensor. Returns 0 or -1 (out of memory). */
-static int stage_input(struct worker *w, struct infer_request **batch, int n, int i, int64_t total)
+ * buffer (pinned host memory on a GPU) and describe it in view. Returns 0 or
+ * -1 (out of memory). */
+static int stage_input(struct worker *w, struct infer_request **batch, int n, int i, int64_t total,
+                       struct shim_tensor *view)
 {
     const struct tensor *first = &batch[0]->inputs[i];
-    struct tensor *st = &w->staging[i];
-    size_t row_bytes = first->nbytes / (size_t)first->shape[0];
-    size_t need = row_bytes * (size_t)total;
-    if (st->data == NULL || st->nbytes < need) {
-        tensor_free(st);
-        int64_t shape[TENSOR_MAX_DIMS];
-        memcpy(shape, first->shape, sizeof shape);
-        shape[0] = total;
-        if (tensor_alloc(st, first->dtype, first->ndim, shape) != 0)
+    size_t need = 0;
+    for (int r = 0; r < n; r++)
+        need += batch[r]->inputs[i].nbytes;
+    if (w->staging[i] == NULL || w->staging_cap[i] < need) {
+        shim_host_free(w->staging[i], w->device);
+        w->staging[i] = NULL;
+        w->staging_cap[i] = 0;
+        if (shim_host_alloc(need ? need : 1, w->device, &w->staging[i]) != 0)
             return -1;
+        w->staging_cap[i] = need;
     }
-    st->dtype = first->dtype;
-    st->ndim = first->ndim;
-    memcpy(st->shape, first->shape, sizeof st->shape);
-    st->shape[0] = total;
     size_t offset = 0;
     for (int r = 0; r < n; r++) {
-        memcpy((char *)st->data + offset, batch[r]->inputs[i].data, batch[r]->inputs[i].nbytes);
+        memcpy((char *)w->staging[i] + offset, batch[r]->inputs[i].data,
+               batch[r]->inputs[i].nbytes);
         offset += batch[r]->inputs[i].nbytes;
     }
+    *view = tensor_view(first);
+    if (w->model->cfg.max_batch_size > 0)
+        view->shape[0] = total;
+    view->data = w->staging[i];
+    view->nbytes = need;
     return 0;
 }
 
@@ -204,20 +208,21 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     int64_t total = 0;
     for (int r = 0; r < n; r++)
         total += batch[r]->samples;
-    bool whole = n == 1; /* one request: its tensors go in as they are */
+    /* One request on the CPU: its tensors go in as they are. On a GPU they
+     * always pass through the pinned staging buffer. */
+    bool whole = n == 1;
+    bool staged = !whole || w->device != CONFIG_DEVICE_CPU;
     struct shim_tensor views[BATCH_MAX_IO];
     char err[256] = "";
     int n_inputs = batch[0]->n_inputs;
     for (int i = 0; i < n_inputs; i++) {
-        if (!whole && stage_input(w, batch, n, i, total) != 0) {
+        if (!staged) {
+            views[i] = tensor_view(&batch[0]->inputs[i]);
+        } else if (stage_input(w, batch, n, i, total, &views[i]) != 0) {
             for (int r = 0; r < n; r++)
                 worker_fail_request(batch[r], 500, "out of memory forming a batch");
             return;
         }
-        views[i] = whole ? tensor_view(&batch[0]->inputs[i]) : tensor_view(&w->staging[i]);
-        if (!whole) /* the staging buffer may be larger than this batch */
-            views[i].nbytes = shim_dtype_size(views[i].dtype) *
-                              (size_t)shape_numel(views[i].shape, views[i].ndim);
     }
     shim_outputs *out = NULL;
     uint64_t t0 = clock_now_ns();
@@ -296,8 +301,10 @@ void worker_join(struct worker *w)
     w->started = false;
     shim_model_free(w->handle);
     w->handle = NULL;
-    for (int i = 0; i < BATCH_MAX_IO; i++)
-        tensor_free(&w->staging[i]);
+    for (int i = 0; i < BATCH_MAX_IO; i++) {
+        shim_host_free(w->staging[i], w->device);
+        w->staging[i] = NULL;
+    }
     free(w->batch);
     w->batch = NULL;
 }
