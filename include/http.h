@@ -39,6 +39,7 @@ struct http_exchange {
     uint64_t start_ns;
     enum { EX_READING, EX_QUEUED, EX_ANSWERED } phase;
     bool reply_queued;
+    bool discarding; /* the body broke a limit: drop the rest, then reply */
     struct http_reply reply;
 
     /* Inference hand-off. */

@@ -297,11 +297,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (ex->route.has_body && append_body(ex, upload_data, n) != 0)
-            return queue_reply(ex);
+        /* Past the limit (a chunked body has no Content-Length to refuse
+         * early): the rest is read and dropped, and the error answered once
+         * the body has ended, since libmicrohttpd takes no reply mid-body. */
+        if (ex->route.has_body && !ex->discarding && append_body(ex, upload_data, n) != 0)
+            ex->discarding = true;
         return MHD_YES;
     }
-    if (ex->phase == EX_READING && dispatch(ex) == 1)
+    if (ex->phase == EX_READING && !ex->discarding && dispatch(ex) == 1)
         return MHD_YES; /* suspended; a worker resumes it */
     return queue_reply(ex);
 }

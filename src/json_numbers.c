@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "numconv.h"
 #include "strbuf.h"
@@ -202,7 +203,21 @@ static int add_array(struct json_doc *doc, size_t *index)
     return 0;
 }
 
-/* Copy the document into skeleton, replacing numeric arrays. */
+/* Does the string literal [p, end) spell U+FDD0, raw or escaped? Such a
+ * string could pose as a placeholder, so requests may not contain one. */
+static bool mentions_placeholder(const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        if (end - p >= 3 && memcmp(p, PLACEHOLDER_UTF8, 3) == 0)
+            return true;
+        if (end - p >= 6 && p[0] == '\\' && p[1] == 'u' && strncasecmp(p + 2, "fdd0", 4) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Copy the document into skeleton, replacing numeric arrays. Returns 0, -1
+ * when out of memory, -2 when a string holds the reserved U+FDD0. */
 static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
                           struct strbuf *skeleton)
 {
@@ -212,6 +227,8 @@ static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
             const char *next = skip_string(p, end);
             if (next == NULL)
                 break; /* cJSON will report it */
+            if (mentions_placeholder(p, next))
+                return -2;
             p = next;
             continue;
         }
@@ -241,14 +258,26 @@ int json_doc_parse(const char *body, size_t len, struct json_doc *doc, char *err
 {
     struct strbuf skeleton = {0};
     memset(doc, 0, sizeof *doc);
-    if (extract_arrays(body, body + len, doc, &skeleton) != 0) {
+    int rc = extract_arrays(body, body + len, doc, &skeleton);
+    if (rc != 0) {
         strbuf_free(&skeleton);
         json_doc_free(doc);
-        snprintf(err, err_len, "out of memory parsing the request");
+        snprintf(err, err_len, "%s",
+                 rc == -2 ? "strings may not contain U+FDD0 (a Unicode noncharacter)"
+                          : "out of memory parsing the request");
         return -1;
     }
-    doc->root =
-        cJSON_ParseWithLengthOpts(skeleton.data ? skeleton.data : "", skeleton.len, NULL, 0);
+    const char *text = skeleton.data ? skeleton.data : "";
+    const char *parse_end = NULL;
+    doc->root = cJSON_ParseWithLengthOpts(text, skeleton.len, &parse_end, 0);
+    /* Only whitespace may follow the document. */
+    while (doc->root && parse_end && parse_end < text + skeleton.len &&
+           (*parse_end == ' ' || *parse_end == '\n' || *parse_end == '\r' || *parse_end == '\t'))
+        parse_end++;
+    if (doc->root && parse_end != text + skeleton.len) {
+        cJSON_Delete(doc->root);
+        doc->root = NULL;
+    }
     if (doc->root == NULL) {
         snprintf(err, err_len, "malformed JSON in the request body");
         strbuf_free(&skeleton);

@@ -126,7 +126,8 @@ class Daemon:
         return self.post("/predict", data=body, headers=headers)
 
     def log_text(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self, lines=40):

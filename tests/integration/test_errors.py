@@ -49,6 +49,10 @@ BAD_REQUESTS = {
     "not an object": dumps(FLAT),
     "missing inputs": dumps({"input": FLAT}),
     "inputs is a number": dumps({"inputs": 0.5}),
+    "inputs is a string": dumps({"inputs": "0.5"}),
+    # U+FDD0 is a Unicode noncharacter; a server that marks parsed arrays with
+    # it internally must still see this "inputs" as the string it is.
+    "inputs is a string naming another array": dumps({"x": FLAT, "inputs": "\ufdd00"}),
     "inputs is an object": dumps({"inputs": {"a": FLAT}}),
     "string element": with_element("0.5"),
     "null element": with_element(None),

@@ -66,16 +66,19 @@ def test_values_match_torch(server, test_set, reference):
     x, _ = test_set
     images = x[:208]
     expected = reference(images)
-    got = []
-    for start in range(0, 200, 8):
-        got += predict_ok(server, {"inputs": float32_list(images[start:start + 8])})["outputs"]
-    for i in range(200, 208):
-        got += predict_ok(server, {"inputs": float32_list(images[i:i + 1])})["outputs"]
+    batches = [(start, start + 8) for start in range(0, 200, 8)]
+    batches += [(i, i + 1) for i in range(200, 208)]
+    got, labels = [], []
+    for start, stop in batches:
+        out = predict_ok(server, {"inputs": float32_list(images[start:stop])})
+        got += out["outputs"]
+        labels += out["labels"]
     got = np.asarray(got, dtype=np.float64)
     diff = np.abs(got - expected).max()
     assert diff <= MAX_ABS_DIFF, f"max abs diff {diff} over {len(got)} images"
     mismatched = np.flatnonzero(got.argmax(1) != expected.argmax(1))
     assert mismatched.size == 0, f"argmax differs for images {mismatched.tolist()}"
+    assert labels == [LABELS[i] for i in expected.argmax(1)]
 
 
 def test_labels_are_top1_class_names(server, test_set, reference):
