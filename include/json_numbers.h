@@ -23,6 +23,10 @@ struct num_array {
     size_t count;
     int ndim;
     int64_t shape[NUM_ARRAY_MAX_DIMS];
+    int64_t *exact_ints; /* NULL, unless an integer beyond 2^53 appeared: then
+                            every element's exact value (0 for non-integers) */
+    bool int64_overflow; /* an integer token was beyond the INT64 range */
+    size_t int64_overflow_index;
     bool has_bool;   /* some elements were true/false (stored as 1/0) */
     bool has_number; /* some elements were numbers */
     char error[160]; /* not empty: the array is not a well-formed tensor */

@@ -66,6 +66,18 @@ extern "C" size_t numconv_parse_double(const char *p, const char *end, double *o
     return len;
 }
 
+extern "C" int numconv_parse_int64(const char *p, const char *end, long long *out)
+{
+    long long value = 0;
+    auto res = std::from_chars(p, end, value);
+    if (res.ec == std::errc::result_out_of_range)
+        return -1;
+    if (res.ec != std::errc() || res.ptr != end)
+        return 0;
+    *out = value;
+    return 1;
+}
+
 template <typename T> static size_t format_shortest(T value, char *buf, size_t buf_len)
 {
     if (!std::isfinite(value))

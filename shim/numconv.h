@@ -15,6 +15,10 @@ extern "C" {
  * magnitudes give +-HUGE_VAL (overflow) or 0 (underflow), as strtod would. */
 size_t numconv_parse_double(const char *p, const char *end, double *out);
 
+/* Parse an integer token (-?[0-9]+) at [p, end) exactly. Returns 1, or -1
+ * when it is beyond the int64 range, or 0 when it is not an integer. */
+int numconv_parse_int64(const char *p, const char *end, long long *out);
+
 /* Write the shortest text that reads back as exactly value (float32 or
  * float64). Returns the length written (no NUL), or 0 if buf is too small or
  * value is not finite. 32 bytes are always enough. */

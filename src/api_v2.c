@@ -21,10 +21,21 @@ static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
     strbuf_puts(sb, "]");
 }
 
+/* Sets a 404 reply unless the route names no version or version 1 (the
+ * only one a model has); returns 0 when it is fine. */
+static int check_version(struct http_exchange *ex, const struct model *m)
+{
+    if (ex->route.version[0] && strcmp(ex->route.version, "1") != 0)
+        return http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
+                                ex->route.version),
+               -1;
+    return 0;
+}
+
 int api_model_meta(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL)
+    if (m == NULL || check_version(ex, m) != 0)
         return 0;
     struct strbuf sb = {0};
     strbuf_puts(&sb, "{\"name\":");
@@ -43,7 +54,7 @@ int api_model_meta(struct http_exchange *ex)
 int api_model_ready(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL)
+    if (m == NULL || check_version(ex, m) != 0)
         return 0;
     if (model_get_state(m) == MODEL_READY && !atomic_load(&ex->srv->draining)) {
         char *body = strdup("{\"ready\":true}");
@@ -67,16 +78,6 @@ struct v2_request {
 static bool param_true(const cJSON *params, const char *key)
 {
     return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, key));
-}
-
-/* Copy of ex's model version check: only version 1 exists. */
-static int check_version(struct http_exchange *ex, const struct model *m)
-{
-    if (ex->route.version[0] && strcmp(ex->route.version, "1") != 0)
-        return http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
-                                ex->route.version),
-               -1;
-    return 0;
 }
 
 /* The binary part of the body: [start, end), consumed in input order. */

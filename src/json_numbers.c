@@ -3,6 +3,7 @@
  * noncharacter U+FDD0 (reserved for internal use) followed by an index. */
 #include "json_numbers.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,54 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
-static int push_value(struct num_array *a, size_t *cap, double v)
+static int grow(struct num_array *a, size_t *cap)
 {
-    if (a->count == *cap) {
-        size_t grown = *cap ? *cap * 2 : 1024;
-        double *values = realloc(a->values, grown * sizeof *values);
-        if (values == NULL)
+    size_t grown = *cap ? *cap * 2 : 1024;
+    double *values = realloc(a->values, grown * sizeof *values);
+    if (values == NULL)
+        return -1;
+    a->values = values;
+    if (a->exact_ints) {
+        int64_t *ints = realloc(a->exact_ints, grown * sizeof *ints);
+        if (ints == NULL)
             return -1;
-        a->values = values;
-        *cap = grown;
+        a->exact_ints = ints;
     }
+    *cap = grown;
+    return 0;
+}
+
+/* From the first integer a double cannot hold exactly (beyond 2^53) on,
+ * every element also keeps its exact int64 value, so that INT64 tensors
+ * lose nothing. Returns 0 or -1 (out of memory). */
+static int keep_exact_int(struct num_array *a, size_t cap, const char *token, size_t len, double v)
+{
+    if (a->exact_ints == NULL) {
+        if (!(fabs(v) >= 9007199254740992.0) || memchr(token, '.', len) || memchr(token, 'e', len) ||
+            memchr(token, 'E', len))
+            return 0;
+        a->exact_ints = malloc((cap ? cap : 1) * sizeof *a->exact_ints);
+        if (a->exact_ints == NULL)
+            return -1;
+        for (size_t i = 0; i < a->count; i++) /* earlier values were exact */
+            a->exact_ints[i] = (int64_t)a->values[i];
+    }
+    long long exact = 0;
+    int rc = numconv_parse_int64(token, token + len, &exact);
+    if (rc < 0 && !a->int64_overflow) {
+        a->int64_overflow = true;
+        a->int64_overflow_index = a->count;
+    }
+    a->exact_ints[a->count] = rc > 0 ? exact : (int64_t)0;
+    return 0;
+}
+
+static int push_value(struct num_array *a, size_t *cap, double v, const char *token, size_t len)
+{
+    if (a->count == *cap && grow(a, cap) != 0)
+        return -1;
+    if (keep_exact_int(a, *cap, token, len, v) != 0)
+        return -1;
     a->values[a->count++] = v;
     return 0;
 }
@@ -50,7 +89,9 @@ static size_t fail(struct num_array *a, const int64_t *index, int depth, const c
     describe_index(index, depth, where, sizeof where);
     snprintf(a->error, sizeof a->error, "%s at index %s", what, where);
     free(a->values);
+    free(a->exact_ints);
     a->values = NULL;
+    a->exact_ints = NULL;
     a->count = 0;
     return 0;
 }
@@ -135,7 +176,7 @@ size_t num_array_parse(const char *start, const char *end, struct num_array *a)
                 a->has_bool = true;
             else
                 a->has_number = true;
-            if (push_value(a, &cap, v) != 0)
+            if (push_value(a, &cap, v, p, used) != 0)
                 return fail(a, index, depth, "out of memory");
             index[depth]++;
             p += used;
@@ -303,8 +344,10 @@ const struct num_array *json_doc_array(const struct json_doc *doc, const cJSON *
 
 void json_doc_free(struct json_doc *doc)
 {
-    for (size_t i = 0; i < doc->n_arrays; i++)
+    for (size_t i = 0; i < doc->n_arrays; i++) {
         free(doc->arrays[i].values);
+        free(doc->arrays[i].exact_ints);
+    }
     free(doc->arrays);
     cJSON_Delete(doc->root);
     memset(doc, 0, sizeof *doc);

@@ -130,15 +130,16 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0)
         return -1;
-    /* HTTP first: liveness answers while the models load. */
-    if (http_start(srv, err, err_len) != 0)
+    /* The model list is complete and fixed before HTTP starts; the models
+     * themselves load and warm up in their workers while liveness answers. */
+    if (load_repository(srv, err, err_len) != 0)
         return -1;
-    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
-            srv->cfg.http_threads);
-    if (load_repository(srv, err, err_len) != 0) {
-        http_stop(srv);
+    if (http_start(srv, err, err_len) != 0) {
+        stop_models(srv);
         return -1;
     }
+    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
+            srv->cfg.http_threads);
     return 0;
 }
 

@@ -223,6 +223,19 @@ int tensor_from_num_array(const struct num_array *a, enum shim_dtype dtype, stru
         }
         return 0;
     }
+    if (dtype == SHIM_INT64 && a->exact_ints) { /* integers beyond 2^53: exact path */
+        for (size_t i = 0; i < a->count; i++) {
+            double v = a->values[i];
+            if ((a->int64_overflow && i == a->int64_overflow_index) || v != floor(v)) {
+                snprintf(err, err_len, "element %zu (%.17g) %s for INT64", i, v,
+                         v != floor(v) ? "is not an integer" : "is out of range");
+                tensor_free(out);
+                return -1;
+            }
+            ((int64_t *)out->data)[i] = a->exact_ints[i];
+        }
+        return 0;
+    }
     for (size_t i = 0; i < a->count; i++) {
         if (check_value(a->values[i], dtype, i, err, err_len) != 0) {
             tensor_free(out);
