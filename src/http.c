@@ -367,6 +367,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode %HH escapes in place. An escaped NUL or '/' becomes 0x01, a byte no
+ * route or model name accepts, so "/v2/models/a%2Fb" and "a%00b" are refused
+ * as bad names instead of being cut short or read as a deeper path. */
+static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *out = s;
+    for (const char *in = s; *in; in++) {
+        int hi, lo;
+        if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0) {
+            char c = (char)(hi * 16 + lo);
+            *out++ = (c == '\0' || c == '/') ? '\x01' : c;
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 int http_start(struct server *srv, char *err, size_t err_len)
 {
     const struct inferd_config *cfg = &srv->cfg;
@@ -394,6 +427,7 @@ int http_start(struct server *srv, char *err, size_t err_len)
                                    MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE,
                                    (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
                                    on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
                                    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, err_len, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);

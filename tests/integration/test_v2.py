@@ -375,6 +375,15 @@ def test_bad_model_name_is_400_or_404(v2, path):
     assert_raw_error(*raw_get(v2, path), want={400, 404})
 
 
+@pytest.mark.parametrize("path", ["/v2/models/a%2Fb", "/v2/models/a%2fb/ready",
+                                  "/v2/models/a%00b", "/v2/models/fashion_mnist%00/ready",
+                                  "/v2/models/a%20b"])
+def test_slash_or_nul_in_model_name_is_400(v2, path):
+    """An escaped slash or NUL must not cut the name short or add a path level."""
+    assert_raw_error(*raw_get(v2, path), want={400})
+    assert v2.proc.poll() is None
+
+
 def test_dot_dot_in_infer_path_is_400(v2, rng):
     _, inputs = two_io_request(rng)
     body, _ = encode_request(inputs)
