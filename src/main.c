@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "health_probe.h"
@@ -14,6 +15,21 @@
 static const char *env_lookup(const char *name)
 {
     return getenv(name);
+}
+
+/* libgomp (libtorch's OpenMP) reads OMP_WAIT_POLICY once, when it is loaded,
+ * before main runs. Its default lets idle intra-op threads spin, which takes
+ * the CPU from the HTTP threads on a small machine; passive waiting measured
+ * faster end to end (bench/RESULTS.md). Unless the user chose a policy, set
+ * PASSIVE and re-execute once. Returns only when no re-exec happened. */
+static void prefer_passive_openmp(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") != NULL)
+        return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the default policy */
 }
 
 int main(int argc, char **argv)
@@ -31,6 +47,7 @@ int main(int argc, char **argv)
         printf("ready: %d\n", status);
         return status == 200 ? 0 : 1;
     }
+    prefer_passive_openmp(argv);
 
     /* Block the stop signals in every thread; main waits for them. */
     sigset_t stop_signals;
