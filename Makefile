@@ -114,7 +114,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcmocka -lcjson -lpthread -lm -lstdc++
 
 test-unit: check-deps $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@failed=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 
 test-integration: all
 	INFERD_BIN=$(BUILD)/inferd $(PYTHON) -m pytest -q tests/integration

@@ -26,6 +26,8 @@ struct tensor {
 /* KServe v2 datatype names: "FP32" <-> SHIM_FP32 ... Returns 0 or -1. */
 int dtype_from_name(const char *name, enum shim_dtype *out);
 const char *dtype_name(enum shim_dtype dtype);
+/* Bytes per element of dtype (0 for an invalid dtype). */
+size_t dtype_size(enum shim_dtype dtype);
 
 /* Product of the dims, or -1 on a negative dim or overflow. */
 int64_t shape_numel(const int64_t *shape, int ndim);

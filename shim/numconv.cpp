@@ -51,11 +51,33 @@ extern "C" size_t numconv_parse_double(const char *p, const char *end, double *o
         return 0;
     auto res = std::from_chars(p, p + len, *out);
     if (res.ec == std::errc::result_out_of_range) {
-        // from_chars leaves *out untouched here: decide by the exponent sign.
-        const char *e = p;
-        while (e < p + len && *e != 'e' && *e != 'E')
-            e++;
-        bool tiny = e < p + len && e[1] == '-';
+        // from_chars leaves *out untouched here. Decide by the decimal
+        // exponent of the first nonzero digit: k - 1 - f + exp, where k is
+        // the count of integer digits and f the index of that digit.
+        const char *q = p + (*p == '-'), *stop = p + len;
+        long i = 0, k = -1, f = -1, exp = 0;
+        for (; q < stop && *q != 'e' && *q != 'E'; q++) {
+            if (*q == '.') {
+                k = i;
+                continue;
+            }
+            if (f < 0 && *q != '0')
+                f = i;
+            i++;
+        }
+        if (k < 0)
+            k = i;
+        if (q < stop) {
+            bool neg = *++q == '-';
+            if (*q == '+' || *q == '-')
+                q++;
+            for (; q < stop; q++)
+                if (exp < 1000000)
+                    exp = exp * 10 + (*q - '0');
+            if (neg)
+                exp = -exp;
+        }
+        bool tiny = k - 1 - f + exp < 0;
         *out = tiny ? 0.0 : HUGE_VAL;
         if (*p == '-')
             *out = -*out;

@@ -119,7 +119,7 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
     const cJSON *size_item = cJSON_GetObjectItemCaseSensitive(params, "binary_data_size");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(input, "data");
     int64_t numel = shape_numel(shape, ndim);
-    size_t expect = (size_t)numel * shim_dtype_size(dtype);
+    size_t expect = (size_t)numel * dtype_size(dtype);
     if (size_item != NULL) {
         if (data != NULL) {
             snprintf(err, err_len, "input \"%s\" has both \"data\" and binary_data_size", name);
@@ -152,7 +152,7 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
         t->ndim = ndim;
         memcpy(t->shape, shape, (size_t)ndim * sizeof shape[0]);
         t->nbytes = expect;
-        if ((uintptr_t)bin->next % shim_dtype_size(dtype) == 0) {
+        if ((uintptr_t)bin->next % dtype_size(dtype) == 0) {
             t->data = (void *)bin->next; /* no copy: the body outlives the request */
             t->borrowed = true;
         } else {

@@ -262,6 +262,10 @@ int config_resolve_devices(struct inferd_config *cfg, int cuda_count, char *err,
             return -1;
         }
         cfg->devices[cfg->n_devices++] = (int)ordinal;
+        if (*end == ',' && end[1] == '\0') {
+            snprintf(err, err_len, "--devices: trailing ',' in '%s'", spec);
+            return -1;
+        }
         p = *end ? end + 1 : end;
     }
     if (cfg->n_devices == 0) {

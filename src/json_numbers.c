@@ -39,28 +39,42 @@ static int grow(struct num_array *a, size_t *cap)
     return 0;
 }
 
+/* The int64 of element i from its double (fractions are refused later, by
+ * the v != floor(v) check); out of range marks the first overflow. */
+static int64_t exact_from_double(struct num_array *a, size_t i, double v)
+{
+    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0)
+        return (int64_t)v;
+    if (!a->int64_overflow) {
+        a->int64_overflow = true;
+        a->int64_overflow_index = i;
+    }
+    return 0;
+}
+
 /* From the first integer a double cannot hold exactly (beyond 2^53) on,
  * every element also keeps its exact int64 value, so that INT64 tensors
  * lose nothing. Returns 0 or -1 (out of memory). */
 static int keep_exact_int(struct num_array *a, size_t cap, const char *token, size_t len, double v)
 {
     if (a->exact_ints == NULL) {
-        if (!(fabs(v) >= 9007199254740992.0) || memchr(token, '.', len) || memchr(token, 'e', len) ||
-            memchr(token, 'E', len))
+        if (!(fabs(v) >= 9007199254740992.0) || memchr(token, '.', len) ||
+            memchr(token, 'e', len) || memchr(token, 'E', len))
             return 0;
         a->exact_ints = malloc((cap ? cap : 1) * sizeof *a->exact_ints);
         if (a->exact_ints == NULL)
             return -1;
         for (size_t i = 0; i < a->count; i++) /* earlier values were exact */
-            a->exact_ints[i] = (int64_t)a->values[i];
+            a->exact_ints[i] = exact_from_double(a, i, a->values[i]);
     }
     long long exact = 0;
     int rc = numconv_parse_int64(token, token + len, &exact);
-    if (rc < 0 && !a->int64_overflow) {
-        a->int64_overflow = true;
-        a->int64_overflow_index = a->count;
-    }
-    a->exact_ints[a->count] = rc > 0 ? exact : (int64_t)0;
+    if (rc > 0)
+        a->exact_ints[a->count] = exact;
+    else if (rc < 0)
+        a->exact_ints[a->count] = exact_from_double(a, a->count, HUGE_VAL);
+    else /* 2.0, 1e2, true: the double says it */
+        a->exact_ints[a->count] = exact_from_double(a, a->count, v);
     return 0;
 }
 
@@ -273,8 +287,14 @@ static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
             p = next;
             continue;
         }
-        if (*p != '[' || !looks_numeric(p, end)) {
+        if (*p != '[') {
             p++;
+            continue;
+        }
+        if (!looks_numeric(p, end)) {
+            /* every '[' of this run gives the same answer: skip them all */
+            while (p < end && (*p == '[' || *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+                p++;
             continue;
         }
         size_t slot;

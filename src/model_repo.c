@@ -146,7 +146,7 @@ static int parse_labels(const char *path, struct model_config *out, char *err, s
         return -1;
     int lines = 0;
     for (size_t i = 0; i < len; i++)
-        lines += text[i] == '\n';
+        lines += text[i] == '\n' || text[i] == '\r';
     out->labels = calloc((size_t)lines + 1, sizeof *out->labels);
     if (out->labels == NULL) {
         free(text);

@@ -29,6 +29,12 @@ const char *dtype_name(enum shim_dtype dtype)
     return (int)dtype >= 0 && dtype < SHIM_DTYPE_COUNT ? dtype_names[dtype] : "?";
 }
 
+size_t dtype_size(enum shim_dtype dtype)
+{
+    static const size_t sizes[SHIM_DTYPE_COUNT] = {1, 1, 1, 2, 4, 8, 2, 4, 8};
+    return (int)dtype >= 0 && dtype < SHIM_DTYPE_COUNT ? sizes[dtype] : 0;
+}
+
 int64_t shape_numel(const int64_t *shape, int ndim)
 {
     int64_t n = 1;
@@ -53,7 +59,7 @@ int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_
 {
     memset(t, 0, sizeof *t);
     int64_t numel = shape_numel(shape, ndim);
-    size_t elem = shim_dtype_size(dtype);
+    size_t elem = dtype_size(dtype);
     if (numel < 0 || ndim > TENSOR_MAX_DIMS || elem == 0 || (uint64_t)numel > SIZE_MAX / elem)
         return -1;
     t->nbytes = (size_t)numel * elem;
@@ -272,6 +278,19 @@ static int append_element(struct strbuf *sb, const void *data, size_t i, enum sh
     return strbuf_append(sb, buf, n);
 }
 
+/* "[[],[]]" for shape [2,0]: nested brackets down to dim zero (the first
+ * dim of size 0). */
+static void empty_nested(struct strbuf *sb, const int64_t *shape, int zero, int d)
+{
+    strbuf_append(sb, "[", 1);
+    for (int64_t i = 0; d < zero && i < shape[d]; i++) {
+        if (i)
+            strbuf_append(sb, ",", 1);
+        empty_nested(sb, shape, zero, d + 1);
+    }
+    strbuf_append(sb, "]", 1);
+}
+
 int tensor_json_append(struct strbuf *sb, const struct shim_tensor *view, int64_t row0,
                        int64_t nrows, bool nested)
 {
@@ -299,13 +318,15 @@ int tensor_json_append(struct strbuf *sb, const struct shim_tensor *view, int64_
     /* Nested: open brackets where an index rolls over to 0, close where it
      * reaches its dim. */
     int64_t index[TENSOR_MAX_DIMS] = {0};
-    for (int d = 0; d < ndim; d++)
-        strbuf_append(sb, "[", 1);
-    if (count == 0) {
-        for (int d = 0; d < ndim; d++)
-            strbuf_append(sb, "]", 1);
+    if (count == 0) { /* some dim is 0: brackets down to it */
+        int zero = 0;
+        while (shape[zero] != 0)
+            zero++;
+        empty_nested(sb, shape, zero, 0);
         return sb->failed ? -1 : 0;
     }
+    for (int d = 0; d < ndim; d++)
+        strbuf_append(sb, "[", 1);
     for (int64_t i = 0; i < count; i++) {
         append_element(sb, view->data, first + (size_t)i, view->dtype);
         int d = ndim - 1;

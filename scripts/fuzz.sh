@@ -1,0 +1,75 @@
+#!/bin/sh
+# fuzz.sh [SECONDS] - build the libFuzzer targets in tests/fuzz/ with clang-14
+# (-fsanitize=fuzzer,address,undefined) and run them for SECONDS in all
+# (default 60), split evenly between them. Seeds come from
+# tests/fuzz/corpus/<target>/; what the fuzzer adds goes to
+# build/fuzz/corpus/<target>/ and crash inputs to build/fuzz/artifacts/.
+# Exits non-zero if any target crashes, leaks, times out or fails to build.
+set -eu
+cd "$(dirname "$0")/.."
+
+TOTAL=${1:-60}
+CC=${FUZZ_CC:-clang-14}
+CXX=${FUZZ_CXX:-clang++-14}
+OUT=build/fuzz
+TARGETS="fuzz_json_codec fuzz_router"
+# The modules the targets exercise (and what they link against).
+SRCS="tensor json_numbers strbuf config router model_repo"
+
+case "$TOTAL" in
+'' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;
+esac
+for tool in "$CC" "$CXX"; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "fuzz.sh: $tool not found: apt-get install -y clang-14 libclang-rt-14-dev" >&2
+        exit 2
+    }
+done
+
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+COMMON="-g -O1 $SAN -Iinclude -Ishim -Itests/unit"
+mkdir -p "$OUT/obj" "$OUT/artifacts"
+
+echo "== building fuzz targets with $CC"
+# Library code gets coverage instrumentation but no libFuzzer main.
+for s in $SRCS; do
+    "$CC" -std=c11 -D_GNU_SOURCE $COMMON -fsanitize=fuzzer-no-link -c "src/$s.c" -o "$OUT/obj/$s.o"
+done
+"$CXX" -std=c++17 $COMMON -fsanitize=fuzzer-no-link -c shim/numconv.cpp -o "$OUT/obj/numconv.o"
+OBJS=""
+for s in $SRCS numconv; do
+    OBJS="$OBJS $OUT/obj/$s.o"
+done
+for t in $TARGETS; do
+    # shellcheck disable=SC2086
+    "$CXX" $COMMON -fsanitize=fuzzer -x c -std=c11 -D_GNU_SOURCE "tests/fuzz/$t.c" -x none \
+        $OBJS -lcjson -lstdc++ -lm -o "$OUT/$t"
+done
+
+set -- $TARGETS
+PER=$((TOTAL / $#))
+[ "$PER" -ge 1 ] || PER=1
+failed=""
+for t in $TARGETS; do
+    corpus="$OUT/corpus/$t"
+    mkdir -p "$corpus"
+    dict=""
+    [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
+    echo "== $t for ${PER}s"
+    # shellcheck disable=SC2086
+    if ! "$OUT/$t" -max_total_time="$PER" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+        -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" $dict \
+        "$corpus" "tests/fuzz/corpus/$t" >"$OUT/$t.log" 2>&1; then
+        failed="$failed $t"
+        echo "!! $t failed; last lines of $OUT/$t.log:" >&2
+        tail -n 40 "$OUT/$t.log" >&2
+    else
+        grep -E "^stat::number_of_executed_units|^stat::new_units_added" "$OUT/$t.log" || true
+    fi
+done
+
+if [ -n "$failed" ]; then
+    echo "fuzz.sh: crash found in:$failed (inputs in $OUT/artifacts/)" >&2
+    exit 1
+fi
+echo "fuzz.sh: no crashes in ${TOTAL}s"

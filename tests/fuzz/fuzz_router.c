@@ -1,0 +1,82 @@
+/* fuzz_router.c - libFuzzer target for route_match: the input is split at
+ * its first NUL or newline into a method and a path. Checks the route's
+ * invariants: a model name only when valid, an Allow list for 200 and 405,
+ * and a 200 only for a method in that list. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+#include "test_support.h"
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Whether method is one of the comma-separated names in allow. */
+static int listed(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = allow; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && memcmp(p, method, n) == 0)
+            return 1;
+        p += len;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t split = 0;
+    while (split < size && data[split] != '\0' && data[split] != '\n')
+        split++;
+    char *method = malloc(split + 1);
+    size_t path_len = split < size ? size - split - 1 : 0;
+    char *path = malloc(path_len + 1);
+    if (method == NULL || path == NULL) {
+        free(method);
+        free(path);
+        return 0;
+    }
+    memcpy(method, data, split);
+    method[split] = '\0';
+    if (path_len)
+        memcpy(path, data + split + 1, path_len);
+    path[path_len] = '\0'; /* a NUL inside the path just ends it early */
+
+    struct route r;
+    enum route_status st = route_match(method, path, &r);
+    CHECK(st == ROUTE_OK || st == ROUTE_NOT_FOUND || st == ROUTE_BAD_METHOD ||
+          st == ROUTE_BAD_NAME);
+    CHECK(memchr(r.model, '\0', sizeof r.model) != NULL);
+    CHECK(memchr(r.version, '\0', sizeof r.version) != NULL);
+    if (st == ROUTE_OK || st == ROUTE_BAD_METHOD) {
+        CHECK(r.allow != NULL);
+        CHECK(r.endpoint != EP_NONE);
+        CHECK((st == ROUTE_OK) == listed(r.allow, method));
+        CHECK(r.has_body == (r.endpoint == EP_PREDICT || r.endpoint == EP_MODEL_INFER));
+        if (r.endpoint == EP_MODEL_META || r.endpoint == EP_MODEL_READY ||
+            r.endpoint == EP_MODEL_INFER) {
+            CHECK(model_name_valid(r.model));
+            CHECK(strstr(path, r.model) != NULL);
+            CHECK(strchr(r.version, '/') == NULL);
+        } else {
+            CHECK(r.model[0] == '\0');
+        }
+    } else {
+        CHECK(r.endpoint == EP_NONE || st == ROUTE_BAD_NAME);
+    }
+    CHECK(strcmp(endpoint_name(r.endpoint), "?") != 0);
+
+    free(method);
+    free(path);
+    return 0;
+}
