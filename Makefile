@@ -57,7 +57,7 @@ CORE_OBJ := $(addprefix $(BUILD)/obj/,tensor.o json_numbers.o strbuf.o config.o 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all help deps check-deps run model examples test test-unit test-integration \
+.PHONY: all help deps check-deps run model examples resnet18 test test-unit test-integration \
         fuzz bench format clean cuda-syntax
 all: check-deps $(BUILD)/inferd
 
@@ -68,6 +68,7 @@ help:
 	@echo "  make run             serve models/ (default model fashion_mnist) on PORT=$(PORT); ARGS= adds flags"
 	@echo "  make model           retrain models/fashion_mnist/model.pt from Debian's Fashion-MNIST"
 	@echo "  make examples        regenerate models/examples/ request files"
+	@echo "  make resnet18        generate the ResNet-18 benchmark model (build/bench-models/, not committed)"
 	@echo "  make test            unit + integration tests (what .ci/run runs)"
 	@echo "  make test-unit       C unit tests (cmocka)"
 	@echo "  make test-integration  pytest against the real daemon over HTTP"
@@ -108,6 +109,10 @@ model:
 
 examples:
 	$(PYTHON) models/make_examples.py
+
+resnet18: build/bench-models/resnet18/model.pt
+build/bench-models/resnet18/model.pt: models/make_resnet18.py
+	$(PYTHON) models/make_resnet18.py
 
 # ---- tests ----
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | $(BUILD)/tests

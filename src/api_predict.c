@@ -129,10 +129,12 @@ static void encode_predict(struct http_exchange *ex)
 int api_predict(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->srv->cfg.default_model);
-    if (m == NULL || api_check_available(ex, m) != 0)
+    if (m == NULL)
+        return 0;
+    ex->model = m; /* from here on, every answer counts in m's metrics */
+    if (api_check_available(ex, m) != 0)
         return 0;
     const struct model_config *cfg = &m->cfg;
-    ex->model = m;
     if (cfg->n_inputs != 1)
         return http_reply_error(ex, 400,
                                 "model %s takes %d inputs: use "

@@ -463,9 +463,11 @@ static void encode_v2(struct http_exchange *ex)
 int api_model_infer(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL || check_version(ex, m) != 0 || api_check_available(ex, m) != 0)
+    if (m == NULL || check_version(ex, m) != 0)
         return 0;
-    ex->model = m;
+    ex->model = m; /* from here on, every answer counts in m's metrics */
+    if (api_check_available(ex, m) != 0)
+        return 0;
     struct v2_request *v2 = calloc(1, sizeof *v2);
     if (v2 == NULL)
         return http_reply_error(ex, 500, "out of memory");

@@ -1,0 +1,133 @@
+"""Backpressure: a full queue answers 503 with Retry-After at once (the
+request never runs), and a request still queued past --request-timeout-ms
+answers 504 and never runs. The default model is the slow one
+(models/make_slow_model.py: y = 2x, each forward a roughly fixed ~0.2 s or
+more, max_batch_size 4), so that work really piles up.
+"""
+import numpy as np
+import pytest
+
+from support import assert_error
+from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, add_slow, as_response,
+                       model_counters, request_lines, run_threads, slow_body, slow_input)
+
+
+@pytest.fixture(scope="module")
+def slow_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("slow_repo")
+    add_slow(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def slower_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("slower_repo")
+    add_slow(repo, factor=SLOWER_FACTOR)
+    return repo
+
+
+def check_doubled(result, x):
+    """A 200 whose outputs are exactly 2x for this request's own input."""
+    assert result.error is None and result.status == 200, f"{result}"
+    body = result.json
+    assert body["shape"] == list(x.shape), f"{result}"
+    assert np.array_equal(np.asarray(body["outputs"], dtype=np.float32), x * 2), \
+        f"{result.tag}: outputs {body['outputs']} are not 2 * its input {x.tolist()}"
+
+
+def clients_for(daemon, prefix, n, rows=1):
+    xs = [slow_input(k, rows) for k in range(n)]
+    clients = [Client(daemon.port, "/predict", slow_body(x), tag=f"{prefix}-{k}",
+                      request_id=f"{prefix}-{k}") for k, x in enumerate(xs)]
+    return xs, clients
+
+
+def test_full_queue_answers_503_at_once(start_daemon, slow_repo):
+    daemon = start_daemon(["--max-queue", "2", "--log-format", "json"], repo=slow_repo,
+                          model="slow")
+    before = model_counters(daemon, "slow")
+    xs, clients = clients_for(daemon, "qf", 10)
+    results = run_threads([c.run for c in clients], timeout=120)
+    ok = [k for k, r in enumerate(results) if r.status == 200]
+    busy = [k for k, r in enumerate(results) if r.status == 503]
+    assert len(ok) + len(busy) == len(results), \
+        f"answers other than 200/503: {[r for r in results if r.status not in (200, 503)]}"
+    for k in ok:
+        check_doubled(results[k], xs[k])
+    assert busy, f"10 concurrent requests, --max-queue 2, no 503: {results}"
+    # A 503 needs two queued behind a running batch: at least 3 accepted.
+    assert len(ok) >= 3, f"only {len(ok)} accepted with --max-queue 2: {results}"
+    lines = request_lines(daemon, [c.result.tag for c in clients])
+    forwards_ms = [lines[results[k].tag]["compute_ms"] for k in ok]
+    fastest_forward_s = min(forwards_ms) / 1000
+    for k in busy:
+        r = results[k]
+        message = assert_error(as_response(r), 503)
+        retry = r.headers.get("retry-after", "")
+        assert retry.isdigit() and int(retry) >= 1, \
+            f"503 for a full queue without a valid Retry-After ({retry!r}): {message}"
+        # At once: long before a forward (let alone the queue) could finish.
+        assert r.latency < fastest_forward_s, (
+            f"{r.tag}: 503 took {r.latency:.3f} s; the fastest forward took "
+            f"{fastest_forward_s:.3f} s")
+        line = lines[r.tag]
+        assert line["status"] == 503 and line["batch"] == 0, line
+        assert line["total_ms"] < 500 * fastest_forward_s, \
+            f"server took {line['total_ms']} ms to refuse {r.tag}"
+    after = model_counters(daemon, "slow")
+    assert after["inferences"] - before["inferences"] == len(ok), \
+        f"{len(ok)} requests answered 200 but {after['inferences'] - before['inferences']} " \
+        f"samples ran: refused requests ran"
+    assert after["ok"] - before["ok"] == len(ok)
+    assert after["pending"] == 0
+    # Still serving afterwards (the queue is free again).
+    x = slow_input(99, 3)
+    check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
+    # The refusals are visible to operators: counted per model and status,
+    # and the access-log line names the model (README: Metrics, Logs).
+    refused = after["s503"] - before["s503"]
+    assert refused == len(busy), (
+        f"{len(busy)} requests to model slow answered 503 (queue full), but "
+        f"inferd_requests_total{{model=\"slow\",status=\"503\"}} rose by {refused}; "
+        f"access log: {lines[results[busy[0]].tag]}")
+    assert all(lines[results[k].tag]["model"] == "slow" for k in busy), \
+        f"queue-full 503 access-log line without the model: {lines[results[busy[0]].tag]}"
+
+
+def test_request_queued_past_its_deadline_gets_504_and_never_runs(start_daemon, slower_repo):
+    timeout_ms = 100
+    daemon = start_daemon(["--request-timeout-ms", str(timeout_ms), "--log-format", "json"],
+                          repo=slower_repo, model="slow")
+    before = model_counters(daemon, "slow")
+    xs, clients = clients_for(daemon, "dl", 8)
+    results = run_threads([c.run for c in clients], timeout=120)
+    ok = [k for k, r in enumerate(results) if r.status == 200]
+    late = [k for k, r in enumerate(results) if r.status == 504]
+    assert len(ok) + len(late) == len(results), \
+        f"answers other than 200/504: {[r for r in results if r.status not in (200, 504)]}"
+    assert ok, f"no request ran at all: {results}"
+    model_s = SLOWER_FACTOR * SLOW_TARGET_MS / 1000
+    assert late, (f"8 concurrent requests on a ~{model_s:.1f} s model, max batch 4, "
+                  f"--request-timeout-ms {timeout_ms}: none got 504: {results}")
+    lines = request_lines(daemon, [r.tag for r in results])
+    assert len(lines) == len(results), f"access-log lines missing\n{daemon.describe()}"
+    for k in ok:
+        check_doubled(results[k], xs[k])
+        line = lines[results[k].tag]
+        # Its deadline counts from before its arrival: running after more
+        # than timeout_ms in the queue means it ran past its deadline.
+        assert line["queue_ms"] <= timeout_ms, \
+            f"{results[k].tag} ran after {line['queue_ms']} ms queued (deadline {timeout_ms})"
+    for k in late:
+        assert_error(as_response(results[k]), 504)
+        line = lines[results[k].tag]
+        assert line["batch"] == 0 and line["compute_ms"] == 0, \
+            f"{results[k].tag} answered 504 but its log says it ran: {line}"
+    after = model_counters(daemon, "slow")
+    ran = after["inferences"] - before["inferences"]
+    assert ran == len(ok) < len(results), \
+        f"{len(results)} sent, {len(ok)} answered 200, {ran} samples ran: 504s ran"
+    assert after["s504"] - before["s504"] == len(late)
+    # Still serving afterwards.
+    x = slow_input(77, 2)
+    check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
