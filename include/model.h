@@ -40,11 +40,15 @@ struct model {
     struct model_metrics metrics;
 };
 
-/* Take ownership of cfg, create the queue and start one worker per
- * instance on each device; workers load and warm up in the background.
- * Returns 0, or -1 with err set (then nothing is left running). */
-int model_start(struct model *m, struct model_config *cfg, const struct inferd_config *server,
-                char *err, size_t err_len);
+/* Take ownership of cfg, create the queue and the instances' slots (one
+ * per instance per device); no thread starts yet. Returns 0, or -1 with err
+ * set (then m holds nothing). */
+int model_init(struct model *m, struct model_config *cfg, const struct inferd_config *server,
+               char *err, size_t err_len);
+
+/* Start the instance threads; they load and warm up in the background. An
+ * instance that cannot start marks the model unavailable. */
+void model_run(struct model *m);
 
 /* Record a model whose folder could not be used (bad config.json): it is
  * listed as unavailable with why, and has no workers. Returns 0 or -1. */

@@ -9,8 +9,8 @@
 #include "log.h"
 #include "worker.h"
 
-int model_start(struct model *m, struct model_config *cfg, const struct inferd_config *server,
-                char *err, size_t err_len)
+int model_init(struct model *m, struct model_config *cfg, const struct inferd_config *server,
+               char *err, size_t err_len)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -32,7 +32,6 @@ int model_start(struct model *m, struct model_config *cfg, const struct inferd_c
     m->workers = calloc((size_t)total, sizeof *m->workers);
     if (m->workers == NULL) {
         snprintf(err, err_len, "out of memory");
-        model_close(m);
         model_destroy(m);
         return -1;
     }
@@ -41,16 +40,25 @@ int model_start(struct model *m, struct model_config *cfg, const struct inferd_c
             struct worker *w = &m->workers[m->n_workers];
             w->model = m;
             w->device = server->devices[d];
-            w->index = m->n_workers;
-            if (worker_start(w, err, err_len) != 0) {
-                model_close(m);
-                model_destroy(m);
-                return -1;
-            }
-            m->n_workers++;
+            w->index = m->n_workers++;
         }
     }
     return 0;
+}
+
+void model_run(struct model *m)
+{
+    for (int i = 0; i < m->n_workers; i++) {
+        char err[256];
+        if (worker_start(&m->workers[i], err, sizeof err) != 0) {
+            pthread_mutex_lock(&m->error_lock);
+            if (m->load_error[0] == '\0')
+                snprintf(m->load_error, sizeof m->load_error, "%s", err);
+            pthread_mutex_unlock(&m->error_lock);
+            atomic_fetch_add(&m->instances_failed, 1);
+            log_msg(LOG_ERROR, "model %s instance %d: %s", m->cfg.name, i, err);
+        }
+    }
 }
 
 int model_init_failed(struct model *m, const char *name, const char *why)

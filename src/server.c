@@ -88,7 +88,7 @@ static int load_repository(struct server *srv, char *err, size_t err_len)
                 srv->n_models++;
             continue;
         }
-        if (model_start(m, &mc, cfg, why, sizeof why) != 0) {
+        if (model_init(m, &mc, cfg, why, sizeof why) != 0) {
             log_msg(LOG_ERROR, "model %s: %s", names[i], why);
             if (model_init_failed(m, names[i], why) == 0)
                 srv->n_models++;
@@ -130,8 +130,10 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0)
         return -1;
-    /* The model list is complete and fixed before HTTP starts; the models
-     * themselves load and warm up in their workers while liveness answers. */
+    /* The model list is complete and fixed before HTTP starts (the HTTP
+     * threads read it without a lock); the models load and warm up in their
+     * workers, started last, while liveness already answers. A port in use
+     * fails before any model loads. */
     if (load_repository(srv, err, err_len) != 0)
         return -1;
     if (http_start(srv, err, err_len) != 0) {
@@ -140,6 +142,8 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
     }
     log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
             srv->cfg.http_threads);
+    for (int i = 0; i < srv->n_models; i++)
+        model_run(&srv->models[i]);
     return 0;
 }
 
