@@ -59,11 +59,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps run model examples resnet18 test test-unit test-integration \
         fuzz bench format clean cuda-syntax
-all: check-deps $(BUILD)/inferd
+all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
 	@echo "inferd make targets:"
-	@echo "  make                 build $(BUILD)/inferd (libtorch: $(or $(TORCH_DIR),Debian libtorch-dev), CUDA: $(WITH_CUDA))"
+	@echo "  make                 build $(BUILD)/inferd and $(BUILD)/inferd-probe (libtorch: $(or $(TORCH_DIR),Debian libtorch-dev), CUDA: $(WITH_CUDA))"
 	@echo "  make deps            install the Debian packages needed to build, run and test"
 	@echo "  make run             serve models/ (default model fashion_mnist) on PORT=$(PORT); ARGS= adds flags"
 	@echo "  make model           retrain models/fashion_mnist/model.pt from Debian's Fashion-MNIST"
@@ -91,6 +91,10 @@ deps:
 
 $(BUILD)/inferd: $(OBJ) $(SHIM_OBJ)
 	$(CXX) $(SANFLAGS) -o $@ $^ $(TORCH_LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
+
+# A readiness probe for container health checks that does not load libtorch.
+$(BUILD)/inferd-probe: tools/inferd_probe.c $(BUILD)/obj/health_probe.o
+	$(CC) $(CFLAGS) -o $@ $^
 
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -146,7 +150,7 @@ bench: all
 	bench/run.sh
 
 format:
-	clang-format -i src/*.c include/*.h shim/*.cpp shim/*.h tests/unit/*.c
+	clang-format -i src/*.c include/*.h shim/*.cpp shim/*.h tools/*.c tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
 
 clean:
 	rm -rf build build-asan

@@ -61,6 +61,9 @@ const char *model_state_name(enum model_state state);
 
 /* Stop taking requests; workers finish what is queued, then exit. */
 void model_close(struct model *m);
+/* Wait for the workers to finish what is queued and exit (after
+ * model_close); the model stays readable. */
+void model_join(struct model *m);
 /* Wait for the workers, then free everything. Call after model_close. */
 void model_destroy(struct model *m);
 

@@ -109,6 +109,12 @@ void model_close(struct model *m)
     batch_queue_close(&m->queue);
 }
 
+void model_join(struct model *m)
+{
+    for (int i = 0; i < m->n_workers; i++)
+        worker_join(&m->workers[i]);
+}
+
 void model_destroy(struct model *m)
 {
     for (int i = 0; i < m->n_workers; i++)

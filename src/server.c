@@ -190,10 +190,17 @@ void server_drain_and_stop(struct server *srv)
         }
         log_msg(LOG_WARN, "drain timeout: %d queued request(s) answered 503", dropped);
     }
-    /* Workers finish any batch in progress and resume its connections. */
-    stop_models(srv);
+    /* Close the queues (a request arriving now gets 503, "shutting down");
+     * workers finish any batch in progress and resume its connections. The
+     * models stay allocated until the HTTP threads are gone: a request on a
+     * kept-alive connection may still look one up. */
+    for (int i = 0; i < srv->n_models; i++)
+        model_close(&srv->models[i]);
+    for (int i = 0; i < srv->n_models; i++)
+        model_join(&srv->models[i]);
     wait_idle(srv, clock_now_ns() + 1000000000u);
     http_stop(srv);
+    stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
     pthread_mutex_destroy(&srv->drain_lock);

@@ -1,0 +1,121 @@
+# inferd image. Two variants from one file, chosen by one build argument:
+#
+#   docker build -t inferd:gpu .                          # default: CUDA (LibTorch from a PyTorch CUDA image)
+#   docker build -t inferd:cpu --build-arg VARIANT=cpu .  # CPU: Debian 12 + Debian's libtorch 1.13
+#
+# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 on
+# 20.10), which builds only the stages the chosen variant uses.
+#
+# GPU base images: any image with a CUDA-enabled `torch` for python3 (pip or
+# conda) and apt. BASE_BUILD must have the compiler-facing bits (headers come
+# with the torch package); BASE_RUNTIME must have the same torch at the same
+# path, e.g. the -devel/-runtime pair of one pytorch/pytorch tag:
+#   --build-arg BASE_BUILD=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-devel
+#   --build-arg BASE_RUNTIME=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# Models under models/ are baked in at /models; mount a volume over /models to
+# serve others.
+
+ARG VARIANT=gpu
+ARG BASE_BUILD=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-devel
+ARG BASE_RUNTIME=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+ARG CPU_BASE=debian:bookworm-slim
+
+# ---------------------------------------------------------------- GPU build
+FROM ${BASE_BUILD} AS build-gpu
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential libmicrohttpd-dev libcjson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY include include
+COPY shim shim
+COPY src src
+COPY tools tools
+# TORCH_DIR is python's torch package (include/ and lib/); the Makefile turns
+# CUDA on when it finds lib/libtorch_cuda.so. The shim must use the same C++
+# ABI as that torch build (pip wheels before 2.7 use the old one).
+RUN set -eu; \
+    PY=$(command -v python3 || command -v python); \
+    T=$("$PY" -c 'import torch, os; print(os.path.dirname(torch.__file__))'); \
+    ABI=$("$PY" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))'); \
+    echo "torch at $T (C++11 ABI: $ABI)"; \
+    CXXFLAGS="-D_GLIBCXX_USE_CXX11_ABI=$ABI" make -j"$(nproc)" TORCH_DIR="$T" all; \
+    make TORCH_DIR="$T" help | grep -q 'CUDA: yes' || echo "warning: torch at $T has no libtorch_cuda.so: CPU-only build"
+
+# -------------------------------------------------------------- GPU runtime
+FROM ${BASE_RUNTIME} AS runtime-gpu
+ARG DEBIAN_FRONTEND=noninteractive
+# libmicrohttpd12 is libmicrohttpd12t64 on Ubuntu 24.04 and later.
+RUN apt-get update \
+ && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 \
+     || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1) \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build-gpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
+# The binary's rpath names the build image's torch and CUDA runtime folders;
+# if this image keeps a library elsewhere (conda vs pip layouts), add that
+# folder to the loader's path, then fail the build if anything is missing.
+RUN set -eu; \
+    for lib in $(ldd /usr/local/bin/inferd | awk '/not found/{print $1}'); do \
+        f=$(find / -xdev -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1); \
+        [ -n "$f" ] && dirname "$f" >> /etc/ld.so.conf.d/inferd.conf; \
+    done; \
+    ldconfig; \
+    if ldd /usr/local/bin/inferd | grep 'not found'; then echo "inferd: missing libraries" >&2; exit 1; fi
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    INFERD_DEVICES=auto
+
+# ---------------------------------------------------------------- CPU build
+FROM ${CPU_BASE} AS build-cpu
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential libtorch-dev libmicrohttpd-dev libcjson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY include include
+COPY shim shim
+COPY src src
+COPY tools tools
+# No python torch here: the Makefile uses Debian's libtorch-dev.
+RUN make -j"$(nproc)" all
+
+# -------------------------------------------------------------- CPU runtime
+# Runtime libraries only: no compiler, no headers. libtorch1.13 is the
+# package with Debian's libtorch.so.1.13 (it pulls in OpenCV and more: ~1.1 GB).
+FROM ${CPU_BASE} AS runtime-cpu
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libtorch1.13 libmicrohttpd12 libcjson1 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+COPY --from=build-cpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
+RUN if ldd /usr/local/bin/inferd | grep 'not found'; then echo "inferd: missing libraries" >&2; exit 1; fi
+ENV INFERD_DEVICES=cpu
+
+# ------------------------------------------------------------------- final
+FROM runtime-${VARIANT}
+ARG UID=10001
+RUN groupadd --gid "$UID" inferd \
+ && useradd --uid "$UID" --gid inferd --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin inferd
+# Root-owned and read-only for the daemon; replace with a volume on /models.
+COPY models/ /models/
+# OMP_WAIT_POLICY=PASSIVE is what inferd sets for itself (by re-executing
+# once when unset): setting it here spares that second libtorch load.
+ENV INFERD_MODEL_REPOSITORY=/models \
+    OMP_WAIT_POLICY=PASSIVE \
+    INFERD_HOST=0.0.0.0 \
+    INFERD_PORT=8080 \
+    INFERD_LOG_FORMAT=json
+USER ${UID}:${UID}
+WORKDIR /tmp
+EXPOSE 8080
+# inferd drains on SIGTERM (readiness 503, finish accepted requests, exit 0
+# within --drain-timeout-s): give it more than that before SIGKILL.
+STOPSIGNAL SIGTERM
+# inferd-probe asks /v2/health/ready like `inferd --health-check`, without
+# loading libtorch (which costs about a CPU-second per probe).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["inferd-probe"]
+ENTRYPOINT ["inferd"]

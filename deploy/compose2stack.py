@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""compose2stack.py - turn `docker compose config` output into a file that
+`docker stack deploy` accepts.
+
+docker-compose.yml is written for Compose (and so uses what Swarm's stack
+loader rejects or ignores); this keeps the meaning and rewrites the form:
+
+- `depends_on: {inference: {condition: service_healthy}}` -> a list (Swarm
+  has no start order: nginx copes, it answers 502 JSON until a replica is up
+  and finds replicas by DNS as they come);
+- `tmpfs:` (ignored by Swarm) -> tmpfs mounts;
+- `build:`, `restart:` (Swarm restarts by deploy.restart_policy),
+  `container_name:` and `expose:` are dropped;
+- `ports:` -> long syntax. Swarm cannot bind a host address: by default the
+  port is published on the routing mesh (every node, every interface);
+  --publish=host publishes on the node that runs the task, --publish=none not
+  at all (reach nginx from inside the network);
+- bind-mounted nginx.conf -> a Swarm `config` (works on every node; named by
+  its content's hash so that a changed file rolls out);
+- GPU `devices` reservations are dropped with a warning: Swarm schedules GPUs
+  as generic resources (`node-generic-resources` in daemon.json, then
+  deploy.resources.reservations.generic_resources), not as device requests;
+- `version: "3.9"`, which the stack loader of Docker < 25 requires.
+
+usage: docker compose -f docker-compose.yml -f docker-compose.cpu.yml config \
+         | deploy/compose2stack.py [--publish=ingress|host|none] > stack.yml
+"""
+import argparse
+import hashlib
+import os
+import re
+import sys
+
+import yaml
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--publish", choices=("ingress", "host", "none"), default="ingress")
+    args = ap.parse_args()
+
+    doc = yaml.safe_load(sys.stdin)
+    doc["version"] = "3.9"
+    doc.pop("name", None)  # compose v2 adds the project name
+    configs = doc.setdefault("configs", {})
+
+    for name, svc in doc.get("services", {}).items():
+        for key in ("build", "restart", "container_name", "expose", "pull_policy"):
+            svc.pop(key, None)
+
+        deps = svc.get("depends_on")
+        if isinstance(deps, dict):
+            svc["depends_on"] = sorted(deps)
+
+        ports = []
+        for p in svc.get("ports", []) or []:
+            if isinstance(p, str):
+                m = re.fullmatch(r"(?:(?:\[?[0-9a-fA-F.:]*\]?):)?(\d+):(\d+)(?:/(\w+))?", p)
+                if not m:
+                    sys.exit(f"compose2stack: cannot read port {p!r} of {name}")
+                p = {"published": int(m.group(1)), "target": int(m.group(2)),
+                     "protocol": m.group(3) or "tcp"}
+            else:
+                p = {k: v for k, v in p.items() if k != "host_ip"}
+                p["published"] = int(p["published"])
+                p["target"] = int(p["target"])
+            p["mode"] = args.publish
+            if args.publish != "none":
+                ports.append(p)
+        if "ports" in svc:
+            if ports:
+                svc["ports"] = ports
+            else:
+                del svc["ports"]
+
+        # Swarm ignores `tmpfs:`; a tmpfs mount does the same.
+        vols = []
+        tmpfs = svc.pop("tmpfs", []) or []
+        for t in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
+            path, _, opts = t.partition(":")
+            mount = {"type": "tmpfs", "target": path}
+            size = re.search(r"size=(\d+)([kmg]?)", opts)
+            if size:
+                mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[size.group(2)]
+                mount["tmpfs"] = {"size": int(size.group(1)) * mult}
+            vols.append(mount)
+        for v in svc.get("volumes", []) or []:
+            src = v.get("source") if isinstance(v, dict) else v.split(":")[0]
+            tgt = v.get("target") if isinstance(v, dict) else v.split(":")[1]
+            if isinstance(v, dict) and v.get("type") != "bind":
+                vols.append(v)
+                continue
+            if src and os.path.isfile(src):
+                with open(src, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()[:12]
+                cname = f"{os.path.basename(src).replace('.', '_')}_{digest}"
+                configs[cname] = {"file": src}
+                svc.setdefault("configs", []).append({"source": cname, "target": tgt, "mode": 0o444})
+            else:
+                vols.append(v)
+        if vols:
+            svc["volumes"] = vols
+        else:
+            svc.pop("volumes", None)
+
+        res = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
+        if res.pop("devices", None):
+            print(f"compose2stack: {name}: GPU device reservations dropped (Swarm uses "
+                  "generic_resources; see deploy/README-deploy.md)", file=sys.stderr)
+            if not res:
+                svc["deploy"]["resources"].pop("reservations")
+
+    if not configs:
+        del doc["configs"]
+    yaml.safe_dump(doc, sys.stdout, default_flow_style=False, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()

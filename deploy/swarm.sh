@@ -1,0 +1,64 @@
+#!/bin/sh
+# swarm.sh - run docker-compose.yml on a Docker Swarm with `docker stack deploy`.
+#
+#   deploy/swarm.sh up [--cpu] [--replicas N] [--publish ingress|host|none] [--name NAME]
+#   deploy/swarm.sh render [same options]      # print the stack file only
+#   deploy/swarm.sh down [--name NAME]
+#
+# The stack is docker-compose.yml (plus docker-compose.cpu.yml with --cpu)
+# as `docker compose config` resolves it, rewritten by deploy/compose2stack.py
+# into the form the stack loader accepts (no long depends_on, no build,
+# tmpfs mounts, nginx.conf as a Swarm config). Images must be in a registry
+# every node can pull from, or present on every node: INFERD_IMAGE and
+# NGINX_IMAGE name them (defaults inferd:gpu / inferd:cpu, inferd-nginx:1.30);
+# SWARM_RESOLVE_IMAGE=never for images that exist only locally.
+#
+# nginx finds the replicas by DNS: the inference service uses
+# endpoint_mode dnsrr, so `inference` resolves to every task's address.
+# GPUs: Swarm has no device requests; see deploy/README-deploy.md.
+set -eu
+cd "$(dirname "$0")/.."
+DOCKER=${DOCKER:-docker}
+PYTHON=${PYTHON:-python3}
+if [ -z "${COMPOSE:-}" ]; then
+    if $DOCKER compose version >/dev/null 2>&1; then COMPOSE="$DOCKER compose"; else COMPOSE=docker-compose; fi
+fi
+
+cmd=${1:-}; [ $# -gt 0 ] && shift
+name=inferd files="-f docker-compose.yml" publish=ingress replicas=${INFERD_REPLICAS:-3}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cpu) files="-f docker-compose.yml -f docker-compose.cpu.yml" ;;
+        --replicas) replicas=$2; shift ;;
+        --replicas=*) replicas=${1#*=} ;;
+        --publish) publish=$2; shift ;;
+        --publish=*) publish=${1#*=} ;;
+        --name) name=$2; shift ;;
+        --name=*) name=${1#*=} ;;
+        *) echo "swarm.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+render() {
+    # shellcheck disable=SC2086
+    INFERD_REPLICAS=$replicas $COMPOSE $files config 2>/dev/null |
+        $PYTHON deploy/compose2stack.py --publish="$publish"
+}
+
+case $cmd in
+    render) render ;;
+    up)
+        if [ "$($DOCKER info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+            echo "swarm.sh: this engine is not in a swarm: run 'docker swarm init' first" >&2
+            exit 1
+        fi
+        stack=$(mktemp "${TMPDIR:-/tmp}/inferd-stack.XXXXXX.yml")
+        trap 'rm -f "$stack"' EXIT
+        render >"$stack"
+        $DOCKER stack deploy --resolve-image "${SWARM_RESOLVE_IMAGE:-always}" -c "$stack" "$name"
+        echo "swarm.sh: deployed stack $name ($replicas inference replicas); watch: $DOCKER stack ps $name"
+        ;;
+    down) $DOCKER stack rm "$name" ;;
+    *) sed -n '2,7p' "$0" >&2; exit 2 ;;
+esac

@@ -1,0 +1,132 @@
+#!/bin/sh
+# tests/deploy/run.sh - the deploy test, from a clean Debian 12 machine:
+#
+#   1. installs what is missing (docker.io, docker-compose, debootstrap, pytest, node/npm, ...);
+#   2. uses the Docker engine at $DOCKER_HOST or /var/run/docker.sock if one
+#      answers, else starts a private one (overlay2, no iptables, no default
+#      bridge; state under $INFERD_DOCKER_ROOT, default /tmp/inferd-deploy)
+#      and stops it at the end;
+#   3. makes the base images without Docker Hub (deploy/base-images.sh:
+#      debootstrap; root file systems cached in $INFERD_DEPLOY_CACHE, default
+#      /var/cache/inferd-deploy; images kept in the engine's data root);
+#   4. builds inferd:cpu (Dockerfile, VARIANT=cpu) and inferd-nginx:1.30;
+#   5. runs pytest tests/deploy: Compose (3 -> 5 -> kill -> 2 replicas under
+#      load, through nginx on 127.0.0.1), Swarm, Kubernetes manifests.
+#
+# Needs root (dockerd, debootstrap, apt). Exit status: pytest's.
+# env: KEEP_ENGINE=1 leaves a started engine running; SKIP_BUILD=1 uses the
+#      images as they are; PYTEST_ARGS adds pytest arguments, split at spaces
+#      (e.g. -x -k test_deploy).
+set -eu
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"   # Debian's docker and python3 first
+STATE=${INFERD_DOCKER_ROOT:-/tmp/inferd-deploy}
+export INFERD_DEPLOY_CACHE="${INFERD_DEPLOY_CACHE:-/var/cache/inferd-deploy}"
+T0=$(date +%s)
+say() { echo "[deploy-run +$(( $(date +%s) - T0 ))s] $*"; }
+
+# ---- 1. packages
+need=""
+for p in docker.io docker-compose debootstrap python3-pytest python3-requests python3-numpy \
+         python3-yaml python3-torch nodejs npm; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need="$need $p"
+done
+# node and npm from elsewhere (nodesource) do as well
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    need=$(echo "$need" | sed 's/ nodejs//; s/ npm//')
+fi
+if [ -n "$(echo "$need" | tr -d ' ')" ]; then
+    say "installing:$need"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+export DOCKER="${DOCKER:-$(command -v docker)}"
+
+# ---- 2. an engine
+STARTED_PID=""
+# shellcheck disable=SC2317  # run by the EXIT trap
+cleanup() {
+    rc=$?
+    set +e
+    if [ -n "$STARTED_PID" ] && [ "${KEEP_ENGINE:-0}" != 1 ]; then
+        say "stopping the private engine (pid $STARTED_PID)"
+        # leave nothing of the tests behind, even after a crash
+        for label in com.docker.compose.project=inferddeploytest \
+                     com.docker.stack.namespace=inferdswarmtest; do
+            for c in $($DOCKER ps -aq --filter "label=$label" 2>/dev/null); do
+                $DOCKER rm -f "$c" >/dev/null 2>&1
+            done
+            for n in $($DOCKER network ls -q --filter "label=$label" 2>/dev/null); do
+                $DOCKER network rm "$n" >/dev/null 2>&1
+            done
+        done
+        [ "$($DOCKER info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ] &&
+            $DOCKER swarm leave --force >/dev/null 2>&1
+        kill "$STARTED_PID" 2>/dev/null
+        i=0
+        while kill -0 "$STARTED_PID" 2>/dev/null && [ "$i" -lt 30 ]; do sleep 1; i=$((i + 1)); done
+        kill -9 "$STARTED_PID" 2>/dev/null
+    fi
+    say "done (exit $rc)"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+engine_ok() { $DOCKER version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+if [ -z "${DOCKER_HOST:-}" ] && ! engine_ok; then
+    export DOCKER_HOST="unix://$STATE/docker.sock"
+fi
+if ! engine_ok; then
+    export DOCKER_HOST="unix://$STATE/docker.sock"
+    mkdir -p "$STATE/data" "$STATE/exec" "$STATE/docker-config"
+    say "starting a private dockerd ($STATE)"
+    dockerd --storage-driver=overlay2 --iptables=false --bridge=none \
+        --data-root "$STATE/data" --exec-root "$STATE/exec" \
+        --pidfile "$STATE/docker.pid" -H "$DOCKER_HOST" >"$STATE/dockerd.log" 2>&1 &
+    STARTED_PID=$!
+    i=0
+    until engine_ok; do
+        i=$((i + 1))
+        if [ $i -gt 60 ] || ! kill -0 "$STARTED_PID" 2>/dev/null; then
+            tail -20 "$STATE/dockerd.log" >&2
+            echo "deploy-run: dockerd did not start" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+fi
+# No host credential helpers: only local images are used.
+export DOCKER_CONFIG="${DOCKER_CONFIG:-$STATE/docker-config}"
+mkdir -p "$DOCKER_CONFIG"
+say "engine $($DOCKER version --format '{{.Server.Version}}') at ${DOCKER_HOST:-default socket}"
+
+# ---- 3 and 4. images
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    DOCKER=$DOCKER deploy/base-images.sh bookworm sid
+    say "base images ready"
+    # one build at a time: the machine's cores are shared
+    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
+        --build-arg VARIANT=cpu -t inferd:cpu . >"$STATE/build-inferd.log" 2>&1 ||
+        { tail -40 "$STATE/build-inferd.log" >&2; exit 1; }
+    say "built inferd:cpu ($($DOCKER image inspect -f '{{.Size}}' inferd:cpu | awk '{printf "%.0f MB", $1/1e6}'))"
+    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
+        -t inferd-nginx:1.30 deploy/nginx >"$STATE/build-nginx.log" 2>&1 ||
+        { tail -40 "$STATE/build-nginx.log" >&2; exit 1; }
+    say "built inferd-nginx:1.30"
+    # the private engine keeps images between runs: drop the replaced ones
+    [ -n "$STARTED_PID" ] && $DOCKER image prune -f >/dev/null
+fi
+
+# ---- 5. the tests
+export INFERD_IMAGE=inferd:cpu NGINX_IMAGE=inferd-nginx:1.30
+say "pytest tests/deploy"
+set +e
+# shellcheck disable=SC2086
+timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider -p no:hypothesispytest \
+    --rootdir "$ROOT/tests/deploy" ${PYTEST_ARGS:-} tests/deploy
+rc=$?
+set -e
+exit $rc

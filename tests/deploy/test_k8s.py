@@ -1,0 +1,66 @@
+"""deploy/k8s: valid against the Kubernetes API schemas (npm kubernetes-models,
+tests/deploy/k8s/validate.mjs) and consistent with inferd's contracts."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from deploy_support import ROOT
+
+K8S = ROOT / "deploy" / "k8s"
+VALIDATOR = ROOT / "tests" / "deploy" / "k8s"
+DRAIN_S = 8  # INFERD_DRAIN_TIMEOUT_S in deployment.yaml and docker-compose.yml
+
+
+def objects():
+    out = {}
+    for f in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if doc:
+                out[(doc["kind"], doc.get("metadata", {}).get("name"))] = doc
+    return out
+
+
+@pytest.fixture(scope="module")
+def node_modules():
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.fail("node and npm are needed: apt-get install nodejs npm")
+    if not (VALIDATOR / "node_modules" / "kubernetes-models").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=VALIDATOR, check=True, timeout=300)
+
+
+def test_manifests_validate_against_api_schemas(node_modules):
+    p = subprocess.run(["node", "validate.mjs", str(K8S)], cwd=VALIDATOR,
+                       capture_output=True, text=True, timeout=120)
+    print(p.stdout, p.stderr)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("ok   ") >= 4
+
+
+def test_deployment_matches_inferd_contracts():
+    objs = objects()
+    dep = objs[("Deployment", "inferd")]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert int(env["INFERD_DRAIN_TIMEOUT_S"]) == DRAIN_S
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] >= 1
+    pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    # the grace period covers the preStop sleep and the whole drain
+    assert pod["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + DRAIN_S
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    for (kind, name), o in objs.items():
+        if kind == "Service":
+            assert o["spec"]["selector"].items() <= labels.items(), name
+    hpa = objs[("HorizontalPodAutoscaler", "inferd")]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "inferd"}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
