@@ -15,7 +15,7 @@
 #
 # Needs root (dockerd, debootstrap, apt). Exit status: pytest's.
 # env: KEEP_ENGINE=1 leaves a started engine running; SKIP_BUILD=1 uses the
-#      images as they are; PYTEST_ARGS adds pytest arguments, split at spaces
+#      images as they are; PREPARE_ONLY=1 stops after building the images; PYTEST_ARGS adds pytest arguments, split at spaces
 #      (e.g. -x -k test_deploy).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -118,6 +118,11 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     say "built inferd-nginx:1.30"
     # the private engine keeps images between runs: drop the replaced ones
     [ -n "$STARTED_PID" ] && $DOCKER image prune -f >/dev/null
+fi
+
+if [ "${PREPARE_ONLY:-0}" = 1 ]; then
+    say "images ready (PREPARE_ONLY: no tests)"
+    exit 0
 fi
 
 # ---- 5. the tests
