@@ -59,10 +59,10 @@ struct taker {
 static void *taker_main(void *arg)
 {
     struct taker *t = arg;
-    t->started_ns = test_now_ns();
+    t->started_ns = clock_now_ns();
     atomic_store(&t->started, true);
     t->n = batch_queue_take(t->q, t->batch, t->max);
-    t->finished_ns = test_now_ns();
+    t->finished_ns = clock_now_ns();
     return NULL;
 }
 
@@ -126,7 +126,7 @@ static void test_capacity(void **state)
     struct hook_probe probe = {.q = &q};
     struct infer_request r[3];
     for (int i = 0; i < 3; i++)
-        make_req(&r[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &r[0], hook, &probe), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &r[1], hook, &probe), SUBMIT_OK);
     assert_int_equal(batch_queue_length(&q), 2);
@@ -160,7 +160,7 @@ static void test_closed(void **state)
     assert_int_equal(batch_queue_init(&q, 4, 8, 1000), 0);
     struct hook_probe probe = {.q = &q};
     struct infer_request r;
-    make_req(&r, 1, 4, SHIM_FP32, test_now_ns());
+    make_req(&r, 1, 4, SHIM_FP32, clock_now_ns());
     batch_queue_close(&q);
     assert_int_equal(batch_queue_submit(&q, &r, hook, &probe), SUBMIT_CLOSED);
     assert_int_equal(probe.calls, 0);
@@ -172,7 +172,7 @@ static void test_closed(void **state)
     /* Full and closed: closed wins, and still no hook. */
     assert_int_equal(batch_queue_init(&q, 1, 8, 1000), 0);
     struct infer_request r2;
-    make_req(&r2, 1, 4, SHIM_FP32, test_now_ns());
+    make_req(&r2, 1, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
     batch_queue_close(&q);
     assert_int_equal(batch_queue_submit(&q, &r2, hook, &probe), SUBMIT_CLOSED);
@@ -192,14 +192,14 @@ static void test_full_batch_is_taken_at_once(void **state)
     struct taker t;
     taker_start(&t, &q, 16);
     struct infer_request r[3];
-    make_req(&r[0], 2, 4, SHIM_FP32, test_now_ns());
+    make_req(&r[0], 2, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
     sleep_ms(50);
-    make_req(&r[1], 1, 4, SHIM_FP32, test_now_ns());
+    make_req(&r[1], 1, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &r[1], NULL, NULL), SUBMIT_OK);
     sleep_ms(50);
-    make_req(&r[2], 1, 4, SHIM_FP32, test_now_ns());
-    uint64_t filled = test_now_ns();
+    make_req(&r[2], 1, 4, SHIM_FP32, clock_now_ns());
+    uint64_t filled = clock_now_ns();
     assert_int_equal(batch_queue_submit(&q, &r[2], NULL, NULL), SUBMIT_OK);
     taker_join(&t, 5000);
     assert_int_equal(t.n, 3);
@@ -213,13 +213,13 @@ static void test_full_batch_is_taken_at_once(void **state)
 
     /* Already full before take: no wait at all. */
     for (int i = 0; i < 2; i++) {
-        make_req(&r[i], 2, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 2, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
     }
     struct infer_request *batch[16];
-    uint64_t t0 = test_now_ns();
+    uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 16), 2);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     batch_queue_destroy(&q);
 }
 
@@ -231,12 +231,12 @@ static void test_lone_request_waits_max_delay(void **state)
     struct batch_queue q;
     assert_int_equal(batch_queue_init(&q, 16, 8, (long)(delay / 1000)), 0);
     struct infer_request r;
-    uint64_t arrival = test_now_ns();
+    uint64_t arrival = clock_now_ns();
     make_req(&r, 1, 4, SHIM_FP32, arrival);
     assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
     struct infer_request *batch[8];
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
-    uint64_t waited = test_now_ns() - arrival;
+    uint64_t waited = clock_now_ns() - arrival;
     assert_ptr_equal(batch[0], &r);
     if (waited < delay || waited > delay + SLACK_NS)
         fail_msg("a lone request waited %.1f ms; max_delay is %.0f ms", (double)waited / MS,
@@ -245,7 +245,7 @@ static void test_lone_request_waits_max_delay(void **state)
     /* Same with the taker already blocked when it arrives. */
     struct taker t;
     taker_start(&t, &q, 8);
-    arrival = test_now_ns();
+    arrival = clock_now_ns();
     make_req(&r, 1, 4, SHIM_FP32, arrival);
     assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
     taker_join(&t, 5000);
@@ -257,13 +257,13 @@ static void test_lone_request_waits_max_delay(void **state)
 
     /* A partial batch of several also goes after the delay. */
     struct infer_request rs[3];
-    arrival = test_now_ns();
+    arrival = clock_now_ns();
     for (int i = 0; i < 3; i++) {
-        make_req(&rs[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&rs[i], 1, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &rs[i], NULL, NULL), SUBMIT_OK);
     }
     assert_int_equal(batch_queue_take(&q, batch, 8), 3);
-    waited = test_now_ns() - arrival;
+    waited = clock_now_ns() - arrival;
     assert_true(waited >= delay && waited <= delay + SLACK_NS);
     batch_queue_destroy(&q);
 }
@@ -280,34 +280,34 @@ static void test_delay_counts_from_oldest_arrival(void **state)
 
     /* Arrived two delays ago: due already. */
     struct infer_request r;
-    make_req(&r, 1, 4, SHIM_FP32, test_now_ns() - 2 * delay);
+    make_req(&r, 1, 4, SHIM_FP32, clock_now_ns() - 2 * delay);
     assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
-    uint64_t t0 = test_now_ns();
+    uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
-    uint64_t took = test_now_ns() - t0;
+    uint64_t took = clock_now_ns() - t0;
     if (took > 200 * MS)
         fail_msg("overdue request took %.0f ms", (double)took / MS);
 
     /* Arrived 900 ms ago: due in about 100 ms, not in 1000. */
-    uint64_t arrival = test_now_ns() - 900 * MS;
+    uint64_t arrival = clock_now_ns() - 900 * MS;
     make_req(&r, 1, 4, SHIM_FP32, arrival);
     assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
-    t0 = test_now_ns();
+    t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
-    uint64_t now = test_now_ns();
+    uint64_t now = clock_now_ns();
     assert_true(now - arrival >= delay);
     if (now - t0 > 700 * MS)
         fail_msg("took %.0f ms for a request due in 100 ms", (double)(now - t0) / MS);
 
     /* An old request and a fresh one: the batch is due by the old one. */
     struct infer_request old, fresh;
-    make_req(&old, 1, 4, SHIM_FP32, test_now_ns() - 2 * delay);
-    make_req(&fresh, 1, 4, SHIM_FP32, test_now_ns());
+    make_req(&old, 1, 4, SHIM_FP32, clock_now_ns() - 2 * delay);
+    make_req(&fresh, 1, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &old, NULL, NULL), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &fresh, NULL, NULL), SUBMIT_OK);
-    t0 = test_now_ns();
+    t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 2);
-    assert_true(test_now_ns() - t0 < 200 * MS);
+    assert_true(clock_now_ns() - t0 < 200 * MS);
     assert_ptr_equal(batch[0], &old);
     assert_ptr_equal(batch[1], &fresh);
 
@@ -316,13 +316,13 @@ static void test_delay_counts_from_oldest_arrival(void **state)
      * more requests keep arriving. */
     struct taker t;
     taker_start(&t, &q, 8);
-    arrival = test_now_ns();
+    arrival = clock_now_ns();
     make_req(&old, 1, 4, SHIM_FP32, arrival);
     assert_int_equal(batch_queue_submit(&q, &old, NULL, NULL), SUBMIT_OK);
     struct infer_request later[4];
     for (int i = 0; i < 4; i++) {
         sleep_ms(150);
-        make_req(&later[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&later[i], 1, 4, SHIM_FP32, clock_now_ns());
         if (batch_queue_submit(&q, &later[i], NULL, NULL) != SUBMIT_OK)
             fail_msg("submit %d failed", i);
     }
@@ -344,19 +344,19 @@ static void test_incompatible_requests_not_batched(void **state)
     struct batch_queue q;
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0); /* 10 s */
     struct infer_request a, b, c;
-    make_req(&a, 1, 3, SHIM_FP32, test_now_ns());
-    make_req(&b, 1, 4, SHIM_FP32, test_now_ns());
-    make_req(&c, 1, 3, SHIM_FP32, test_now_ns());
+    make_req(&a, 1, 3, SHIM_FP32, clock_now_ns());
+    make_req(&b, 1, 4, SHIM_FP32, clock_now_ns());
+    make_req(&c, 1, 3, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &c, NULL, NULL), SUBMIT_OK);
     struct infer_request *batch[8];
-    uint64_t t0 = test_now_ns();
+    uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &a);
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &b);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     batch_queue_close(&q);
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &c);
@@ -391,14 +391,14 @@ static void test_incompatible_requests_not_batched(void **state)
 
     /* Different dtypes in the queue. */
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);
-    make_req(&a, 1, 3, SHIM_FP32, test_now_ns());
-    make_req(&b, 1, 3, SHIM_FP16, test_now_ns());
+    make_req(&a, 1, 3, SHIM_FP32, clock_now_ns());
+    make_req(&b, 1, 3, SHIM_FP16, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
-    t0 = test_now_ns();
+    t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &a);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     batch_queue_close(&q);
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     batch_queue_destroy(&q);
@@ -412,25 +412,25 @@ static void test_batch_limits(void **state)
     struct infer_request *batch[8];
     assert_int_equal(batch_queue_init(&q, 16, 4, 10 * 1000 * 1000), 0);
     struct infer_request a, b, big;
-    make_req(&a, 3, 4, SHIM_FP32, test_now_ns());
-    make_req(&b, 2, 4, SHIM_FP32, test_now_ns());
+    make_req(&a, 3, 4, SHIM_FP32, clock_now_ns());
+    make_req(&b, 2, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
-    uint64_t t0 = test_now_ns();
+    uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &a);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
 
     /* An oversized request (refused upstream, normally) runs alone, now. */
-    make_req(&big, 6, 4, SHIM_FP32, test_now_ns());
+    make_req(&big, 6, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &big, NULL, NULL), SUBMIT_OK);
     /* b (2 samples) is at the head; big cannot join it. */
-    t0 = test_now_ns();
+    t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &b);
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &big);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     batch_queue_destroy(&q);
 
     /* take's max caps the number of requests, and a batch of max requests
@@ -438,16 +438,16 @@ static void test_batch_limits(void **state)
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);
     struct infer_request r[5];
     for (int i = 0; i < 5; i++) {
-        make_req(&r[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
     }
-    t0 = test_now_ns();
+    t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 2), 2);
     assert_ptr_equal(batch[0], &r[0]);
     assert_ptr_equal(batch[1], &r[1]);
     assert_int_equal(batch_queue_take(&q, batch, 2), 2);
     assert_ptr_equal(batch[0], &r[2]);
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     assert_int_equal(batch_queue_length(&q), 1);
     batch_queue_close(&q);
     assert_int_equal(batch_queue_take(&q, batch, 2), 1);
@@ -463,24 +463,24 @@ static void test_no_batching(void **state)
     assert_int_equal(batch_queue_init(&q, 16, 0, 10 * 1000 * 1000), 0);
     struct infer_request r[3];
     for (int i = 0; i < 3; i++) {
-        make_req(&r[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
     }
     struct infer_request *batch[8];
-    uint64_t t0 = test_now_ns();
+    uint64_t t0 = clock_now_ns();
     for (int i = 0; i < 3; i++) {
         assert_int_equal(batch_queue_take(&q, batch, 8), 1);
         assert_ptr_equal(batch[0], &r[i]);
         assert_null(batch[0]->next);
     }
-    assert_true(test_now_ns() - t0 < SLACK_NS);
+    assert_true(clock_now_ns() - t0 < SLACK_NS);
     assert_int_equal(batch_queue_length(&q), 0);
 
     /* And a blocked taker gets a lone request at once. */
     struct taker t;
     taker_start(&t, &q, 8);
-    make_req(&r[0], 1, 4, SHIM_FP32, test_now_ns());
-    uint64_t submitted = test_now_ns();
+    make_req(&r[0], 1, 4, SHIM_FP32, clock_now_ns());
+    uint64_t submitted = clock_now_ns();
     assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
     taker_join(&t, 5000);
     assert_int_equal(t.n, 1);
@@ -496,7 +496,7 @@ static void test_close_wakes_taker(void **state)
     struct taker t1, t2;
     taker_start(&t1, &q, 8);
     taker_start(&t2, &q, 8);
-    uint64_t closed = test_now_ns();
+    uint64_t closed = clock_now_ns();
     batch_queue_close(&q);
     taker_join(&t1, 5000);
     taker_join(&t2, 5000);
@@ -510,11 +510,11 @@ static void test_close_wakes_taker(void **state)
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);
     struct infer_request r[2];
     for (int i = 0; i < 2; i++) {
-        make_req(&r[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
     }
     taker_start(&t1, &q, 8); /* blocked in the 10 s wait */
-    closed = test_now_ns();
+    closed = clock_now_ns();
     batch_queue_close(&q);
     taker_join(&t1, 5000);
     assert_int_equal(t1.n, 2);
@@ -533,7 +533,7 @@ static void test_steal_all(void **state)
     assert_null(batch_queue_steal_all(&q));
     struct infer_request r[3];
     for (int i = 0; i < 3; i++) {
-        make_req(&r[i], 1, 4, SHIM_FP32, test_now_ns());
+        make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
         assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
     }
     struct infer_request *all = batch_queue_steal_all(&q);
@@ -543,7 +543,7 @@ static void test_steal_all(void **state)
     assert_null(r[2].next);
     assert_int_equal(batch_queue_length(&q), 0);
     /* The queue still works afterwards. */
-    make_req(&r[0], 1, 4, SHIM_FP32, test_now_ns());
+    make_req(&r[0], 1, 4, SHIM_FP32, clock_now_ns());
     assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
     batch_queue_close(&q);
     struct infer_request *batch[8];
@@ -580,7 +580,7 @@ static void *producer(void *arg)
     int id = *(int *)arg;
     for (int i = 0; i < PER_PRODUCER; i++) {
         struct infer_request *r = &stress->reqs[id][i];
-        make_req(r, 1 + (i % 3), 2 + (i % 2), SHIM_FP32, test_now_ns());
+        make_req(r, 1 + (i % 3), 2 + (i % 2), SHIM_FP32, clock_now_ns());
         r->owner = (void *)(intptr_t)(id * PER_PRODUCER + i);
         while (batch_queue_submit(&stress->q, r, stress_hook, NULL) == SUBMIT_FULL) {
             atomic_fetch_add(&stress->full_refusals, 1);
