@@ -106,7 +106,7 @@ def main():
         res = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
         if res.pop("devices", None):
             print(f"compose2stack: {name}: GPU device reservations dropped (Swarm uses "
-                  "generic_resources; see README.md, "Deployment")", file=sys.stderr)
+                  "generic_resources; see the README, Deployment)", file=sys.stderr)
             if not res:
                 svc["deploy"]["resources"].pop("reservations")
 
