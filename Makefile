@@ -58,7 +58,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps run model examples resnet18 test test-unit test-integration \
-        fuzz bench format clean cuda-syntax
+        fuzz bench bench-codec bench-v2 format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -76,6 +76,8 @@ help:
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make fuzz            libFuzzer on the JSON codec and router (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
+	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
+	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
 	@echo "  make format          clang-format every C/C++ file"
 	@echo "  make clean           remove build outputs"
 	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
@@ -148,6 +150,18 @@ fuzz:
 
 bench: all
 	bench/run.sh
+
+# JSON number codec speed, inferd's vs cJSON's (one core, no server).
+$(BUILD)/bench/codec_speed: bench/codec_speed.c $(CORE_OBJ)
+	mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson -lm -lstdc++
+
+bench-codec: $(BUILD)/bench/codec_speed
+	$(BUILD)/bench/codec_speed
+
+# v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
+bench-v2: all
+	$(PYTHON) bench/v2_payload.py
 
 format:
 	clang-format -i src/*.c include/*.h shim/*.cpp shim/*.h tools/*.c tests/unit/*.c tests/unit/*.h tests/fuzz/*.c
