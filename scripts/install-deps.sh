@@ -7,6 +7,11 @@ libcjson-dev dataset-fashion-mnist libcmocka-dev python3-pytest python3-requests
 clang-14 libclang-rt-14-dev prometheus"
 [ "${WITH_BENCH:-0}" = 1 ] && PACKAGES="$PACKAGES wrk python3-flask gunicorn gnuplot-nox"
 [ "${WITH_DEPLOY:-0}" = 1 ] && PACKAGES="$PACKAGES docker.io docker-compose debootstrap python3-yaml nodejs npm"
+# node and npm installed from elsewhere (e.g. NodeSource's nodejs, which
+# conflicts with Debian's npm package) do as well.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    PACKAGES=$(echo "$PACKAGES" | tr ' \n' '\n\n' | grep -v -x -e nodejs -e npm | tr '\n' ' ')
+fi
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
