@@ -34,6 +34,7 @@ struct http_exchange {
     char request_id[72];
     char content_type[128];
     long inference_header_len; /* request's Inference-Header-Content-Length, -1 if absent */
+    size_t content_length;     /* as declared (0 when absent); bounded by the limit */
     char *body;
     size_t body_len, body_cap;
     uint64_t start_ns;

@@ -191,7 +191,9 @@ static int precheck(struct http_exchange *ex)
                415;
     const char *cl =
         MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoll(cl, NULL, 10) > ex->srv->cfg.max_body_bytes)
+    long long declared = cl ? strtoll(cl, NULL, 10) : 0;
+    ex->content_length = declared > 0 ? (size_t)declared : 0;
+    if (declared > ex->srv->cfg.max_body_bytes)
         return http_reply_error(ex, 413,
                                 "request body of %s bytes is over the "
                                 "limit of %ld bytes",
@@ -207,7 +209,10 @@ static int append_body(struct http_exchange *ex, const char *data, size_t n)
                                 ex->srv->cfg.max_body_bytes),
                413;
     if (ex->body_len + n + 1 > ex->body_cap) {
-        size_t cap = ex->body_cap ? ex->body_cap : 4096;
+        /* First chunk: room for the whole declared body at once. */
+        size_t cap = ex->body_cap ? ex->body_cap : ex->content_length + 1;
+        if (cap < 4096)
+            cap = 4096;
         while (cap < ex->body_len + n + 1)
             cap *= 2;
         char *grown = realloc(ex->body, cap);
@@ -423,12 +428,12 @@ int http_start(struct server *srv, char *err, size_t err_len)
         snprintf(err, err_len, "--host: '%s' is not an IPv4 or IPv6 address", cfg->host);
         return -1;
     }
-    srv->daemon = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv,
-                                   MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE,
-                                   (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
-                                   on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-                                   MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
+        unescape_path, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, err_len, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
         return -1;
