@@ -20,6 +20,9 @@ int api_model_infer(struct http_exchange *ex);
  * there is none (api_server.c). */
 struct model *api_lookup_model(struct http_exchange *ex, const char *name);
 
+/* Set the reply to a copy of a fixed JSON text (api_server.c). */
+int api_reply_json_text(struct http_exchange *ex, int status, const char *json);
+
 /* Set a 503 reply when m cannot take requests (loading, failed, queue
  * full); returns 0 when m is ready to take one (api_server.c). */
 int api_check_available(struct http_exchange *ex, struct model *m);

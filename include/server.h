@@ -17,7 +17,6 @@ struct server {
     struct inferd_config cfg;
     struct model *models;
     int n_models;
-    char repo_error[256]; /* why the repository could not be read, if so */
     struct MHD_Daemon *daemon;
     int bound_port;
     atomic_bool draining;
@@ -25,8 +24,7 @@ struct server {
     pthread_mutex_t drain_lock;
     pthread_cond_t drain_cond;
     uint64_t start_ns;
-    atomic_uint_least64_t request_seq;          /* for generated request IDs */
-    atomic_uint_least64_t unrouted_requests[4]; /* 400, 404, 405, other */
+    atomic_uint_least64_t request_seq; /* for generated request IDs */
 };
 
 /* Resolve devices, load the repository and start the models' workers and

@@ -42,7 +42,7 @@ int api_check_available(struct http_exchange *ex, struct model *m)
     return 0;
 }
 
-static int reply_text(struct http_exchange *ex, int status, const char *json)
+int api_reply_json_text(struct http_exchange *ex, int status, const char *json)
 {
     char *body = strdup(json);
     return http_reply_body(ex, status, body, body ? strlen(body) : 0, "application/json");
@@ -50,18 +50,16 @@ static int reply_text(struct http_exchange *ex, int status, const char *json)
 
 int api_health_live(struct http_exchange *ex)
 {
-    return reply_text(ex, 200, "{\"live\":true}");
+    return api_reply_json_text(ex, 200, "{\"live\":true}");
 }
 
 int api_health_ready(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     if (server_ready(srv))
-        return reply_text(ex, 200, "{\"ready\":true}");
+        return api_reply_json_text(ex, 200, "{\"ready\":true}");
     if (atomic_load(&srv->draining))
         http_reply_error(ex, 503, "the server is draining before shutdown");
-    else if (srv->repo_error[0])
-        http_reply_error(ex, 503, "%s", srv->repo_error);
     else
         http_reply_error(ex, 503,
                          "not every model is loaded and warmed up; see "

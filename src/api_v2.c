@@ -57,8 +57,7 @@ int api_model_ready(struct http_exchange *ex)
     if (m == NULL || check_version(ex, m) != 0)
         return 0;
     if (model_get_state(m) == MODEL_READY && !atomic_load(&ex->srv->draining)) {
-        char *body = strdup("{\"ready\":true}");
-        return http_reply_body(ex, 200, body, body ? strlen(body) : 0, "application/json");
+        return api_reply_json_text(ex, 200, "{\"ready\":true}");
     }
     http_reply_error(ex, 503, "model %s is %s", m->cfg.name, model_state_name(model_get_state(m)));
     ex->reply.retry_after_s = 1;
