@@ -17,14 +17,6 @@
 #include "tensor.h"
 #include "test_support.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 static void check_array(const struct num_array *a)
 {
     if (a->error[0]) {

@@ -10,14 +10,6 @@
 #include "router.h"
 #include "test_support.h"
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);          \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 /* Whether method is one of the comma-separated names in allow. */
 static int listed(const char *allow, const char *method)
 {
