@@ -53,9 +53,12 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*
             q->head = req;
         q->tail = req;
         q->length++;
-        pthread_cond_signal(&q->changed);
     }
     pthread_mutex_unlock(&q->lock);
+    /* Signalled after the unlock: a worker woken while the lock is still
+     * held would only block on it again (two more context switches). */
+    if (rc == SUBMIT_OK)
+        pthread_cond_signal(&q->changed);
     return rc;
 }
 
@@ -123,9 +126,10 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
     if (q->head == NULL)
         q->tail = NULL;
     q->length -= n;
-    if (q->head != NULL)
-        pthread_cond_signal(&q->changed); /* more work for another worker */
+    bool more = q->head != NULL;
     pthread_mutex_unlock(&q->lock);
+    if (more)
+        pthread_cond_signal(&q->changed); /* more work for another worker */
     return n;
 }
 
