@@ -124,6 +124,15 @@ build/bench-models/resnet18/model.pt: models/make_resnet18.py
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | $(BUILD)/tests
 	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcmocka -lcjson -lpthread -lm -lstdc++
 
+# The GPU metrics test brings its own CUDA figures and a stand-in NVML library.
+$(BUILD)/tests/libfake_nvml.so: tests/unit/fake_nvml.c | $(BUILD)/tests
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+$(BUILD)/tests/test_gpu_stats: tests/unit/test_gpu_stats.c $(BUILD)/obj/gpu_stats.o \
+		$(BUILD)/obj/strbuf.o $(BUILD)/tests/libfake_nvml.so | $(BUILD)/tests
+	$(CC) $(CFLAGS) -DFAKE_NVML='"$(abspath $(BUILD)/tests/libfake_nvml.so)"' -o $@ $< \
+		$(BUILD)/obj/gpu_stats.o $(BUILD)/obj/strbuf.o -lcmocka -ldl
+
 test-unit: check-deps $(UNIT_BIN)
 	@failed=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 

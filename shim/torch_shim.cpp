@@ -150,6 +150,23 @@ extern "C" int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t 
 #endif
 }
 
+extern "C" int shim_cuda_pci_bus_id(int device, char *buf, size_t len)
+{
+#ifdef SHIM_WITH_CUDA
+    if (buf == nullptr || len < 2 || len > INT32_MAX)
+        return SHIM_ERR_ARG;
+    if (cudaDeviceGetPCIBusId(buf, static_cast<int>(len), device) != cudaSuccess)
+        return SHIM_ERR_DEVICE;
+    buf[len - 1] = '\0';
+    return SHIM_OK;
+#else
+    (void)device;
+    if (buf != nullptr && len > 0)
+        buf[0] = '\0';
+    return SHIM_ERR_DEVICE;
+#endif
+}
+
 extern "C" int shim_set_threads(int intra_op, int inter_op, char *err, size_t err_len)
 {
     try {

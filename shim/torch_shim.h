@@ -79,6 +79,11 @@ void shim_host_free(void *ptr, int device);
  * or SHIM_ERR_DEVICE on a CPU-only build or a bad ordinal. */
 int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t *total_bytes);
 
+/* The PCI bus id of a CUDA device ("0000:3b:00.0"), from the CUDA runtime,
+ * NUL-terminated in buf. Returns 0, or SHIM_ERR_DEVICE on a CPU-only build
+ * or a bad ordinal. */
+int shim_cuda_pci_bus_id(int device, char *buf, size_t len);
+
 /* Load the TorchScript file at path onto device (SHIM_DEVICE_CPU or a CUDA
  * ordinal) in eval mode. On failure *out is NULL. */
 int shim_model_load(const char *path, int device, shim_model **out, char *err, size_t err_len);

@@ -95,7 +95,7 @@ int api_metrics(struct http_exchange *ex)
         "inferd_log_dropped_lines_total %llu\n",
         (double)(clock_now_ns() - srv->start_ns) / 1e9, INFERD_VERSION, shim_torch_version(),
         shim_built_with_cuda() ? "yes" : "no", (unsigned long long)log_dropped_lines());
-    gpu_stats_render(&sb, srv->cfg.devices, srv->cfg.n_devices);
+    gpu_stats_render(&sb, srv->cfg.devices, srv->cfg.n_devices, GPU_STATS_NVML_LIBRARY);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");

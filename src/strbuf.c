@@ -94,6 +94,7 @@ char *strbuf_detach(struct strbuf *sb, size_t *len)
         return NULL;
     }
     char *data = sb->data;
+    data[sb->len] = '\0'; /* an empty buffer has had no append to write it */
     if (len)
         *len = sb->len;
     memset(sb, 0, sizeof *sb);
