@@ -82,6 +82,21 @@ static void test_memory_and_utilization_by_bus_id(void **state)
     dlclose(fake);
 }
 
+/* promtool (Debian's prometheus package, which CI installs) accepts the
+ * families on their own. */
+static void test_families_pass_promtool(void **state)
+{
+    (void)state;
+    const int devices[] = {0, 1, 2};
+    char *text = render(devices, 3, FAKE_NVML);
+    FILE *check = popen("promtool check metrics >/dev/null 2>&1", "w");
+    assert_non_null(check);
+    fputs(text, check);
+    int status = pclose(check);
+    assert_int_equal(status, 0);
+    free(text);
+}
+
 static void test_without_nvml_memory_only(void **state)
 {
     (void)state;
@@ -119,6 +134,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_and_utilization_by_bus_id),
+        cmocka_unit_test(test_families_pass_promtool),
         cmocka_unit_test(test_without_nvml_memory_only),
         cmocka_unit_test(test_nvml_without_a_match_writes_no_family),
         cmocka_unit_test(test_cpu_only_writes_nothing),
