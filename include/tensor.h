@@ -63,8 +63,9 @@ int tensor_from_num_array(const struct num_array *a, enum shim_dtype dtype, stru
 int tensor_json_append(struct strbuf *sb, const struct shim_tensor *view, int64_t row0,
                        int64_t nrows, bool nested);
 
-/* IEEE half <-> float. */
+/* IEEE half -> float (exact), and double -> half rounded to nearest, ties
+ * to even (infinity above 65504's rounding range, NaN kept). */
 float half_to_float(uint16_t h);
-uint16_t float_to_half(float f);
+uint16_t double_to_half(double v);
 
 #endif

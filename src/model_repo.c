@@ -138,30 +138,39 @@ static int parse_io(const cJSON *list, const char *what, struct io_spec *specs, 
     return 0;
 }
 
+/* One label per line, class index = line number: a blank line is an empty
+ * label (it keeps the later ones in place); blank lines at the very end are
+ * dropped. Line ends: \n, \r\n or \r. */
 static int parse_labels(const char *path, struct model_config *out, char *err, size_t err_len)
 {
     size_t len;
     char *text = read_file(path, LABELS_MAX_BYTES, &len, err, err_len);
     if (text == NULL)
         return -1;
-    int lines = 0;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    size_t lines = len > 0;
     for (size_t i = 0; i < len; i++)
-        lines += text[i] == '\n' || text[i] == '\r';
-    out->labels = calloc((size_t)lines + 1, sizeof *out->labels);
+        if (text[i] == '\n' || (text[i] == '\r' && text[i + 1] != '\n'))
+            lines++;
+    out->labels = calloc(lines + 1, sizeof *out->labels);
     if (out->labels == NULL) {
         free(text);
         snprintf(err, err_len, "out of memory reading labels");
         return -1;
     }
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
-        out->labels[out->n_labels] = strdup(line);
+    for (size_t start = 0; out->n_labels < (int)lines;) {
+        size_t end = start;
+        while (end < len && text[end] != '\n' && text[end] != '\r')
+            end++;
+        out->labels[out->n_labels] = strndup(text + start, end - start);
         if (out->labels[out->n_labels] == NULL) {
             free(text);
             snprintf(err, err_len, "out of memory reading labels");
             return -1;
         }
         out->n_labels++;
+        start = end + (end + 1 < len && text[end] == '\r' && text[end + 1] == '\n' ? 2 : 1);
     }
     free(text);
     return 0;

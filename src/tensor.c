@@ -107,22 +107,22 @@ float half_to_float(uint16_t h)
     return f;
 }
 
-uint16_t float_to_half(float f)
+uint16_t double_to_half(double v)
 {
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
-    float a = fabsf(f);
-    if (isnan(f))
+    /* Straight from the double, so that a value just past a tie between two
+     * halves is not first rounded onto the tie by a float conversion. */
+    uint16_t sign = signbit(v) ? 0x8000 : 0;
+    double a = fabs(v);
+    if (isnan(v))
         return sign | 0x7e00;
-    if (a >= 65520.0f)
-        return sign | 0x7c00;   /* rounds to infinity */
-    if (a < 6.103515625e-05f) { /* subnormal half: multiple of 2^-24 */
-        return sign | (uint16_t)lrintf(a * 16777216.0f);
+    if (a >= 65520.0)
+        return sign | 0x7c00;  /* rounds to infinity */
+    if (a < 6.103515625e-05) { /* subnormal half: multiple of 2^-24 */
+        return sign | (uint16_t)lrint(a * 16777216.0);
     }
     int e;
-    float m = frexpf(a, &e); /* a = m * 2^e, m in [0.5, 1) */
-    uint32_t mant = (uint32_t)lrintf((m * 2.0f - 1.0f) * 1024.0f);
+    double m = frexp(a, &e); /* a = m * 2^e, m in [0.5, 1); the scaling below is exact */
+    uint32_t mant = (uint32_t)lrint((m * 2.0 - 1.0) * 1024.0); /* ties to even */
     int exp = e - 1 + 15;
     if (mant == 1024) {
         mant = 0;
@@ -193,7 +193,7 @@ static void store_value(void *data, size_t i, enum shim_dtype dtype, double v)
     case SHIM_INT16: ((int16_t *)data)[i] = (int16_t)v; break;
     case SHIM_INT32: ((int32_t *)data)[i] = (int32_t)v; break;
     case SHIM_INT64: ((int64_t *)data)[i] = (int64_t)v; break;
-    case SHIM_FP16: ((uint16_t *)data)[i] = float_to_half((float)v); break;
+    case SHIM_FP16: ((uint16_t *)data)[i] = double_to_half(v); break;
     case SHIM_FP32: ((float *)data)[i] = (float)v; break;
     case SHIM_FP64: ((double *)data)[i] = v; break;
     default: break;

@@ -74,7 +74,7 @@ static void encode_and_check(const struct tensor *t)
             } else if (t->dtype == SHIM_UINT8) {
                 CHECK(back.values[i] == (double)((const uint8_t *)t->data)[i]);
             } else if (t->dtype == SHIM_FP16) {
-                CHECK(float_to_half(f) == ((const uint16_t *)t->data)[i]);
+                CHECK(double_to_half(f) == ((const uint16_t *)t->data)[i]);
             }
             p = end > p ? end : p + strspn(p, "truefals");
         }

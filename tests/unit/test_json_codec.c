@@ -676,7 +676,7 @@ static void test_fp16(void **state)
     for (uint32_t h = 0; h < 0x10000; h++) {
         if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
             continue; /* NaN */
-        uint16_t back = float_to_half(half_to_float((uint16_t)h));
+        uint16_t back = double_to_half(half_to_float((uint16_t)h));
         if (back != h)
             fail_msg("half 0x%04x -> %g -> 0x%04x", h, (double)half_to_float((uint16_t)h), back);
     }
@@ -685,16 +685,26 @@ static void test_fp16(void **state)
     assert_true(half_to_float(0x0001) == ldexpf(1.0f, -24));
     assert_true(isinf(half_to_float(0x7c00)));
     assert_true(isnan(half_to_float(0x7e00)));
-    assert_true(isnan(half_to_float(float_to_half(NAN))));
-    assert_int_equal(float_to_half(INFINITY), 0x7c00);
-    assert_int_equal(float_to_half(-INFINITY), 0xfc00);
+    assert_true(isnan(half_to_float(double_to_half(NAN))));
+    assert_int_equal(double_to_half(INFINITY), 0x7c00);
+    assert_int_equal(double_to_half(-INFINITY), 0xfc00);
     /* Ties round to even. */
-    assert_int_equal(float_to_half(1.0f + ldexpf(1.0f, -11)), 0x3c00);
-    assert_int_equal(float_to_half(1.0f + 3 * ldexpf(1.0f, -11)), 0x3c02);
-    assert_int_equal(float_to_half(65519.0f), 0x7bff);
-    assert_int_equal(float_to_half(65520.0f), 0x7c00);
+    assert_int_equal(double_to_half(1.0f + ldexpf(1.0f, -11)), 0x3c00);
+    assert_int_equal(double_to_half(1.0f + 3 * ldexpf(1.0f, -11)), 0x3c02);
+    assert_int_equal(double_to_half(65519.0f), 0x7bff);
+    assert_int_equal(double_to_half(65520.0f), 0x7c00);
+    /* Rounded once, from the double: just past the tie at 1 + 2^-11 goes up,
+     * though as a float it would land on the tie and round down to 1. */
+    assert_int_equal(double_to_half(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40)), 0x3c01);
+    assert_int_equal(double_to_half(1.0 + ldexp(1.0, -11) - ldexp(1.0, -40)), 0x3c00);
+    assert_int_equal(double_to_half(-(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40))), 0xbc01);
+    assert_int_equal(double_to_half(ldexp(1.0, -25) + ldexp(1.0, -60)), 0x0001);
+    assert_int_equal(double_to_half(ldexp(1.0, -25)), 0x0000); /* tie: to even */
 
     struct tensor t;
+    decode_ok("[1.0004882812509095]", SHIM_FP16, &t); /* 1 + 2^-11 + ~2^-40 */
+    assert_int_equal(((const uint16_t *)t.data)[0], 0x3c01);
+    tensor_free(&t);
     decode_ok("[1,-2.5,0.1,65504,5.960464477539063e-8,1e-8,-0,0.5]", SHIM_FP16, &t);
     const uint16_t want[] = {0x3c00, 0xc100, 0x2e66, 0x7bff, 0x0001, 0x0000, 0x8000, 0x3800};
     assert_memory_equal(t.data, want, sizeof want);

@@ -277,6 +277,22 @@ static void test_labels(void **state)
     assert_string_equal(m.labels[1], "dog");
     model_config_free(&m);
 
+    /* A blank line is an empty label that keeps later labels at their
+     * class index; blank lines at the end are not labels. */
+    write_file(dir, "labels.txt", "cat\n\ndog\r\n\r\nbird\rfish\n\n\r\n");
+    assert_int_equal(model_config_parse(json, dir, "labelled", &defaults, &m, err, sizeof err), 0);
+    assert_int_equal(m.n_labels, 6);
+    const char *want[] = {"cat", "", "dog", "", "bird", "fish"};
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(m.labels[i], want[i]);
+    model_config_free(&m);
+
+    /* An empty file: no labels. */
+    write_file(dir, "labels.txt", "\n");
+    assert_int_equal(model_config_parse(json, dir, "labelled", &defaults, &m, err, sizeof err), 0);
+    assert_int_equal(m.n_labels, 0);
+    model_config_free(&m);
+
     /* A missing labels file is an error naming it. */
     const char *missing = "{\"labels\":\"nope.txt\"," IN("[-1,4]") "," OUT "}";
     assert_int_equal(model_config_parse(missing, dir, "labelled", &defaults, &m, err, sizeof err),
