@@ -66,6 +66,12 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*
  * empty. */
 int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int max);
 
+/* Remove every queued request whose deadline is at or before now_ns and
+ * return them, linked by next, in queue order (NULL when none). Sets
+ * *next_deadline_ns to the earliest deadline still queued, or 0. */
+struct infer_request *batch_queue_expire(struct batch_queue *q, uint64_t now_ns,
+                                         uint64_t *next_deadline_ns);
+
 /* Stop accepting; workers still drain what is queued. */
 void batch_queue_close(struct batch_queue *q);
 

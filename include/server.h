@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "deadline_watch.h"
 #include "model.h"
 
 struct MHD_Daemon;
@@ -17,6 +18,7 @@ struct server {
     struct inferd_config cfg;
     struct model *models;
     int n_models;
+    struct deadline_watch deadlines; /* started when --request-timeout-ms > 0 */
     struct MHD_Daemon *daemon;
     int bound_port;
     atomic_bool draining;

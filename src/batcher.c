@@ -133,6 +133,35 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
     return n;
 }
 
+struct infer_request *batch_queue_expire(struct batch_queue *q, uint64_t now_ns,
+                                         uint64_t *next_deadline_ns)
+{
+    struct infer_request *expired = NULL, **expired_tail = &expired;
+    struct infer_request *kept_last = NULL;
+    uint64_t next = 0;
+    pthread_mutex_lock(&q->lock);
+    struct infer_request **link = &q->head;
+    while (*link != NULL) {
+        struct infer_request *r = *link;
+        if (r->deadline_ns != 0 && r->deadline_ns <= now_ns) {
+            *link = r->next;
+            r->next = NULL;
+            *expired_tail = r;
+            expired_tail = &r->next;
+            q->length--;
+            continue;
+        }
+        if (r->deadline_ns != 0 && (next == 0 || r->deadline_ns < next))
+            next = r->deadline_ns;
+        kept_last = r;
+        link = &r->next;
+    }
+    q->tail = kept_last;
+    pthread_mutex_unlock(&q->lock);
+    *next_deadline_ns = next;
+    return expired;
+}
+
 void batch_queue_close(struct batch_queue *q)
 {
     pthread_mutex_lock(&q->lock);

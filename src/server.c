@@ -140,6 +140,13 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
         stop_models(srv);
         return -1;
     }
+    if (srv->cfg.request_timeout_ms > 0 &&
+        deadline_watch_start(&srv->deadlines, srv->models, srv->n_models,
+                             (uint64_t)srv->cfg.request_timeout_ms * 1000000u, err, err_len) != 0) {
+        http_stop(srv);
+        stop_models(srv);
+        return -1;
+    }
     log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
             srv->cfg.http_threads);
     for (int i = 0; i < srv->n_models; i++)
@@ -200,6 +207,7 @@ void server_drain_and_stop(struct server *srv)
         model_join(&srv->models[i]);
     wait_idle(srv, clock_now_ns() + 1000000000u);
     http_stop(srv);
+    deadline_watch_stop(&srv->deadlines);
     stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");

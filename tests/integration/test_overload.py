@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from support import assert_error
+import threading
+import time
+
 from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, add_slow, as_response,
                        model_counters, request_lines, run_threads, slow_body, slow_input)
 
@@ -131,3 +134,53 @@ def test_request_queued_past_its_deadline_gets_504_and_never_runs(start_daemon, 
     # Still serving afterwards.
     x = slow_input(77, 2)
     check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
+
+
+@pytest.fixture(scope="module")
+def slowest_repo(tmp_path_factory):
+    """One sample per forward, each about 8 x SLOW_TARGET_MS."""
+    repo = tmp_path_factory.mktemp("slowest_repo")
+    add_slow(repo, factor=8, max_batch_size=1)
+    return repo
+
+
+def test_queued_request_gets_504_at_its_deadline_while_the_worker_is_busy(start_daemon,
+                                                                          slowest_repo):
+    """The 504 comes when the deadline passes, not when the busy worker next
+    looks at the queue (the deadline watcher)."""
+    timeout_ms = 300
+    daemon = start_daemon(["--request-timeout-ms", str(timeout_ms), "--log-format", "json"],
+                          repo=slowest_repo, model="slow")
+    before = model_counters(daemon, "slow")
+    xa = slow_input(11, 1)
+    first = Client(daemon.port, "/predict", slow_body(xa), tag="busy", request_id="busy")
+    runner = threading.Thread(target=first.run, daemon=True)
+    runner.start()
+    # Wait until the first request is in the model (the queue is empty again).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        counters = model_counters(daemon, "slow")
+        if first.sent.is_set() and counters["pending"] == 0:
+            break
+        time.sleep(0.02)
+    time.sleep(0.1)
+    second = Client(daemon.port, "/predict", slow_body(slow_input(12, 1)), tag="late",
+                    request_id="late").run()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the first request never finished"
+    check_doubled(first.result, xa)
+    assert_error(as_response(second), 504)
+    assert second.latency >= timeout_ms / 1000 * 0.9, \
+        f"504 after {second.latency * 1000:.0f} ms, before the {timeout_ms} ms deadline"
+    # The forward takes ~8 x SLOW_TARGET_MS: the 504 must come well before it
+    # ends, not together with the worker's next look at the queue.
+    early_s = first.result.t_done - second.t_done
+    assert early_s > 0.25, (
+        f"the 504 came {second.latency * 1000:.0f} ms after sending and only "
+        f"{early_s * 1000:.0f} ms before the running forward finished: the deadline was "
+        f"not watched while the worker was busy")
+    line = request_lines(daemon, ["late"])["late"]
+    assert line["status"] == 504 and line["batch"] == 0 and line["compute_ms"] == 0, line
+    after = model_counters(daemon, "slow")
+    assert after["inferences"] - before["inferences"] == 1, "the late request ran"
+    assert after["s504"] - before["s504"] == 1

@@ -553,6 +553,68 @@ static void test_steal_all(void **state)
     batch_queue_destroy(&q);
 }
 
+/* Expiry removes exactly the requests whose deadline has passed, from any
+ * position, keeps the rest in order (and the tail right for later
+ * appends), and reports the earliest deadline left. */
+static void test_expire(void **state)
+{
+    (void)state;
+    struct batch_queue q;
+    assert_int_equal(batch_queue_init(&q, 16, 8, 0), 0);
+    uint64_t next = 99;
+    assert_null(batch_queue_expire(&q, 1000, &next));
+    assert_int_equal(next, 0);
+    /* deadlines: 100, none, 300, 50, 200, 400 (last one expires later) */
+    const uint64_t deadlines[] = {100, 0, 300, 50, 200, 400};
+    struct infer_request r[7];
+    for (int i = 0; i < 6; i++) {
+        make_req(&r[i], 1, 4, SHIM_FP32, 10);
+        r[i].deadline_ns = deadlines[i];
+        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+    }
+    struct infer_request *gone = batch_queue_expire(&q, 200, &next);
+    assert_ptr_equal(gone, &r[0]);
+    assert_ptr_equal(gone->next, &r[3]);
+    assert_ptr_equal(gone->next->next, &r[4]);
+    assert_null(r[4].next);
+    assert_int_equal(next, 300);
+    assert_int_equal(batch_queue_length(&q), 3);
+    /* Nothing more expires before 300; the last one (a tail) goes at 400. */
+    assert_null(batch_queue_expire(&q, 299, &next));
+    gone = batch_queue_expire(&q, 400, &next);
+    assert_ptr_equal(gone, &r[2]);
+    assert_ptr_equal(gone->next, &r[5]);
+    assert_null(gone->next->next);
+    assert_int_equal(next, 0); /* r[1] has no deadline */
+    /* The tail is r[1] now: an append lands after it. */
+    make_req(&r[6], 1, 4, SHIM_FP32, 10);
+    assert_int_equal(batch_queue_submit(&q, &r[6], NULL, NULL), SUBMIT_OK);
+    batch_queue_close(&q);
+    struct infer_request *batch[8];
+    assert_int_equal(batch_queue_take(&q, batch, 8), 2);
+    assert_ptr_equal(batch[0], &r[1]);
+    assert_ptr_equal(batch[1], &r[6]);
+    assert_int_equal(batch_queue_take(&q, batch, 8), 0);
+    batch_queue_destroy(&q);
+
+    /* Expiring everything leaves an empty queue that still takes appends. */
+    assert_int_equal(batch_queue_init(&q, 16, 8, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        make_req(&r[i], 1, 4, SHIM_FP32, 10);
+        r[i].deadline_ns = 5;
+        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+    }
+    gone = batch_queue_expire(&q, 5, &next);
+    assert_ptr_equal(gone, &r[0]);
+    assert_int_equal(batch_queue_length(&q), 0);
+    make_req(&r[2], 1, 4, SHIM_FP32, 10);
+    assert_int_equal(batch_queue_submit(&q, &r[2], NULL, NULL), SUBMIT_OK);
+    batch_queue_close(&q);
+    assert_int_equal(batch_queue_take(&q, batch, 8), 1);
+    assert_ptr_equal(batch[0], &r[2]);
+    batch_queue_destroy(&q);
+}
+
 /* Producers and consumers at once: every request is taken exactly once,
  * no batch is over max_batch_size samples, and the queue never holds more
  * than its capacity. */
@@ -651,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_no_batching),
         cmocka_unit_test(test_close_wakes_taker),
         cmocka_unit_test(test_steal_all),
+        cmocka_unit_test(test_expire),
         cmocka_unit_test(test_concurrent_producers_consumers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
