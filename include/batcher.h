@@ -26,6 +26,7 @@ struct infer_request {
     int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
     uint64_t arrival_ns;
     uint64_t deadline_ns;                    /* 0: none */
+    int client_fd;                           /* the connection's socket, or -1 */
     void (*done)(struct infer_request *req); /* called once, by a worker */
     void *owner;
 
@@ -71,6 +72,12 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
  * *next_deadline_ns to the earliest deadline still queued, or 0. */
 struct infer_request *batch_queue_expire(struct batch_queue *q, uint64_t now_ns,
                                          uint64_t *next_deadline_ns);
+
+/* Remove every queued request for which gone(req, arg) is true (called with
+ * the queue's lock held) and return them, linked by next, in queue order. */
+struct infer_request *
+batch_queue_remove_if(struct batch_queue *q,
+                      bool (*gone)(const struct infer_request *req, void *arg), void *arg);
 
 /* Stop accepting; workers still drain what is queued. */
 void batch_queue_close(struct batch_queue *q);

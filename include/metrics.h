@@ -9,7 +9,7 @@
 #include "strbuf.h"
 
 #define HISTOGRAM_MAX_BUCKETS 20
-#define METRICS_STATUS_CODES 8
+#define METRICS_STATUS_CODES 9
 
 struct histogram {
     const double *bounds; /* upper bounds, ascending; +Inf is implicit */

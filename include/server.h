@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "deadline_watch.h"
 #include "model.h"
+#include "queue_watch.h"
 
 struct MHD_Daemon;
 
@@ -18,7 +18,7 @@ struct server {
     struct inferd_config cfg;
     struct model *models;
     int n_models;
-    struct deadline_watch deadlines; /* started when --request-timeout-ms > 0 */
+    struct queue_watch queue_watch; /* deadlines and departed clients */
     struct MHD_Daemon *daemon;
     int bound_port;
     atomic_bool draining;

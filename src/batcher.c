@@ -133,33 +133,56 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
     return n;
 }
 
-struct infer_request *batch_queue_expire(struct batch_queue *q, uint64_t now_ns,
-                                         uint64_t *next_deadline_ns)
+struct infer_request *
+batch_queue_remove_if(struct batch_queue *q,
+                      bool (*gone)(const struct infer_request *req, void *arg), void *arg)
 {
-    struct infer_request *expired = NULL, **expired_tail = &expired;
+    struct infer_request *removed = NULL, **removed_tail = &removed;
     struct infer_request *kept_last = NULL;
-    uint64_t next = 0;
     pthread_mutex_lock(&q->lock);
     struct infer_request **link = &q->head;
     while (*link != NULL) {
         struct infer_request *r = *link;
-        if (r->deadline_ns != 0 && r->deadline_ns <= now_ns) {
+        if (gone(r, arg)) {
             *link = r->next;
             r->next = NULL;
-            *expired_tail = r;
-            expired_tail = &r->next;
+            *removed_tail = r;
+            removed_tail = &r->next;
             q->length--;
-            continue;
+        } else {
+            kept_last = r;
+            link = &r->next;
         }
-        if (r->deadline_ns != 0 && (next == 0 || r->deadline_ns < next))
-            next = r->deadline_ns;
-        kept_last = r;
-        link = &r->next;
     }
     q->tail = kept_last;
     pthread_mutex_unlock(&q->lock);
-    *next_deadline_ns = next;
-    return expired;
+    return removed;
+}
+
+struct expiry {
+    uint64_t now_ns;
+    uint64_t next_ns; /* earliest deadline kept, 0: none */
+};
+
+static bool expired(const struct infer_request *req, void *arg)
+{
+    struct expiry *e = arg;
+    if (req->deadline_ns == 0)
+        return false;
+    if (req->deadline_ns <= e->now_ns)
+        return true;
+    if (e->next_ns == 0 || req->deadline_ns < e->next_ns)
+        e->next_ns = req->deadline_ns;
+    return false;
+}
+
+struct infer_request *batch_queue_expire(struct batch_queue *q, uint64_t now_ns,
+                                         uint64_t *next_deadline_ns)
+{
+    struct expiry e = {now_ns, 0};
+    struct infer_request *removed = batch_queue_remove_if(q, expired, &e);
+    *next_deadline_ns = e.next_ns;
+    return removed;
 }
 
 void batch_queue_close(struct batch_queue *q)

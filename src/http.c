@@ -89,6 +89,9 @@ int http_submit(struct http_exchange *ex, struct model *m)
     req->deadline_ns = cfg->request_timeout_ms > 0
                            ? ex->start_ns + (uint64_t)cfg->request_timeout_ms * 1000000u
                            : 0;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    req->client_fd = info ? info->connect_fd : -1;
     int rc = batch_queue_submit(&m->queue, req, suspend_hook, ex);
     if (rc == SUBMIT_OK)
         return 1;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const int metrics_status_codes[METRICS_STATUS_CODES] = {400, 404, 413, 415, 500, 503, 504, 0};
+const int metrics_status_codes[METRICS_STATUS_CODES] = {400, 404, 413, 415, 499, 500, 503, 504, 0};
 
 static const double seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10};

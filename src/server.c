@@ -140,9 +140,7 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
         stop_models(srv);
         return -1;
     }
-    if (srv->cfg.request_timeout_ms > 0 &&
-        deadline_watch_start(&srv->deadlines, srv->models, srv->n_models,
-                             (uint64_t)srv->cfg.request_timeout_ms * 1000000u, err, err_len) != 0) {
+    if (queue_watch_start(&srv->queue_watch, srv->models, srv->n_models, err, err_len) != 0) {
         http_stop(srv);
         stop_models(srv);
         return -1;
@@ -206,8 +204,8 @@ void server_drain_and_stop(struct server *srv)
     for (int i = 0; i < srv->n_models; i++)
         model_join(&srv->models[i]);
     wait_idle(srv, clock_now_ns() + 1000000000u);
+    queue_watch_stop(&srv->queue_watch);
     http_stop(srv);
-    deadline_watch_stop(&srv->deadlines);
     stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");

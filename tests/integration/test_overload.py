@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from support import assert_error
+import socket
 import threading
 import time
 
-from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, add_slow, as_response,
-                       model_counters, request_lines, run_threads, slow_body, slow_input)
+from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, add_slow, as_response, metric,
+                       model_counters, request_lines, run_threads, scrape, slow_body,
+                       slow_input)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +186,45 @@ def test_queued_request_gets_504_at_its_deadline_while_the_worker_is_busy(start_
     after = model_counters(daemon, "slow")
     assert after["inferences"] - before["inferences"] == 1, "the late request ran"
     assert after["s504"] - before["s504"] == 1
+
+
+def test_queued_request_of_a_departed_client_is_dropped_not_run(start_daemon, slowest_repo):
+    """A client that closes its connection while its request waits behind a
+    busy worker: the request leaves the queue within about the watcher's
+    period, never runs, and is logged and counted as 499."""
+    daemon = start_daemon(["--log-format", "json"], repo=slowest_repo, model="slow")
+    before = model_counters(daemon, "slow")
+    xa = slow_input(21, 1)
+    first = Client(daemon.port, "/predict", slow_body(xa), tag="stays", request_id="stays")
+    runner = threading.Thread(target=first.run, daemon=True)
+    runner.start()
+    assert first.sent.wait(30), "the first request was not sent"
+    time.sleep(0.1)
+    body = slow_body(slow_input(22, 1))
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Request-ID: leaves\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as leaver:
+        leaver.sendall(head + body)
+        # Queued behind the running forward: the pending gauge shows it.
+        deadline = time.monotonic() + 10
+        while model_counters(daemon, "slow")["pending"] < 1:
+            assert time.monotonic() < deadline, "the second request never showed as queued"
+            time.sleep(0.02)
+    closed_at = time.monotonic()
+    while model_counters(daemon, "slow")["pending"] > 0:
+        assert time.monotonic() - closed_at < 2.0, \
+            "2 s after its client closed the connection the request is still queued"
+        time.sleep(0.02)
+    assert runner.is_alive(), "the running forward ended before the drop could be seen"
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the first request never finished"
+    check_doubled(first.result, xa)
+    line = request_lines(daemon, ["leaves"])["leaves"]
+    assert line["status"] == 499 and line["batch"] == 0 and line["compute_ms"] == 0, line
+    after = model_counters(daemon, "slow")
+    assert after["inferences"] - before["inferences"] == 1, "the departed client's request ran"
+    s = scrape(daemon)
+    assert metric(s, "inferd_requests_total", model="slow", status="499") == 1
+    # Still serving afterwards.
+    x = slow_input(23, 1)
+    check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)

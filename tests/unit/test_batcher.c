@@ -28,6 +28,7 @@ static void make_req(struct infer_request *r, int64_t samples, int64_t inner, en
                      uint64_t arrival_ns)
 {
     memset(r, 0, sizeof *r);
+    r->client_fd = -1;
     r->n_inputs = 1;
     r->inputs[0].dtype = dtype;
     r->inputs[0].ndim = 2;

@@ -1,0 +1,45 @@
+/* queue_watch.h - one thread that looks after requests waiting in the model
+ * queues while the workers are busy:
+ *  - a request whose deadline (--request-timeout-ms) passes gets its 504 at
+ *    that moment, not when a worker next takes from the queue;
+ *  - a request whose client has closed the connection is dropped (499 in
+ *    the access log and metrics) instead of being run for nobody.
+ * Workers still check deadlines as they form a batch.
+ *
+ * It wakes every QUEUE_WATCH_PERIOD_MS, or sooner for the earliest queued
+ * deadline. A departed client is seen with a non-blocking MSG_PEEK on the
+ * connection's socket (libmicrohttpd does not poll suspended connections):
+ * end of stream or a reset means gone, as nginx reads it. */
+#ifndef INFERD_QUEUE_WATCH_H
+#define INFERD_QUEUE_WATCH_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model.h"
+
+#define QUEUE_WATCH_PERIOD_MS 100
+
+/* The status recorded for a request whose client left (nginx's code). */
+#define HTTP_CLIENT_CLOSED_REQUEST 499
+
+struct queue_watch {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* CLOCK_MONOTONIC */
+    bool stop;
+    bool started;
+    struct model *models; /* fixed for the watcher's life */
+    int n_models;
+};
+
+/* Start watching models' queues. Returns 0, or -1 with err set. */
+int queue_watch_start(struct queue_watch *w, struct model *models, int n_models, char *err,
+                      size_t err_len);
+
+/* Stop and join the thread (a no-op when it never started). Call before the
+ * models' queues are destroyed. */
+void queue_watch_stop(struct queue_watch *w);
+
+#endif

@@ -1,0 +1,127 @@
+/* queue_watch.c - deadlines and departed clients of queued requests (see
+ * queue_watch.h). */
+#include "queue_watch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "clock.h"
+#include "log.h"
+#include "worker.h"
+
+#define PERIOD_NS ((uint64_t)QUEUE_WATCH_PERIOD_MS * 1000000u)
+
+/* Whether the client of req has closed its connection: recv peeks without
+ * taking anything; 0 is end of stream, and a reset reads as an error. Bytes
+ * waiting (a pipelined request) or nothing yet (EAGAIN) mean still there. */
+static bool client_gone(const struct infer_request *req, void *arg)
+{
+    (void)arg;
+    if (req->client_fd < 0)
+        return false;
+    char byte;
+    ssize_t n = recv(req->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static void fail_all(struct infer_request *list, int status, const char *why)
+{
+    while (list != NULL) {
+        struct infer_request *next = list->next;
+        worker_fail_request(list, status, why);
+        list = next;
+    }
+}
+
+/* One pass over every queue; returns the earliest deadline still queued, or
+ * 0. */
+static uint64_t sweep(struct queue_watch *w)
+{
+    uint64_t earliest = 0;
+    for (int i = 0; i < w->n_models; i++) {
+        struct batch_queue *q = &w->models[i].queue;
+        uint64_t next = 0;
+        fail_all(batch_queue_expire(q, clock_now_ns(), &next), 504,
+                 "the request's deadline passed while it was queued");
+        struct infer_request *gone = batch_queue_remove_if(q, client_gone, NULL);
+        if (gone != NULL)
+            log_msg(LOG_DEBUG, "model %s: dropped queued requests whose client left",
+                    w->models[i].cfg.name);
+        fail_all(gone, HTTP_CLIENT_CLOSED_REQUEST,
+                 "the client closed the connection while the request was queued");
+        if (next != 0 && (earliest == 0 || next < earliest))
+            earliest = next;
+    }
+    return earliest;
+}
+
+static void *watch_main(void *arg)
+{
+    struct queue_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop) {
+        pthread_mutex_unlock(&w->lock);
+        uint64_t earliest = sweep(w);
+        uint64_t wake_at = clock_now_ns() + PERIOD_NS;
+        if (earliest != 0 && earliest < wake_at)
+            wake_at = earliest;
+        struct timespec until = clock_timespec(wake_at);
+        pthread_mutex_lock(&w->lock);
+        if (!w->stop)
+            pthread_cond_timedwait(&w->wake, &w->lock, &until);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+int queue_watch_start(struct queue_watch *w, struct model *models, int n_models, char *err,
+                      size_t err_len)
+{
+    memset(w, 0, sizeof *w);
+    w->models = models;
+    w->n_models = n_models;
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0) {
+        snprintf(err, err_len, "cannot create the queue watcher");
+        return -1;
+    }
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot create the queue watcher");
+        return -1;
+    }
+    if (pthread_mutex_init(&w->lock, NULL) != 0) {
+        pthread_cond_destroy(&w->wake);
+        snprintf(err, err_len, "cannot create the queue watcher");
+        return -1;
+    }
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->wake);
+        snprintf(err, err_len, "cannot start the queue watcher thread");
+        return -1;
+    }
+    w->started = true;
+    return 0;
+}
+
+void queue_watch_stop(struct queue_watch *w)
+{
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->wake);
+    w->started = false;
+}
