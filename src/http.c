@@ -19,6 +19,7 @@
 #include "api.h"
 #include "clock.h"
 #include "log.h"
+#include "queue_watch.h"
 
 int http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
                     const char *content_type)
@@ -357,10 +358,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct server *srv = cls;
     struct http_exchange *ex = *req_cls;
     (void)conn;
-    (void)toe;
     if (ex == NULL)
         return;
     *req_cls = NULL;
+    if (ex->reply.status == 0) /* ended before any answer: say why, as nginx does */
+        ex->reply.status =
+            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : HTTP_CLIENT_CLOSED_REQUEST;
     uint64_t total = clock_now_ns() - ex->start_ns;
     access_log(ex, total);
     if (ex->model) {
@@ -414,8 +417,13 @@ int http_start(struct server *srv, char *err, size_t err_len)
     struct sockaddr_in addr4;
     struct sockaddr_in6 addr6;
     struct sockaddr *addr;
+    /* poll(), not epoll: with MHD_USE_EPOLL, libmicrohttpd 0.9.75 did not
+     * notice a client that closed right after sending headers or part of a
+     * body (the close arriving with the data): the exchange stayed open
+     * until shutdown and held the drain to its timeout. poll() sees it, and
+     * measured as fast (bench/RESULTS.md). */
     unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
     memset(&addr4, 0, sizeof addr4);
     memset(&addr6, 0, sizeof addr6);
     if (inet_pton(AF_INET, cfg->host, &addr4.sin_addr) == 1) {

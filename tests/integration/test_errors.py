@@ -1,5 +1,9 @@
 """Error answers: status, a one-line JSON {"error": ...}, and after each one
 the server still answers a valid request."""
+import json
+import socket
+import time
+
 import numpy as np
 import pytest
 
@@ -186,3 +190,39 @@ def test_model_failure_is_500_and_the_model_keeps_serving(start_daemon, tmp_path
         r = daemon.predict({"inputs": [[FAILING_TRIGGER * 2] * 4]})
         assert_error(r, 500)
         good_request()
+
+
+def client_leaves_early(port, request_id, how):
+    """Send headers (and part of a body), then close at once."""
+    body = dumps({"inputs": FLAT}).encode()
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head if how == "headers" else head + body[:100])
+
+
+def test_client_closing_mid_request_leaves_nothing_behind(start_daemon):
+    """A client that closes right after its headers, or part-way through its
+    body: the exchange ends at once (access log 499), other requests are
+    served, and a drain does not wait for it."""
+    daemon = start_daemon(["--log-format", "json", "--drain-timeout-s", "30"])
+    ids = [f"{how}-{k}" for how in ("headers", "partial") for k in range(4)]
+    for request_id in ids:
+        client_leaves_early(daemon.port, request_id, request_id.split("-")[0])
+    assert_still_serves(daemon)
+    deadline = time.monotonic() + 5
+    while True:
+        lines = {}
+        for line in daemon.log_text().splitlines():
+            if line.startswith("{") and '"msg":"request"' in line:
+                rec = json.loads(line)
+                lines[rec["request_id"]] = rec
+        if all(i in lines for i in ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    missing = [i for i in ids if i not in lines]
+    assert not missing, f"no access-log line 5 s after the client left: {missing}"
+    assert all(lines[i]["status"] == 499 for i in ids), [lines[i] for i in ids]
+    t0 = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - t0 < 10, "the drain waited for clients that had left"

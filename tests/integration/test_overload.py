@@ -228,3 +228,50 @@ def test_queued_request_of_a_departed_client_is_dropped_not_run(start_daemon, sl
     # Still serving afterwards.
     x = slow_input(23, 1)
     check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
+
+
+def leave_after_sending(port, body, request_id, linger_s):
+    """Send a /predict request on a raw connection, wait linger_s, close."""
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        time.sleep(linger_s)
+
+
+def test_clients_leaving_under_load_lose_nothing_for_those_who_stay(start_daemon, slow_repo):
+    """24 clients at once on the slow model, every other one closing its
+    connection soon after sending: each one that stays gets its own doubled
+    input; each one that left is logged either 499 (dropped from the queue)
+    or 200 (it was already running); the counters add up and the daemon
+    keeps serving."""
+    daemon = start_daemon(["--log-format", "json"], repo=slow_repo, model="slow")
+    before = model_counters(daemon, "slow")
+    xs = {k: slow_input(100 + k, 1 + k % 3) for k in range(24)}
+    stayers = {k: Client(daemon.port, "/predict", slow_body(xs[k]), tag=f"stay-{k}",
+                         request_id=f"stay-{k}") for k in range(0, 24, 2)}
+    targets = [stayers[k].run if k in stayers else
+               (lambda k=k: leave_after_sending(daemon.port, slow_body(xs[k]), f"leave-{k}",
+                                                0.05 * (k % 4)))
+               for k in range(24)]
+    run_threads(targets, timeout=120)
+    for k, c in stayers.items():
+        check_doubled(c.result, xs[k])
+    ids = [f"stay-{k}" for k in stayers] + [f"leave-{k}" for k in range(1, 24, 2)]
+    lines = request_lines(daemon, ids, timeout=30)
+    assert len(lines) == len(ids), f"access-log lines missing: {sorted(set(ids) - set(lines))}"
+    left = {i: lines[i] for i in ids if i.startswith("leave-")}
+    assert all(r["status"] in (200, 499) for r in left.values()), left
+    dropped = [i for i, r in left.items() if r["status"] == 499]
+    assert all(left[i]["batch"] == 0 for i in dropped), left
+    assert dropped, ("12 clients left while ~5 s of work was queued ahead of them, "
+                     f"none was dropped: {left}")
+    after = model_counters(daemon, "slow")
+    ran_rows = sum(1 + k % 3 for k in range(24) if f"leave-{k}" not in dropped)
+    assert after["inferences"] - before["inferences"] == ran_rows, \
+        "samples run != samples of the requests that were not dropped"
+    s = scrape(daemon)
+    assert metric(s, "inferd_requests_total", model="slow", status="499") == len(dropped)
+    assert after["pending"] == 0
+    x = slow_input(99, 2)
+    check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
