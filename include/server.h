@@ -20,6 +20,7 @@ struct server {
     int n_models;
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct MHD_Daemon *daemon;
+    int quiesced_fd; /* the listening socket after http_quiesce, else -1 */
     int bound_port;
     atomic_bool draining;
     atomic_int inflight; /* requests begun and not yet completed */

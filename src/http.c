@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -456,11 +457,18 @@ int http_start(struct server *srv, char *err, size_t err_len)
 
 void http_quiesce(struct server *srv)
 {
-    if (srv->daemon == NULL)
+    if (srv->daemon == NULL || srv->quiesced_fd >= 0)
         return;
     MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (fd == MHD_INVALID_SOCKET)
+        return;
+    /* libmicrohttpd's threads may still hold the descriptor until
+     * MHD_stop_daemon, so it is closed only then; shutting the listening
+     * socket down makes new connections refused now. (Connections already
+     * waiting in its backlog are reset: they were never accepted.) */
+    if (shutdown(fd, SHUT_RDWR) != 0)
+        log_msg(LOG_WARN, "cannot shut the listening socket down: new connections will wait");
+    srv->quiesced_fd = fd;
 }
 
 void http_stop(struct server *srv)
@@ -468,4 +476,7 @@ void http_stop(struct server *srv)
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
+    if (srv->quiesced_fd >= 0)
+        close(srv->quiesced_fd);
+    srv->quiesced_fd = -1;
 }

@@ -120,6 +120,7 @@ static void stop_models(struct server *srv)
 int server_start(struct server *srv, const struct inferd_config *cfg, char *err, size_t err_len)
 {
     memset(srv, 0, sizeof *srv);
+    srv->quiesced_fd = -1;
     srv->cfg = *cfg;
     srv->start_ns = clock_now_ns();
     if (pthread_mutex_init(&srv->drain_lock, NULL) != 0 ||
@@ -176,8 +177,10 @@ static bool wait_idle(struct server *srv, uint64_t deadline_ns)
 void server_drain_and_stop(struct server *srv)
 {
     uint64_t t0 = clock_now_ns();
-    atomic_store(&srv->draining, true);
+    /* Refuse new connections first, then report not ready: a client that
+     * has seen readiness turn 503 can no longer connect. */
     http_quiesce(srv);
+    atomic_store(&srv->draining, true);
     log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s", atomic_load(&srv->inflight),
             srv->cfg.drain_timeout_s);
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
