@@ -291,6 +291,12 @@ def test_scale_down_to_2_under_load(stack):
         f"{max(r[1] - r[0] for r in rs):.2f} s")
     for r in failed[:5]:
         log(f"  failed at scale{r[0] - t0:+.2f} s: status {r[2]}, replica {r[3]}: {r[5]}")
+    if failed:  # what nginx saw, and where each replica stood
+        errors = compose("logs", "--no-color", "--tail", "60", "nginx", check=False).stdout
+        log("nginx error lines:\n" + "\n".join(
+            line for line in errors.splitlines() if "[error]" in line or "[warn]" in line))
+        log(docker("ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                   "--format", "{{.Names}} {{.Status}}").stdout)
     assert len(serving_ips()) == 2
     assert not failed, failed[:5]
 
