@@ -2,6 +2,7 @@
 #ifndef INFERD_CLOCK_H
 #define INFERD_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -17,6 +18,21 @@ static inline struct timespec clock_timespec(uint64_t ns)
 {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     return ts;
+}
+
+/* Initialise a condition variable whose timed waits take clock_timespec
+ * (CLOCK_MONOTONIC) deadlines. Returns 0 or an errno value. */
+static inline int clock_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc != 0)
+        return rc;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
 }
 
 #endif

@@ -15,6 +15,9 @@ int worker_start(struct worker *w, char *err, size_t err_len);
 /* Join the thread (the queue must be closed) and free its resources. */
 void worker_join(struct worker *w);
 
+/* The 504 message for a request whose deadline passed in the queue. */
+#define WORKER_DEADLINE_PASSED "the request's deadline passed while it was queued"
+
 /* Finish a request that will not run: set status and message, call done. */
 void worker_fail_request(struct infer_request *req, int status, const char *error);
 

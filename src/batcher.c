@@ -12,14 +12,7 @@ int batch_queue_init(struct batch_queue *q, int capacity, int max_batch_size, lo
     q->capacity = capacity;
     q->max_batch_size = max_batch_size;
     q->max_delay_ns = (uint64_t)max_delay_us * 1000u;
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return -1;
-    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(&q->changed, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0)
+    if (clock_cond_init(&q->changed) != 0)
         return -1;
     if (pthread_mutex_init(&q->lock, NULL) != 0) {
         pthread_cond_destroy(&q->changed);

@@ -45,8 +45,7 @@ static uint64_t sweep(struct queue_watch *w)
     for (int i = 0; i < w->n_models; i++) {
         struct batch_queue *q = &w->models[i].queue;
         uint64_t next = 0;
-        fail_all(batch_queue_expire(q, clock_now_ns(), &next), 504,
-                 "the request's deadline passed while it was queued");
+        fail_all(batch_queue_expire(q, clock_now_ns(), &next), 504, WORKER_DEADLINE_PASSED);
         struct infer_request *gone = batch_queue_remove_if(q, client_gone, NULL);
         if (gone != NULL)
             log_msg(LOG_DEBUG, "model %s: dropped queued requests whose client left",
@@ -84,16 +83,7 @@ int queue_watch_start(struct queue_watch *w, struct model *models, int n_models,
     memset(w, 0, sizeof *w);
     w->models = models;
     w->n_models = n_models;
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0) {
-        snprintf(err, err_len, "cannot create the queue watcher");
-        return -1;
-    }
-    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(&w->wake, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc != 0) {
+    if (clock_cond_init(&w->wake) != 0) {
         snprintf(err, err_len, "cannot create the queue watcher");
         return -1;
     }

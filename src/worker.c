@@ -196,7 +196,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         if (req->deadline_ns && start > req->deadline_ns) {
-            worker_fail_request(req, 504, "the request's deadline passed while it was queued");
+            worker_fail_request(req, 504, WORKER_DEADLINE_PASSED);
             continue;
         }
         req->queue_ns = start - req->arrival_ns;
