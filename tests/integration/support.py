@@ -367,6 +367,13 @@ def assert_still_serves(daemon):
 # --------------------------------------------------------------------------
 # Raw HTTP, for what requests cannot send (short bodies, chunked uploads)
 
+def predict_head(body_len, request_id):
+    """The request line and headers of a JSON POST /predict whose body is
+    body_len bytes, for tests that write to a raw socket."""
+    return (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"X-Request-ID: {request_id}\r\nContent-Length: {body_len}\r\n\r\n").encode()
+
+
 def raw_exchange(port, data, timeout=5.0):
     """Send `data` on a fresh loopback connection without closing our side,
     and read one response (until its Content-Length is in, the server closes,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from support import (FAILING_TRIGGER, FASHION_MAX_BATCH, IMAGE_SIZE, add_failing_model,
-                     assert_error, assert_still_serves, dumps, raw_exchange)
+                     assert_error, assert_still_serves, dumps, predict_head, raw_exchange)
 
 FLAT = [0.5] * IMAGE_SIZE  # one valid image, written flat
 
@@ -195,8 +195,7 @@ def test_model_failure_is_500_and_the_model_keeps_serving(start_daemon, tmp_path
 def client_leaves_early(port, request_id, how):
     """Send headers (and part of a body), then close at once."""
     body = dumps({"inputs": FLAT}).encode()
-    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = predict_head(len(body), request_id)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head if how == "headers" else head + body[:100])
 

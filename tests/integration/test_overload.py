@@ -1,17 +1,18 @@
 """Backpressure: a full queue answers 503 with Retry-After at once (the
-request never runs), and a request still queued past --request-timeout-ms
-answers 504 and never runs. The default model is the slow one
-(models/make_slow_model.py: y = 2x, each forward a roughly fixed ~0.2 s or
-more, max_batch_size 4), so that work really piles up.
+request never runs), a request still queued past --request-timeout-ms
+answers 504 at its deadline and never runs, and a queued request whose
+client left is dropped (499) and never runs. The default model is the slow
+one (models/make_slow_model.py: y = 2x, each forward a roughly fixed ~0.2 s
+or more, max_batch_size 4), so that work really piles up.
 """
-import numpy as np
-import pytest
-
-from support import assert_error
 import socket
 import threading
 import time
 
+import numpy as np
+import pytest
+
+from support import assert_error, predict_head
 from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, add_slow, as_response, metric,
                        model_counters, request_lines, run_threads, scrape, slow_body,
                        slow_input)
@@ -202,8 +203,7 @@ def test_queued_request_of_a_departed_client_is_dropped_not_run(start_daemon, sl
     assert first.sent.wait(30), "the first request was not sent"
     time.sleep(0.1)
     body = slow_body(slow_input(22, 1))
-    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-Request-ID: leaves\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = predict_head(len(body), "leaves")
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as leaver:
         leaver.sendall(head + body)
         # Queued behind the running forward: the pending gauge shows it.
@@ -233,8 +233,7 @@ def test_queued_request_of_a_departed_client_is_dropped_not_run(start_daemon, sl
 
 def leave_after_sending(port, body, request_id, linger_s):
     """Send a /predict request on a raw connection, wait linger_s, close."""
-    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = predict_head(len(body), request_id)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head + body)
         time.sleep(linger_s)
