@@ -123,8 +123,7 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
     srv->quiesced_fd = -1;
     srv->cfg = *cfg;
     srv->start_ns = clock_now_ns();
-    if (pthread_mutex_init(&srv->drain_lock, NULL) != 0 ||
-        pthread_cond_init(&srv->drain_cond, NULL) != 0) {
+    if (pthread_mutex_init(&srv->drain_lock, NULL) != 0 || clock_cond_init(&srv->drain_cond) != 0) {
         snprintf(err, err_len, "cannot create the drain lock");
         return -1;
     }
@@ -158,16 +157,11 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
 static bool wait_idle(struct server *srv, uint64_t deadline_ns)
 {
     pthread_mutex_lock(&srv->drain_lock);
-    while (atomic_load(&srv->inflight) > 0 && clock_now_ns() < deadline_ns) {
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        uint64_t left = deadline_ns - clock_now_ns();
-        if (left > 50000000u)
-            left = 50000000u; /* re-check every 50 ms */
-        now.tv_nsec += (long)left;
-        now.tv_sec += now.tv_nsec / 1000000000L;
-        now.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&srv->drain_cond, &srv->drain_lock, &now);
+    uint64_t now;
+    while (atomic_load(&srv->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
+        uint64_t wake_at = now + 50000000u; /* re-check every 50 ms */
+        struct timespec until = clock_timespec(wake_at < deadline_ns ? wake_at : deadline_ns);
+        pthread_cond_timedwait(&srv->drain_cond, &srv->drain_lock, &until);
     }
     bool idle = atomic_load(&srv->inflight) == 0;
     pthread_mutex_unlock(&srv->drain_lock);
