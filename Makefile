@@ -49,9 +49,17 @@ CXXFLAGS += $(TORCH_INC)
 
 LDLIBS := -lmicrohttpd -lcjson -lpthread -lm -ldl
 
+# DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
+# (a machine where they cannot be installed: tests/gpu/run.sh).
+ifneq ($(DEPS_ROOT),)
+DEPS_LIBDIR := $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu
+CFLAGS  += -I$(DEPS_ROOT)/usr/include
+LDFLAGS += -L$(DEPS_LIBDIR) -Wl,-rpath,$(DEPS_LIBDIR)
+endif
+
 SRC      := $(wildcard src/*.c)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
-SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/numconv.o
+SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,tensor.o json_numbers.o strbuf.o config.o router.o model_repo.o batcher.o metrics.o) $(BUILD)/obj/numconv.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -84,15 +92,15 @@ help:
 
 # One clear line per missing dependency.
 check-deps:
-	@test -f /usr/include/microhttpd.h || { echo "missing libmicrohttpd: apt-get install libmicrohttpd-dev (or: make deps)"; exit 1; }
-	@test -f /usr/include/cjson/cJSON.h || { echo "missing cJSON: apt-get install libcjson-dev (or: make deps)"; exit 1; }
+	@test -f $(DEPS_ROOT)/usr/include/microhttpd.h || { echo "missing libmicrohttpd: apt-get install libmicrohttpd-dev (or: make deps)"; exit 1; }
+	@test -f $(DEPS_ROOT)/usr/include/cjson/cJSON.h || { echo "missing cJSON: apt-get install libcjson-dev (or: make deps)"; exit 1; }
 	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
 
 deps:
 	scripts/install-deps.sh
 
 $(BUILD)/inferd: $(OBJ) $(SHIM_OBJ)
-	$(CXX) $(SANFLAGS) -o $@ $^ $(TORCH_LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
+	$(CXX) $(SANFLAGS) -o $@ $^ $(LDFLAGS) $(TORCH_LDFLAGS) $(TORCH_LIBS) $(LDLIBS)
 
 # A readiness probe for container health checks that does not load libtorch.
 $(BUILD)/inferd-probe: tools/inferd_probe.c $(BUILD)/obj/health_probe.o
@@ -164,6 +172,12 @@ bench: all
 $(BUILD)/bench/codec_speed: bench/codec_speed.c $(CORE_OBJ)
 	mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson -lm -lstdc++
+
+# Raw forward throughput through the shim, no HTTP (the GPU benchmark's ceiling).
+$(BUILD)/bench/raw_shim: bench/raw_shim.c $(SHIM_OBJ)
+	mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c bench/raw_shim.c -o $(BUILD)/obj/raw_shim.o
+	$(CXX) -o $@ $(BUILD)/obj/raw_shim.o $(SHIM_OBJ) $(LDFLAGS) $(TORCH_LDFLAGS) $(TORCH_LIBS) -lpthread
 
 bench-codec: $(BUILD)/bench/codec_speed
 	$(BUILD)/bench/codec_speed

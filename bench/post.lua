@@ -7,6 +7,9 @@
 -- BENCH_BODY: file holding the request body (bench/run.sh writes it from
 -- models/fashion_mnist_data.py load("test")[0]); without it the script falls
 -- back to models/examples/sample_0.json.
+-- BENCH_CONTENT_TYPE: the body's Content-Type [application/json].
+-- BENCH_V2_HEADER_LENGTH: for a v2 binary-tensor body, the length of its JSON
+-- part, sent as Inference-Header-Content-Length.
 --
 -- The summary line (latencies in microseconds; non2xx counts non-2xx/3xx
 -- answers, timeouts counts requests that took longer than --timeout):
@@ -30,7 +33,11 @@ end
 
 wrk.method = "POST"
 wrk.body = body
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
+local v2_len = os.getenv("BENCH_V2_HEADER_LENGTH")
+if v2_len and #v2_len > 0 then
+   wrk.headers["Inference-Header-Content-Length"] = v2_len
+end
 
 function done(summary, latency, requests)
    local secs = summary.duration / 1e6

@@ -35,6 +35,12 @@ struct model_config {
     char **labels; /* n_labels class names, or NULL */
     int n_labels;
     bool warmup;
+    /* GPU speed settings, all off by default (README, "Speed settings") */
+    enum shim_precision precision;
+    bool channels_last;
+    bool cudnn_benchmark;
+    int n_cuda_graphs; /* batch sizes to capture as CUDA graphs, ascending */
+    int cuda_graphs[SHIM_MAX_GRAPHS];
 };
 
 /* A plain folder name: [A-Za-z0-9._-], not "." or "..", at most 127 bytes. */

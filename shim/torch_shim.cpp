@@ -4,12 +4,17 @@
 // SHIM_WITH_CUDA is defined by the Makefile (libtorch_cuda.so was found).
 #include "torch_shim.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include "shim_runtime.h"
+
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,17 +22,39 @@
 #ifdef SHIM_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <torch/cuda.h>
 #endif
 
+#ifdef SHIM_WITH_CUDA
+// One captured graph: the static inputs it reads, the outputs it writes.
+struct shim_graph {
+    int64_t batch = 0;
+    std::unique_ptr<at::cuda::CUDAGraph> graph;
+    std::vector<torch::Tensor> inputs;
+    shim_runtime_outputs outputs;
+};
+#endif
+
 struct shim_model {
-    torch::jit::Module module;
+    const shim_runtime *runtime = nullptr;
+    void *handle = nullptr;
+    shim_load_options opt{};
     torch::Device device{torch::kCPU};
 #ifdef SHIM_WITH_CUDA
     c10::optional<c10::cuda::CUDAStream> stream;
+    std::vector<shim_graph> graphs; // ascending batch sizes
 #endif
+    ~shim_model()
+    {
+#ifdef SHIM_WITH_CUDA
+        graphs.clear(); // before the module whose memory they replay into
+#endif
+        if (runtime != nullptr && handle != nullptr)
+            runtime->release(handle);
+    }
 };
 
 struct shim_outputs {
@@ -35,15 +62,34 @@ struct shim_outputs {
     std::vector<std::string> names;
 };
 
+// The model formats this build serves; a new format is one line here.
+static const shim_runtime *const kRuntimes[] = {
+    &shim_runtime_torchscript,
+};
+
 static void set_error(char *err, size_t err_len, const char *what)
 {
     if (err == nullptr || err_len == 0)
         return;
-    // Keep the first line only: libtorch messages carry long backtraces.
-    size_t n = strcspn(what, "\n");
+    // Keep one line: libtorch messages carry long backtraces. An error raised
+    // inside TorchScript opens with a generic line and the interpreter's
+    // traceback, and ends with the cause: keep the cause.
+    static const char kInterp[] = "The following operation failed in the TorchScript interpreter";
+    const char *line = what;
+    if (strncmp(what, kInterp, sizeof kInterp - 1) == 0) {
+        const char *end = what + strlen(what);
+        while (end > what && (end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        const char *start = end;
+        while (start > what && start[-1] != '\n')
+            start--;
+        if (start < end)
+            line = start;
+    }
+    size_t n = strcspn(line, "\n");
     if (n >= err_len)
         n = err_len - 1;
-    memcpy(err, what, n);
+    memcpy(err, line, n);
     err[n] = '\0';
 }
 
@@ -206,36 +252,106 @@ extern "C" int shim_set_gpu_memory_fraction(int device, double fraction, char *e
 #endif
 }
 
-extern "C" int shim_model_load(const char *path, int device, shim_model **out, char *err,
-                               size_t err_len)
+// The format for path: opt_format by name when given, else by extension,
+// else TorchScript (the format inferd has always served). NULL with err set
+// when the format is not in this build.
+static const shim_runtime *find_runtime(const char *path, const char *opt_format, char *err,
+                                        size_t err_len)
 {
-    *out = nullptr;
-    if (path == nullptr) {
+    size_t n = strlen(path);
+    const char *dot = strrchr(path, '.');
+    for (const shim_runtime *rt : kRuntimes) {
+        size_t e = strlen(rt->extension);
+        if (opt_format != nullptr ? strcmp(opt_format, rt->format) == 0
+                                  : n >= e && strcmp(path + n - e, rt->extension) == 0)
+            return rt;
+    }
+    bool aoti = opt_format != nullptr ? strcmp(opt_format, "aoti") == 0
+                                      : dot != nullptr && strcmp(dot, ".pt2") == 0;
+    if (aoti) {
+        std::string msg = std::string("AOTInductor .pt2 packages need libtorch 2.6 or newer "
+                                      "built with AOTInductor; this inferd has libtorch ") +
+                          TORCH_VERSION;
+        set_error(err, err_len, msg.c_str());
+        return nullptr;
+    }
+    if (opt_format != nullptr) {
+        std::string msg = std::string("model format \"") + opt_format + "\" is not in this build";
+        set_error(err, err_len, msg.c_str());
+        return nullptr;
+    }
+    return &shim_runtime_torchscript;
+}
+
+extern "C" int shim_format_of(const char *path, const char **format, const char **platform,
+                              char *err, size_t err_len)
+{
+    if (path == nullptr || format == nullptr || platform == nullptr) {
         set_error(err, err_len, "no model path given");
         return SHIM_ERR_ARG;
     }
+    const shim_runtime *rt = find_runtime(path, nullptr, err, err_len);
+    if (rt == nullptr)
+        return SHIM_ERR_LOAD;
+    *format = rt->format;
+    *platform = rt->platform;
+    return SHIM_OK;
+}
+
+#ifdef SHIM_WITH_CUDA
+// Process-wide cuDNN/cuBLAS settings for GPU instances: fp32 means IEEE fp32
+// (TF32 tensor cores would change results in the fourth digit), and cuDNN's
+// benchmark mode once any model asks for it.
+static void configure_cuda(const shim_load_options &opt)
+{
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setAllowTF32CuBLAS(false);
+    if (opt.cudnn_benchmark)
+        at::globalContext().setBenchmarkCuDNN(true);
+}
+#endif
+
+extern "C" int shim_model_load(const char *path, const struct shim_load_options *opt,
+                               shim_model **out, char *err, size_t err_len)
+{
+    *out = nullptr;
+    if (path == nullptr || opt == nullptr) {
+        set_error(err, err_len, "no model path given");
+        return SHIM_ERR_ARG;
+    }
+    if (opt->n_cuda_graphs < 0 || opt->n_cuda_graphs > SHIM_MAX_GRAPHS ||
+        (opt->precision != SHIM_PRECISION_FP32 && opt->precision != SHIM_PRECISION_FP16)) {
+        set_error(err, err_len, "invalid load options");
+        return SHIM_ERR_ARG;
+    }
+    for (int k = 0; k < opt->n_cuda_graphs; k++) {
+        if (opt->cuda_graphs[k] < 1 || (k > 0 && opt->cuda_graphs[k] <= opt->cuda_graphs[k - 1])) {
+            set_error(err, err_len, "CUDA graph batch sizes must be positive and ascending");
+            return SHIM_ERR_ARG;
+        }
+    }
+    const shim_runtime *rt = find_runtime(path, opt->format, err, err_len);
+    if (rt == nullptr)
+        return SHIM_ERR_LOAD;
 #ifndef SHIM_WITH_CUDA
-    if (device != SHIM_DEVICE_CPU) {
+    if (opt->device != SHIM_DEVICE_CPU) {
         set_error(err, err_len, "this build of inferd has no CUDA support");
         return SHIM_ERR_DEVICE;
     }
 #endif
     try {
-        auto *model = new shim_model();
-        try {
-            if (device != SHIM_DEVICE_CPU)
-                model->device = torch::Device(torch::kCUDA, device);
-            model->module = torch::jit::load(path, model->device);
-            model->module.eval();
+        auto model = std::make_unique<shim_model>();
+        model->runtime = rt;
+        model->opt = *opt;
+        if (opt->device != SHIM_DEVICE_CPU) {
+            model->device = torch::Device(torch::kCUDA, opt->device);
 #ifdef SHIM_WITH_CUDA
-            if (device != SHIM_DEVICE_CPU)
-                model->stream = c10::cuda::getStreamFromPool(false, device);
+            configure_cuda(*opt);
+            model->stream = c10::cuda::getStreamFromPool(false, opt->device);
 #endif
-        } catch (...) {
-            delete model;
-            throw;
         }
-        *out = model;
+        model->handle = rt->load(path, *opt, model->device);
+        *out = model.release();
         return SHIM_OK;
     } catch (const std::exception &e) {
         set_error(err, err_len, e.what());
@@ -253,39 +369,86 @@ extern "C" void shim_model_free(shim_model *model)
     }
 }
 
-static torch::Tensor to_torch(const struct shim_tensor &t, torch::Device dev)
+// The element type a tensor of dtype has on the model's device.
+static c10::ScalarType device_dtype(const shim_model *model, enum shim_dtype dtype)
 {
-    std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
-    // from_blob borrows the caller's memory; on a GPU the (pinned) staging
-    // buffer is copied to the device asynchronously on the instance's stream.
-    auto blob = torch::from_blob(const_cast<void *>(t.data), shape,
-                                 torch::TensorOptions().dtype(kScalarTypes[t.dtype]));
-    if (dev.is_cpu())
-        return blob;
-    return blob.to(dev, /*non_blocking=*/true);
+    c10::ScalarType t = kScalarTypes[dtype];
+    if (model->opt.precision == SHIM_PRECISION_FP16 && c10::isFloatingType(t))
+        return torch::kHalf;
+    return t;
 }
 
-static void collect_outputs(const c10::IValue &value, shim_outputs *out, const std::string &name)
+static torch::Tensor host_blob(const struct shim_tensor &t)
 {
-    if (value.isTensor()) {
-        out->tensors.push_back(value.toTensor().to(torch::kCPU).contiguous());
-        out->names.push_back(name);
-    } else if (value.isTuple()) {
-        for (const auto &el : value.toTupleRef().elements())
-            collect_outputs(el, out, "");
-    } else if (value.isList()) {
-        for (const auto &el : value.toListRef())
-            collect_outputs(el, out, "");
-    } else if (value.isGenericDict()) {
-        for (const auto &kv : value.toGenericDict()) {
-            std::string key =
-                kv.key().isString() ? kv.key().toStringRef() : kv.key().toIValue().tagKind();
-            collect_outputs(kv.value(), out, key);
-        }
-    } else {
-        throw std::runtime_error("model returned a " + value.tagKind() + ", expected tensors");
+    std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
+    // from_blob borrows the caller's memory (pinned staging on a GPU).
+    return torch::from_blob(const_cast<void *>(t.data), shape,
+                            torch::TensorOptions().dtype(kScalarTypes[t.dtype]));
+}
+
+// The input on the model's device, in its precision and memory format. On a
+// GPU the copy is asynchronous on the instance's stream.
+static torch::Tensor to_device(const shim_model *model, const struct shim_tensor &t)
+{
+    torch::Tensor x = host_blob(t);
+    if (!model->device.is_cpu())
+        x = x.to(model->device, /*non_blocking=*/true);
+    x = x.to(device_dtype(model, t.dtype));
+    if (model->opt.channels_last && x.dim() == 4)
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    return x;
+}
+
+// Bring outputs to the CPU (the first rows only, when rows >= 0), half back
+// to FP32 under fp16 precision.
+static void finish_outputs(const shim_model *model, const shim_runtime_outputs &raw,
+                           shim_outputs *out, int64_t rows)
+{
+    for (size_t i = 0; i < raw.tensors.size(); i++) {
+        torch::Tensor t = raw.tensors[i];
+        if (rows >= 0)
+            t = t.narrow(0, 0, rows);
+        if (model->opt.precision == SHIM_PRECISION_FP16 && t.scalar_type() == torch::kHalf)
+            t = t.to(torch::kFloat);
+        out->tensors.push_back(t.to(torch::kCPU).contiguous());
+        out->names.push_back(raw.names[i]);
     }
 }
+
+#ifdef SHIM_WITH_CUDA
+// Replay the smallest captured graph that holds this batch. Returns false
+// (nothing done) when no graph fits the inputs' count, shapes or types.
+static bool replay_graph(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                         shim_outputs *out)
+{
+    if (n_inputs == 0 || n_inputs != (int)model->graphs[0].inputs.size() || inputs[0].ndim == 0)
+        return false;
+    int64_t rows = inputs[0].shape[0];
+    shim_graph *g = nullptr;
+    for (auto &candidate : model->graphs) {
+        if (candidate.batch >= rows) {
+            g = &candidate;
+            break;
+        }
+    }
+    if (g == nullptr)
+        return false;
+    for (int i = 0; i < n_inputs; i++) {
+        const torch::Tensor &s = g->inputs[i];
+        if (inputs[i].ndim != s.dim() || inputs[i].shape[0] != rows ||
+            device_dtype(model, inputs[i].dtype) != s.scalar_type())
+            return false;
+        for (int d = 1; d < inputs[i].ndim; d++)
+            if (inputs[i].shape[d] != s.size(d))
+                return false;
+    }
+    for (int i = 0; i < n_inputs; i++)
+        g->inputs[i].narrow(0, 0, rows).copy_(host_blob(inputs[i]), /*non_blocking=*/true);
+    g->graph->replay();
+    finish_outputs(model, g->outputs, out, rows);
+    return true;
+}
+#endif
 
 static int forward_into(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
                         shim_outputs *out)
@@ -295,17 +458,16 @@ static int forward_into(shim_model *model, const struct shim_tensor *inputs, int
     c10::optional<c10::cuda::CUDAStreamGuard> stream_guard;
     if (model->stream)
         stream_guard.emplace(*model->stream);
+    if (!model->graphs.empty() && replay_graph(model, inputs, n_inputs, out))
+        return SHIM_OK;
 #endif
-    std::vector<c10::IValue> args;
+    std::vector<torch::Tensor> args;
     args.reserve(n_inputs);
     for (int i = 0; i < n_inputs; i++)
-        args.emplace_back(to_torch(inputs[i], model->device));
-    c10::IValue result = model->module.forward(args);
-    collect_outputs(result, out, "");
-#ifdef SHIM_WITH_CUDA
-    if (model->stream)
-        model->stream->synchronize();
-#endif
+        args.push_back(to_device(model, inputs[i]));
+    shim_runtime_outputs raw;
+    model->runtime->forward(model->handle, args, raw);
+    finish_outputs(model, raw, out, -1);
     return SHIM_OK;
 }
 
@@ -353,6 +515,92 @@ extern "C" int shim_model_forward(shim_model *model, const struct shim_tensor *i
     }
     delete result;
     return SHIM_ERR_FORWARD;
+}
+
+#ifdef SHIM_WITH_CUDA
+// Capture one graph for batch rows, inputs shaped like the template.
+static shim_graph capture_one(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                              int64_t rows, at::cuda::MempoolId_t pool)
+{
+    shim_graph g;
+    g.batch = rows;
+    for (int i = 0; i < n_inputs; i++) {
+        std::vector<int64_t> shape(inputs[i].shape, inputs[i].shape + inputs[i].ndim);
+        if (shape.empty())
+            throw std::runtime_error("CUDA graphs need inputs with a batch dimension");
+        shape[0] = rows;
+        auto t = torch::zeros(
+            shape, torch::TensorOptions().dtype(device_dtype(model, inputs[i].dtype)).device(model->device));
+        if (model->opt.channels_last && t.dim() == 4)
+            t = t.contiguous(at::MemoryFormat::ChannelsLast);
+        g.inputs.push_back(t);
+    }
+    // A few eager runs first: the TorchScript executor profiles and
+    // optimises on its first calls, which must not happen inside a capture.
+    for (int w = 0; w < 3; w++) {
+        std::vector<torch::Tensor> args = g.inputs;
+        shim_runtime_outputs scratch;
+        model->runtime->forward(model->handle, args, scratch);
+    }
+    model->stream->synchronize();
+    g.graph = std::make_unique<at::cuda::CUDAGraph>();
+#if TORCH_VERSION_MAJOR >= 2
+    g.graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+#else
+    g.graph->capture_begin(pool);
+#endif
+    try {
+        std::vector<torch::Tensor> args = g.inputs;
+        model->runtime->forward(model->handle, args, g.outputs);
+    } catch (...) {
+        try {
+            g.graph->capture_end();
+        } catch (...) {
+        }
+        throw;
+    }
+    g.graph->capture_end();
+    return g;
+}
+#endif
+
+extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_tensor *inputs,
+                                         int n_inputs, char *err, size_t err_len)
+{
+    if (model == nullptr || (n_inputs > 0 && inputs == nullptr)) {
+        set_error(err, err_len, "capture called without a model or inputs");
+        return SHIM_ERR_ARG;
+    }
+#ifdef SHIM_WITH_CUDA
+    if (model->opt.n_cuda_graphs == 0 || !model->stream)
+        return SHIM_OK;
+    // Captures run one at a time in the process: a capture must not see
+    // another thread's allocations or synchronisations.
+    static std::mutex capture_lock;
+    try {
+        std::lock_guard<std::mutex> lock(capture_lock);
+        c10::InferenceMode guard;
+        c10::cuda::CUDAGuard device_guard(model->device.index());
+        c10::cuda::CUDAStreamGuard stream_guard(*model->stream);
+        auto pool = at::cuda::graph_pool_handle();
+        model->graphs.clear();
+        // Largest first, so that the smaller graphs reuse the shared pool.
+        for (int k = model->opt.n_cuda_graphs - 1; k >= 0; k--)
+            model->graphs.insert(model->graphs.begin(),
+                                 capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
+        model->stream->synchronize();
+        return SHIM_OK;
+    } catch (const std::exception &e) {
+        set_error(err, err_len, e.what());
+    } catch (...) {
+        set_error(err, err_len, "unknown error capturing CUDA graphs");
+    }
+    model->graphs.clear();
+    return SHIM_ERR_FORWARD;
+#else
+    (void)n_inputs;
+    return SHIM_OK;
+#endif
 }
 
 extern "C" int shim_outputs_count(const shim_outputs *outputs)

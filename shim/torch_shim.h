@@ -1,6 +1,7 @@
-/* torch_shim.h - plain-C interface over libtorch: load a TorchScript module on
- * a device, run forward, hand back output tensors. The only C++ in inferd
- * lives behind this header; no C++ exception ever crosses it.
+/* torch_shim.h - plain-C interface over libtorch: load a model file (one of
+ * the formats in shim/runtime_*.cpp) on a device, run forward, hand back
+ * output tensors. The only C++ in inferd lives behind this header; no C++
+ * exception ever crosses it.
  *
  * Every function that can fail returns 0 on success or a negative code, and
  * writes a one-line message into the caller's err buffer (always terminated).
@@ -51,6 +52,24 @@ struct shim_tensor {
 };
 
 typedef struct shim_model shim_model;     /* one loaded module on one device */
+
+enum shim_precision {
+    SHIM_PRECISION_FP32 = 0, /* IEEE fp32: TF32 tensor cores stay off */
+    SHIM_PRECISION_FP16,     /* module and inputs in half; outputs back in FP32 */
+};
+
+#define SHIM_MAX_GRAPHS 16
+
+/* How to load one instance. Every speed setting is off when zeroed. */
+struct shim_load_options {
+    const char *format;         /* "torchscript", ...; NULL: from the file name */
+    int device;                 /* SHIM_DEVICE_CPU or a CUDA ordinal */
+    enum shim_precision precision;
+    int channels_last;          /* 4-d weights and inputs in NHWC memory order */
+    int cudnn_benchmark;        /* let cuDNN time its algorithms (process-wide) */
+    int n_cuda_graphs;          /* batch sizes to capture, ascending (GPU only) */
+    int cuda_graphs[SHIM_MAX_GRAPHS];
+};
 typedef struct shim_outputs shim_outputs; /* the tensors one forward returned */
 
 /* Number of CUDA devices libtorch sees (0 on a CPU-only build). */
@@ -84,9 +103,26 @@ int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t *total_byte
  * or a bad ordinal. */
 int shim_cuda_pci_bus_id(int device, char *buf, size_t len);
 
-/* Load the TorchScript file at path onto device (SHIM_DEVICE_CPU or a CUDA
- * ordinal) in eval mode. On failure *out is NULL. */
-int shim_model_load(const char *path, int device, shim_model **out, char *err, size_t err_len);
+/* Load the model file at path onto opt->device in eval mode, with opt's
+ * precision and memory format. The format comes from the file's extension
+ * (see shim_format_of). On failure *out is NULL and err says why. */
+int shim_model_load(const char *path, const struct shim_load_options *opt, shim_model **out,
+                    char *err, size_t err_len);
+
+/* The format that would load path, e.g. "torchscript", and its KServe v2
+ * platform name in *platform (both static strings). Returns 0, or
+ * SHIM_ERR_LOAD with err set when no format in this build takes the file. */
+int shim_format_of(const char *path, const char **format, const char **platform, char *err,
+                   size_t err_len);
+
+/* Capture one CUDA graph per batch size in the load options, shaped like
+ * inputs (a template whose dim 0 is replaced by each batch size; its data is
+ * not read). Later forwards of at most the largest captured batch replay
+ * the smallest graph that holds them, padding the batch. Does nothing on a
+ * CPU instance or without graph sizes. Returns 0, or a negative code with
+ * err set. */
+int shim_model_capture_graphs(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                              char *err, size_t err_len);
 
 /* Free a model (NULL is fine). */
 void shim_model_free(shim_model *model);

@@ -191,6 +191,70 @@ static int get_int(const cJSON *obj, const char *key, long lo, long hi, long *va
     return 0;
 }
 
+static int get_bool(const cJSON *obj, const char *key, bool *value, char *err, size_t err_len)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (item == NULL)
+        return 0; /* keep the default */
+    if (!cJSON_IsBool(item)) {
+        snprintf(err, err_len, "\"%s\" must be true or false", key);
+        return -1;
+    }
+    *value = cJSON_IsTrue(item);
+    return 0;
+}
+
+/* "precision", "channels_last", "cudnn_benchmark" and "cuda_graphs". */
+static int parse_speed(const cJSON *root, struct model_config *out, char *err, size_t err_len)
+{
+    const cJSON *precision = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    const cJSON *graphs = cJSON_GetObjectItemCaseSensitive(root, "cuda_graphs");
+    out->precision = SHIM_PRECISION_FP32;
+    if (precision != NULL) {
+        if (cJSON_IsString(precision) && strcmp(precision->valuestring, "fp16") == 0) {
+            out->precision = SHIM_PRECISION_FP16;
+        } else if (!cJSON_IsString(precision) || strcmp(precision->valuestring, "fp32") != 0) {
+            snprintf(err, err_len, "\"precision\" must be \"fp32\" or \"fp16\"");
+            return -1;
+        }
+    }
+    if (get_bool(root, "channels_last", &out->channels_last, err, err_len) != 0 ||
+        get_bool(root, "cudnn_benchmark", &out->cudnn_benchmark, err, err_len) != 0)
+        return -1;
+    if (graphs == NULL)
+        return 0;
+    int most = out->max_batch_size > 0 ? out->max_batch_size : 1;
+    if (!cJSON_IsArray(graphs) || cJSON_GetArraySize(graphs) > SHIM_MAX_GRAPHS) {
+        snprintf(err, err_len, "\"cuda_graphs\" must be a list of at most %d batch sizes",
+                 SHIM_MAX_GRAPHS);
+        return -1;
+    }
+    const cJSON *b;
+    cJSON_ArrayForEach(b, graphs)
+    {
+        int prev = out->n_cuda_graphs ? out->cuda_graphs[out->n_cuda_graphs - 1] : 0;
+        if (!cJSON_IsNumber(b) || b->valuedouble != (double)(int)b->valuedouble ||
+            b->valueint <= prev || b->valueint > most) {
+            snprintf(err, err_len,
+                     "\"cuda_graphs\" must list ascending batch sizes from 1 to the max batch "
+                     "size (%d)",
+                     most);
+            return -1;
+        }
+        out->cuda_graphs[out->n_cuda_graphs++] = b->valueint;
+    }
+    for (int i = 0; i < out->n_inputs; i++) {
+        for (int d = 1; d < out->inputs[i].ndim; d++) {
+            if (out->inputs[i].shape[d] < 0) {
+                snprintf(err, err_len, "input \"%s\": CUDA graphs need fixed dims after the batch",
+                         out->inputs[i].name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int model_config_parse(const char *json, const char *model_dir, const char *name,
                        const struct inferd_config *defaults, struct model_config *out, char *err,
                        size_t err_len)
@@ -229,6 +293,8 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
     out->max_queue_delay_us = delay;
     out->instances_per_device = (int)instances;
     out->warmup = !cJSON_IsFalse(warmup);
+    if (parse_speed(root, out, err, err_len) != 0)
+        goto out;
     for (int i = 0; out->max_batch_size > 0 && i < out->n_inputs; i++) {
         if (out->inputs[i].ndim == 0 || out->inputs[i].shape[0] != -1) {
             snprintf(err, err_len, "input \"%s\": a batching model's first dim must be -1",

@@ -28,8 +28,9 @@ static void device_name(int device, char *buf, size_t len)
         snprintf(buf, len, "cuda:%d", device);
 }
 
-/* Forward once on zeros shaped like the declared inputs, batch dim = rows. */
-static int warm_up(struct worker *w, int64_t rows, char *err, size_t err_len)
+/* Forward once on zeros shaped like the declared inputs, batch dim = rows;
+ * with capture, capture the model's CUDA graphs from those shapes instead. */
+static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size_t err_len)
 {
     const struct model_config *cfg = &w->model->cfg;
     struct tensor inputs[MODEL_MAX_IO];
@@ -49,7 +50,9 @@ static int warm_up(struct worker *w, int64_t rows, char *err, size_t err_len)
         views[i] = tensor_view(&inputs[i]);
     }
     shim_outputs *out = NULL;
-    if (shim_model_forward(w->handle, views, cfg->n_inputs, &out, err, err_len) != 0)
+    if (capture)
+        rc = shim_model_capture_graphs(w->handle, views, cfg->n_inputs, err, err_len) != 0 ? -1 : 0;
+    else if (shim_model_forward(w->handle, views, cfg->n_inputs, &out, err, err_len) != 0)
         rc = -1;
     shim_outputs_free(out);
     for (int i = 0; i < cfg->n_inputs; i++)
@@ -62,19 +65,33 @@ static int load_and_warm(struct worker *w)
     struct model *m = w->model;
     char err[256], dev[32];
     device_name(w->device, dev, sizeof dev);
+    struct shim_load_options opt = {
+        .device = w->device,
+        .precision = m->cfg.precision,
+        .channels_last = m->cfg.channels_last,
+        .cudnn_benchmark = m->cfg.cudnn_benchmark,
+        .n_cuda_graphs = m->cfg.n_cuda_graphs,
+    };
+    memcpy(opt.cuda_graphs, m->cfg.cuda_graphs, sizeof opt.cuda_graphs);
     uint64_t t0 = clock_now_ns();
-    if (shim_model_load(m->cfg.path, w->device, &w->handle, err, sizeof err) != 0) {
+    if (shim_model_load(m->cfg.path, &opt, &w->handle, err, sizeof err) != 0) {
         record_failure(w, "load failed", err);
         return -1;
     }
     uint64_t t1 = clock_now_ns();
     if (m->cfg.warmup) {
-        if (warm_up(w, 1, err, sizeof err) != 0 ||
+        if (warm_up(w, 1, false, err, sizeof err) != 0 ||
             (m->cfg.max_batch_size > 1 &&
-             warm_up(w, m->cfg.max_batch_size, err, sizeof err) != 0)) {
+             warm_up(w, m->cfg.max_batch_size, false, err, sizeof err) != 0)) {
             record_failure(w, "warm-up forward failed", err);
             return -1;
         }
+    }
+    /* CUDA graphs are captured whether or not warm-up is on: they are how
+     * the model runs. */
+    if (m->cfg.n_cuda_graphs > 0 && warm_up(w, 1, true, err, sizeof err) != 0) {
+        record_failure(w, "CUDA graph capture failed", err);
+        return -1;
     }
     uint64_t t2 = clock_now_ns();
     struct log_field fields[] = {
