@@ -26,6 +26,15 @@ struct worker {
     size_t staging_cap[BATCH_MAX_IO];
     struct infer_request **batch; /* room for one batch's requests */
     int batch_cap;
+    /* Answered requests on their way to the completion thread, which
+     * encodes replies and resumes connections while the worker runs the
+     * next batch. Lock order: the queue's lock is never held with this one. */
+    pthread_t completer;
+    bool completer_started;
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    struct infer_request *done_head, *done_tail;
+    bool done_closing;
 };
 
 struct model {

@@ -237,6 +237,9 @@ extern "C" int shim_set_gpu_memory_fraction(int device, double fraction, char *e
     }
 #ifdef SHIM_WITH_CUDA
     try {
+        // The caching allocator starts lazily, with the first tensor on a
+        // GPU: make one so that there is an allocator to cap.
+        torch::empty({1}, torch::TensorOptions().device(torch::kCUDA, device));
         c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, device);
         return SHIM_OK;
     } catch (const std::exception &e) {

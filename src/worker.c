@@ -205,6 +205,51 @@ static int check_batch_dim(shim_outputs *out, int64_t total, char *err, size_t e
     return 0;
 }
 
+/* Queue an answered request for the completion thread. */
+static void hand_off(struct worker *w, struct infer_request *req)
+{
+    req->next = NULL;
+    pthread_mutex_lock(&w->done_lock);
+    bool was_empty = w->done_head == NULL;
+    if (was_empty)
+        w->done_head = req;
+    else
+        w->done_tail->next = req;
+    w->done_tail = req;
+    pthread_mutex_unlock(&w->done_lock);
+    if (was_empty)
+        pthread_cond_signal(&w->done_cond);
+}
+
+/* The completion thread: call done() on each answered request, in order,
+ * until the worker has exited and the list is empty. */
+static void *completer_main(void *arg)
+{
+    struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "c%u-%.10s", (unsigned)w->index % 100u, w->model->cfg.name);
+    pthread_setname_np(pthread_self(), name);
+    pthread_mutex_lock(&w->done_lock);
+    for (;;) {
+        while (w->done_head == NULL && !w->done_closing)
+            pthread_cond_wait(&w->done_cond, &w->done_lock);
+        struct infer_request *list = w->done_head;
+        if (list == NULL)
+            break; /* closing and nothing left */
+        w->done_head = w->done_tail = NULL;
+        pthread_mutex_unlock(&w->done_lock);
+        while (list != NULL) {
+            struct infer_request *req = list;
+            list = req->next;
+            req->next = NULL;
+            req->done(req);
+        }
+        pthread_mutex_lock(&w->done_lock);
+    }
+    pthread_mutex_unlock(&w->done_lock);
+    return NULL;
+}
+
 static void run_batch(struct worker *w, struct infer_request **batch, int n)
 {
     struct model *m = w->model;
@@ -262,7 +307,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
         row += req->samples;
         if (rc == 0 && req->n_outputs > 0) {
             req->status = 200;
-            req->done(req);
+            hand_off(w, req);
         } else {
             worker_fail_request(req, 500, err[0] ? err : "model failed");
         }
@@ -270,10 +315,21 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     shim_outputs_free(out);
 }
 
+static void close_completer(struct worker *w)
+{
+    pthread_mutex_lock(&w->done_lock);
+    w->done_closing = true;
+    pthread_mutex_unlock(&w->done_lock);
+    pthread_cond_signal(&w->done_cond);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct model *m = w->model;
+    char name[16];
+    snprintf(name, sizeof name, "w%u-%.10s", (unsigned)w->index % 100u, m->cfg.name);
+    pthread_setname_np(pthread_self(), name);
     if (load_and_warm(w) != 0) {
         /* A failed instance still drains its share of the queue so that no
          * accepted request is left hanging. */
@@ -285,11 +341,13 @@ static void *worker_main(void *arg)
             for (int r = 0; r < n; r++)
                 worker_fail_request(w->batch[r], 503, msg);
         }
+        close_completer(w);
         return NULL;
     }
     int n;
     while ((n = batch_queue_take(&m->queue, w->batch, w->batch_cap)) > 0)
         run_batch(w, w->batch, n);
+    close_completer(w);
     return NULL;
 }
 
@@ -301,11 +359,24 @@ int worker_start(struct worker *w, char *err, size_t err_len)
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    if (pthread_mutex_init(&w->done_lock, NULL) != 0 ||
+        pthread_cond_init(&w->done_cond, NULL) != 0) {
         free(w->batch);
         w->batch = NULL;
-        snprintf(err, err_len, "cannot start a worker thread");
+        snprintf(err, err_len, "cannot create the completion lock");
         return -1;
+    }
+    if (pthread_create(&w->completer, NULL, completer_main, w) != 0) {
+        free(w->batch);
+        w->batch = NULL;
+        snprintf(err, err_len, "cannot start a completion thread");
+        return -1;
+    }
+    w->completer_started = true;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        close_completer(w);
+        snprintf(err, err_len, "cannot start a worker thread");
+        return -1; /* worker_join joins the completer and frees the rest */
     }
     w->started = true;
     return 0;
@@ -316,6 +387,12 @@ void worker_join(struct worker *w)
     if (w->started)
         pthread_join(w->thread, NULL);
     w->started = false;
+    if (w->completer_started) {
+        pthread_join(w->completer, NULL);
+        pthread_mutex_destroy(&w->done_lock);
+        pthread_cond_destroy(&w->done_cond);
+    }
+    w->completer_started = false;
     shim_model_free(w->handle);
     w->handle = NULL;
     for (int i = 0; i < BATCH_MAX_IO; i++) {

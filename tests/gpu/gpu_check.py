@@ -367,6 +367,74 @@ def run_wrk(args, srv, model, conc, body_file, header_len, seconds):
     return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
 
+def thread_cpu(pid):
+    """CPU ticks per thread name of process pid (utime + stime)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        comm = re.sub(r"[0-9]+", "#", s[s.index("(") + 1:s.rindex(")")])
+        fields = s[s.rindex(")") + 2:].split()
+        out[comm] = out.get(comm, 0) + int(fields[11]) + int(fields[12])
+    return out
+
+
+def cpu_report(before, after, seconds):
+    """Cores used per thread kind between two thread_cpu snapshots."""
+    hz = os.sysconf("SC_CLK_TCK")
+    used = {k: (after.get(k, 0) - before.get(k, 0)) / hz / seconds for k in after}
+    top = sorted(used.items(), key=lambda kv: -kv[1])[:6]
+    return ", ".join(f"{k} {v:.2f}" for k, v in top if v >= 0.01)
+
+
+def log_stats(path, offset):
+    """Mean batch, queue, compute and total ms of the request lines logged
+    after offset, per model."""
+    stats = {}
+    with open(path) as f:
+        f.seek(offset)
+        for line in f:
+            if '"msg":"request"' not in line or '"batch"' not in line:
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if not r.get("model") or not r.get("batch"):
+                continue
+            s = stats.setdefault(r["model"], [0, 0.0, 0.0, 0.0, 0.0])
+            s[0] += 1
+            s[1] += r["batch"]
+            s[2] += r.get("queue_ms", 0)
+            s[3] += r.get("compute_ms", 0)
+            s[4] += r.get("total_ms", 0)
+    return {m: {"n": s[0], "batch": s[1] / s[0], "queue_ms": s[2] / s[0],
+                "compute_ms": s[3] / s[0], "total_ms": s[4] / s[0]} for m, s in stats.items()}
+
+
+def measured_wrk(args, srv, model, conc, body_file, header_len, seconds):
+    """run_wrk plus where the time went: the server's own per-request
+    figures from its log, and CPU per thread kind."""
+    srv.log.flush()
+    offset = os.path.getsize(srv.log_path)
+    before = thread_cpu(srv.proc.pid)
+    t0 = time.time()
+    r = run_wrk(args, srv, model, conc, body_file, header_len, seconds)
+    wall = time.time() - t0
+    r["cpu"] = cpu_report(before, thread_cpu(srv.proc.pid), wall)
+    st = log_stats(srv.log_path, offset).get(model)
+    if st:
+        r.update({f"srv_{k}": v for k, v in st.items()})
+    return r
+
+
 def run_raw(args, shape, batches, threads, extra=()):
     dev = "0" if args.mode == "gpu" else "cpu"
     cmd = [args.raw, "--model", os.path.join(args.models, "model.pt"), "--device", dev,
@@ -393,19 +461,22 @@ def bench(res, args, srv_main, shape):
     concs = [1, 8, 32, 128]
     plan = [("base", c) for c in concs] + [
         ("graphs", 1), ("graphs", 8), ("fp16cl", 1), ("fp16cl", 128), ("fp16", 128),
-        ("cl", 128), ("null", 128)]
+        ("cl", 128), ("gfp16cl", 1), ("null", 1), ("null", 128)]
     for model in sorted({m for m, _ in plan}):
-        if model.startswith("fp16") and args.mode == "cpu":
+        if "fp16" in model and args.mode == "cpu":
             continue
         run_wrk(args, srv_main, model, 32, body_file, len(header), max(1, secs // 3))  # warm-up
     for model, conc in plan:
-        if model.startswith("fp16") and args.mode == "cpu":
+        if "fp16" in model and args.mode == "cpu":
             continue
-        r = run_wrk(args, srv_main, model, conc, body_file, len(header), secs)
+        r = measured_wrk(args, srv_main, model, conc, body_file, len(header), secs)
         r.update(stack="inferd", model=model, conc=conc)
         res.bench.append(r)
         print(f"[bench] inferd {model} c={conc}: {r['rps']:.0f} img/s p50 {r['p50_us'] / 1e3:.2f} ms "
-              f"p99 {r['p99_us'] / 1e3:.2f} ms non2xx {int(r['non2xx'])}", flush=True)
+              f"p99 {r['p99_us'] / 1e3:.2f} ms non2xx {int(r['non2xx'])}; server: mean batch "
+              f"{r.get('srv_batch', 0):.1f}, queue {r.get('srv_queue_ms', 0):.2f} ms, compute "
+              f"{r.get('srv_compute_ms', 0):.2f} ms, total {r.get('srv_total_ms', 0):.2f} ms; "
+              f"cores: {r['cpu']}", flush=True)
 
 
 def bench_cudnn(res, args, shape, dev_flags):
@@ -457,6 +528,11 @@ def targets(res, raw):
         r = g1["rps"] / base[1]["rps"]
         res.targets.append(("CUDA graphs >= 1.8x at c=1", r >= 1.8,
                             f"{g1['rps']:.0f} / {base[1]['rps']:.0f} img/s = {r:.2f}x"))
+    gf1 = find(res, "gfp16cl", 1)
+    if gf1 and base[1]:
+        r = gf1["rps"] / base[1]["rps"]
+        res.targets.append(("(for reference) graphs + fp16 + channels-last at c=1", r >= 1.8,
+                            f"{gf1['rps']:.0f} / {base[1]['rps']:.0f} img/s = {r:.2f}x"))
     f128 = find(res, "fp16cl", 128)
     if f128 and base[128]:
         r = f128["rps"] / base[128]["rps"]
@@ -487,9 +563,15 @@ def write_report(res, args, raw, started):
     lines += [f"| {r['variant']} | {int(r['threads'])} | {int(r['batch'])} | {r['img_s']:.0f} | "
               f"{r['p50_ms']:.3f} |" for r in raw]
     lines += ["", "## inferd, one image per v2 binary request (wrk)", "",
-              "| model | conc | img/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|"]
+              "Server columns: from inferd's access log over the same window (mean samples "
+              "per forward, ms queued, ms in forward, ms from first byte to reply); cores: CPU "
+              "per thread kind (w#: instance workers, c#: completion threads).", "",
+              "| model | conc | img/s | p50 ms | p99 ms | non-2xx | batch | queue ms | "
+              "compute ms | total ms | cores |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['conc']} | {r['rps']:.0f} | {r['p50_us'] / 1e3:.2f} | "
-              f"{r['p99_us'] / 1e3:.2f} | {int(r['non2xx'])} |" for r in res.bench]
+              f"{r['p99_us'] / 1e3:.2f} | {int(r['non2xx'])} | {r.get('srv_batch', 0):.1f} | "
+              f"{r.get('srv_queue_ms', 0):.2f} | {r.get('srv_compute_ms', 0):.2f} | "
+              f"{r.get('srv_total_ms', 0):.2f} | {r.get('cpu', '')} |" for r in res.bench]
     lines += ["", "## Targets", "", "| target | result | measured |", "|---|---|---|"]
     lines += [f"| {n} | {'met' if ok else 'missed'} | {d} |" for n, ok, d in res.targets]
     text = "\n".join(lines) + "\n"
@@ -540,10 +622,12 @@ def main():
     raw = []
     t0 = time.time()
     for variant, extra in [("fp32", ()), ("graphs", ("--graphs", "1,2,4,8")),
-                           ("fp16cl", ("--fp16", "--channels-last"))]:
-        if variant == "fp16cl" and not gpu:
+                           ("fp16cl", ("--fp16", "--channels-last")),
+                           ("gfp16cl", ("--graphs", "1,2,4,8", "--fp16", "--channels-last"))]:
+        if "fp16" in variant and not gpu:
             continue
-        b = [1, 8, 32, 128] if variant == "fp32" else ([1, 8] if variant == "graphs" else [128])
+        b = {"fp32": [1, 8, 32, 64, 128], "graphs": [1, 8], "fp16cl": [1, 128],
+             "gfp16cl": [1]}[variant]
         th = [1, 2] if variant == "fp32" else [2]
         for r in run_raw(args, shape, b, th, extra):
             r["variant"] = variant
@@ -558,12 +642,12 @@ def main():
         srv.wait_ready()
         check_examples(res, srv, fm_model)
         check_model(res, srv, "base", "random", batches, refs, fp16=False)
-        for variant in ("graphs", "cl", "fp16", "fp16cl"):
-            if variant.startswith("fp16") and not gpu:
+        for variant in ("graphs", "cl", "fp16", "fp16cl", "gfp16cl"):
+            if "fp16" in variant and not gpu:
                 res.skip(f"variant {variant}", "fp16 convolutions need a GPU on this libtorch")
                 continue
             check_model(res, srv, variant, f"variant {variant}", var_batches, var_refs,
-                        fp16=variant.startswith("fp16"))
+                        fp16="fp16" in variant)
         check_concurrent(res, srv, conc_batches, conc_refs)
 
         def load(stop):

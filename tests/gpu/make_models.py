@@ -2,7 +2,8 @@
 """Model repositories for tests/gpu/run.sh, written under OUT:
 
   OUT/main/    base (fp32), graphs (cuda_graphs 1,2,4,8), fp16, cl
-               (channels_last), fp16cl, null (returns one pixel per channel:
+               (channels_last), fp16cl, gfp16cl (graphs + fp16 + channels
+               last), null (returns one pixel per channel:
                the HTTP path's own ceiling for the same requests), and
                fashion_mnist (the default model, copied, for the example
                requests)
@@ -109,9 +110,10 @@ def main():
         "fp16": {"precision": "fp16"},
         "cl": {"channels_last": True},
         "fp16cl": {"precision": "fp16", "channels_last": True},
+        "gfp16cl": {"precision": "fp16", "channels_last": True, "cuda_graphs": GRAPHS},
     }
     if args.size == "tiny":  # CPU: libtorch 1.13 has no half-precision convolutions
-        del variants["fp16"], variants["fp16cl"]
+        del variants["fp16"], variants["fp16cl"], variants["gfp16cl"]
     for name, extra in variants.items():
         write(os.path.join(args.out, "main", name), {**base, **extra}, model_file)
     null_file = os.path.join(args.out, "null.pt")
