@@ -87,6 +87,17 @@ static int load_and_warm(struct worker *w)
             return -1;
         }
     }
+    /* cuDNN's benchmark mode times its algorithms the first time it sees a
+     * shape: with dynamic batching that is every batch size, so meet them
+     * all here rather than in the middle of serving. */
+    if (m->cfg.warmup && m->cfg.cudnn_benchmark && w->device != CONFIG_DEVICE_CPU) {
+        for (int b = 2; b < m->cfg.max_batch_size; b++) {
+            if (warm_up(w, b, false, err, sizeof err) != 0) {
+                record_failure(w, "warm-up forward failed", err);
+                return -1;
+            }
+        }
+    }
     /* CUDA graphs are captured whether or not warm-up is on: they are how
      * the model runs. */
     if (m->cfg.n_cuda_graphs > 0 && warm_up(w, 1, true, err, sizeof err) != 0) {

@@ -3,7 +3,7 @@
 
   OUT/main/    base (fp32), graphs (cuda_graphs 1,2,4,8), fp16, cl
                (channels_last), fp16cl, gfp16cl (graphs + fp16 + channels
-               last), null (returns one pixel per channel:
+               last), base4 (4 instances), null (returns one pixel per channel:
                the HTTP path's own ceiling for the same requests), and
                fashion_mnist (the default model, copied, for the example
                requests)
@@ -111,6 +111,7 @@ def main():
         "cl": {"channels_last": True},
         "fp16cl": {"precision": "fp16", "channels_last": True},
         "gfp16cl": {"precision": "fp16", "channels_last": True, "cuda_graphs": GRAPHS},
+        "base4": {"instances": 4},
     }
     if args.size == "tiny":  # CPU: libtorch 1.13 has no half-precision convolutions
         del variants["fp16"], variants["fp16cl"], variants["gfp16cl"]
