@@ -4,7 +4,7 @@
 set -eu
 PACKAGES="build-essential libtorch-dev python3-torch python3-numpy libmicrohttpd-dev
 libcjson-dev dataset-fashion-mnist libcmocka-dev python3-pytest python3-requests
-clang-14 libclang-rt-14-dev prometheus"
+clang-14 libclang-rt-14-dev prometheus wrk"
 [ "${WITH_BENCH:-0}" = 1 ] && PACKAGES="$PACKAGES wrk python3-flask gunicorn gnuplot-nox"
 [ "${WITH_DEPLOY:-0}" = 1 ] && PACKAGES="$PACKAGES docker.io docker-compose debootstrap python3-yaml nodejs npm"
 # node and npm installed from elsewhere (e.g. NodeSource's nodejs, which

@@ -1,9 +1,9 @@
 #!/bin/sh
 # test.sh - the whole test suite on a fresh Debian 12 machine (as root):
 # installs what is missing, builds, runs the C unit tests and the integration
-# tests, the same again under ASan+UBSan, the CUDA-path compile check, a short
-# fuzz run, and the deploy test (Docker engine, Compose, nginx, Swarm, k8s
-# manifests). The README's test command; .ci/run calls it.
+# tests, the same again under ASan+UBSan, the CUDA-path compile check, the
+# GPU check script in its CPU mode, a short fuzz run, and the deploy test
+# (Docker engine, Compose, nginx, Swarm, k8s manifests). The README's test command; .ci/run calls it.
 #
 # The deploy images are prepared in the background (mostly network-bound:
 # debootstrap and apt downloads) while the CPU-bound suites run.
@@ -29,6 +29,8 @@ say "the same under ASan + UBSan"
 make -j"$JOBS" SANITIZE=1 all
 make SANITIZE=1 test
 make cuda-syntax
+say "GPU check script, CPU mode (tiny model)"
+tests/gpu/run.sh --cpu
 say "fuzz"
 make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if [ -n "$prep" ]; then

@@ -4,7 +4,8 @@
 
 #include <stdexcept>
 
-namespace {
+namespace
+{
 
 struct torchscript_model {
     torch::jit::Module module;

@@ -532,8 +532,9 @@ static shim_graph capture_one(shim_model *model, const struct shim_tensor *input
         if (shape.empty())
             throw std::runtime_error("CUDA graphs need inputs with a batch dimension");
         shape[0] = rows;
-        auto t = torch::zeros(
-            shape, torch::TensorOptions().dtype(device_dtype(model, inputs[i].dtype)).device(model->device));
+        auto t = torch::zeros(shape, torch::TensorOptions()
+                                         .dtype(device_dtype(model, inputs[i].dtype))
+                                         .device(model->device));
         if (model->opt.channels_last && t.dim() == 4)
             t = t.contiguous(at::MemoryFormat::ChannelsLast);
         g.inputs.push_back(t);
@@ -589,8 +590,9 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
         model->graphs.clear();
         // Largest first, so that the smaller graphs reuse the shared pool.
         for (int k = model->opt.n_cuda_graphs - 1; k >= 0; k--)
-            model->graphs.insert(model->graphs.begin(),
-                                 capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
+            model->graphs.insert(
+                model->graphs.begin(),
+                capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
         model->stream->synchronize();
         return SHIM_OK;
     } catch (const std::exception &e) {

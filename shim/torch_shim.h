@@ -51,7 +51,7 @@ struct shim_tensor {
     size_t nbytes;
 };
 
-typedef struct shim_model shim_model;     /* one loaded module on one device */
+typedef struct shim_model shim_model; /* one loaded module on one device */
 
 enum shim_precision {
     SHIM_PRECISION_FP32 = 0, /* IEEE fp32: TF32 tensor cores stay off */
@@ -62,12 +62,12 @@ enum shim_precision {
 
 /* How to load one instance. Every speed setting is off when zeroed. */
 struct shim_load_options {
-    const char *format;         /* "torchscript", ...; NULL: from the file name */
-    int device;                 /* SHIM_DEVICE_CPU or a CUDA ordinal */
+    const char *format; /* "torchscript", ...; NULL: from the file name */
+    int device;         /* SHIM_DEVICE_CPU or a CUDA ordinal */
     enum shim_precision precision;
-    int channels_last;          /* 4-d weights and inputs in NHWC memory order */
-    int cudnn_benchmark;        /* let cuDNN time its algorithms (process-wide) */
-    int n_cuda_graphs;          /* batch sizes to capture, ascending (GPU only) */
+    int channels_last;   /* 4-d weights and inputs in NHWC memory order */
+    int cudnn_benchmark; /* let cuDNN time its algorithms (process-wide) */
+    int n_cuda_graphs;   /* batch sizes to capture, ascending (GPU only) */
     int cuda_graphs[SHIM_MAX_GRAPHS];
 };
 typedef struct shim_outputs shim_outputs; /* the tensors one forward returned */

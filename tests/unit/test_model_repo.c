@@ -248,6 +248,59 @@ static void test_config_errors(void **state)
     expect_config_error(longname, "name");
 }
 
+/* GPU speed settings: off by default, each parsed and checked. */
+static void test_speed_settings(void **state)
+{
+    (void)state;
+    struct inferd_config defaults;
+    config_defaults(&defaults);
+    struct model_config m;
+    char err[256] = "";
+    assert_int_equal(model_config_parse("{" IN("[-1,3,8,8]") "," OUT "}", "/r/m", "m", &defaults,
+                                        &m, err, sizeof err),
+                     0);
+    assert_int_equal(m.precision, SHIM_PRECISION_FP32);
+    assert_false(m.channels_last);
+    assert_false(m.cudnn_benchmark);
+    assert_int_equal(m.n_cuda_graphs, 0);
+    model_config_free(&m);
+    int rc = model_config_parse(
+        "{" IN("[-1,3,8,8]") "," OUT ",\"max_batch_size\":8,\"precision\":\"fp16\","
+                             "\"channels_last\":true,\"cudnn_benchmark\":true,"
+                             "\"cuda_graphs\":[1,2,4,8]}",
+        "/r/m", "m", &defaults, &m, err, sizeof err);
+    if (rc != 0)
+        fail_msg("speed settings refused: %s", err);
+    assert_int_equal(m.precision, SHIM_PRECISION_FP16);
+    assert_true(m.channels_last);
+    assert_true(m.cudnn_benchmark);
+    assert_int_equal(m.n_cuda_graphs, 4);
+    assert_int_equal(m.cuda_graphs[0], 1);
+    assert_int_equal(m.cuda_graphs[3], 8);
+    model_config_free(&m);
+    expect_config_error("{" IN("[-1]") "," OUT ",\"precision\":\"bf16\"}", "precision");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"precision\":16}", "precision");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"channels_last\":\"yes\"}", "channels_last");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"cudnn_benchmark\":1}", "cudnn_benchmark");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[2,1]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1,1]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[16]}",
+                        "max batch size (8)");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[0]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1.5]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":4}",
+                        "cuda_graphs");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":64,\"cuda_graphs\":"
+                                       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}",
+                        "at most 16");
+    expect_config_error("{" IN("[-1,-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1]}",
+                        "fixed dims");
+}
+
 static void test_labels(void **state)
 {
     (void)state;
@@ -533,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_defaults_from_server),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_speed_settings),
         cmocka_unit_test(test_model_config_load_and_list),
         cmocka_unit_test(test_model_name_valid),
         cmocka_unit_test(test_io_spec_conform),
