@@ -533,21 +533,14 @@ def targets(res, raw):
         res.targets.append(("p50 at c=1 within 0.3 ms of raw batch-1 forward", gap <= 0.3,
                             f"inferd p50 {base[1]['p50_us'] / 1e3:.3f} ms - raw {raw1[0]['p50_ms']:.3f}"
                             f" ms = {gap:.3f} ms"))
-    g1 = find(res, "graphs", 1)
-    if g1 and base[1]:
-        r = g1["rps"] / base[1]["rps"]
-        res.targets.append(("CUDA graphs >= 1.8x at c=1", r >= 1.8,
-                            f"{g1['rps']:.0f} / {base[1]['rps']:.0f} img/s = {r:.2f}x"))
-    gf1 = find(res, "gfp16cl", 1)
-    if gf1 and base[1]:
-        r = gf1["rps"] / base[1]["rps"]
-        res.targets.append(("(for reference) graphs + fp16 + channels-last at c=1", r >= 1.8,
-                            f"{gf1['rps']:.0f} / {base[1]['rps']:.0f} img/s = {r:.2f}x"))
-    f128 = find(res, "fp16cl", 128)
-    if f128 and base[128]:
-        r = f128["rps"] / base[128]["rps"]
-        res.targets.append(("fp16 + channels-last >= 1.8x at c=128", r >= 1.8,
-                            f"{f128['rps']:.0f} / {base[128]['rps']:.0f} img/s = {r:.2f}x"))
+    for name, model, conc in [("CUDA graphs >= 1.8x at c=1", "graphs", 1),
+                              ("(for reference) graphs + fp16 + channels-last at c=1", "gfp16cl", 1),
+                              ("fp16 + channels-last >= 1.8x at c=128", "fp16cl", 128)]:
+        row = find(res, model, conc)
+        if row and base[conc]:
+            r = row["rps"] / base[conc]["rps"]
+            res.targets.append((name, r >= 1.8,
+                                f"{row['rps']:.0f} / {base[conc]['rps']:.0f} img/s = {r:.2f}x"))
     for name, ok, detail in res.targets:
         print(f"[target] {name}: {'met' if ok else 'MISSED'} - {detail}", flush=True)
 
