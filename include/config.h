@@ -32,7 +32,10 @@ struct inferd_config {
     double gpu_memory_fraction; /* 0: no cap */
     enum log_format log_format;
     enum log_level log_level;
-    bool health_check; /* client mode: probe /v2/health/ready and exit */
+    bool health_check;            /* client mode: probe /v2/health/ready and exit */
+    char api_key_file[1024];      /* empty: no keys */
+    bool metrics_need_key;        /* /metrics needs a key too */
+    char cors_allow_origin[2048]; /* empty: no CORS; "*" or a list */
 };
 
 enum config_result {

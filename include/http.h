@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "batcher.h"
 #include "router.h"
 #include "server.h"
@@ -31,6 +32,7 @@ struct http_exchange {
     const char *method;
     char path[512];
     struct route route;
+    struct access_result access; /* API key and CORS verdict */
     char request_id[72];
     char content_type[128];
     long inference_header_len; /* request's Inference-Header-Content-Length, -1 if absent */

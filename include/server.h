@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "config.h"
 #include "model.h"
 #include "queue_watch.h"
@@ -19,6 +20,7 @@ struct server {
     struct model *models;
     int n_models;
     struct queue_watch queue_watch; /* deadlines and departed clients */
+    struct access access;           /* API keys and CORS */
     struct MHD_Daemon *daemon;
     int quiesced_fd; /* the listening socket after http_quiesce, else -1 */
     int bound_port;
@@ -37,6 +39,10 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
 /* Graceful stop: readiness 503, refuse new connections, let accepted
  * requests finish (up to drain_timeout_s), then stop everything. */
 void server_drain_and_stop(struct server *srv);
+
+/* SIGHUP: re-read the API key file. On failure the old keys stay and the
+ * reason is logged. */
+void server_reload(struct server *srv);
 
 /* The model called name, or NULL. */
 struct model *server_find_model(struct server *srv, const char *name);

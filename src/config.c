@@ -53,6 +53,14 @@ static const struct option_spec options[] = {
      "lowest level logged"},
     {"health-check", OPT_FLAG, FIELD(health_check), 0, 0, 0, NULL,
      "probe http://127.0.0.1:<port>/v2/health/ready, exit 0 if ready"},
+    {"api-key-file", OPT_STR, STR(api_key_file), 0, 0, NULL,
+     "file with the accepted API keys, one per line, re-read on SIGHUP; inference and "
+     "metadata then need 'Authorization: Bearer <key>' or 'X-API-Key' (health stays open)"},
+    {"metrics-need-key", OPT_FLAG, FIELD(metrics_need_key), 0, 0, 0, NULL,
+     "with --api-key-file, /metrics needs a key too"},
+    {"cors-allow-origin", OPT_STR, STR(cors_allow_origin), 0, 0, NULL,
+     "CORS for browsers: * or origins like https://app.example.com,http://localhost:3000 "
+     "(empty: off)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -280,7 +288,7 @@ static void format_default(const struct inferd_config *d, const struct option_sp
 {
     const char *field = (const char *)d + o->offset;
     switch (o->type) {
-    case OPT_STR: snprintf(buf, len, "%s", field); break;
+    case OPT_STR: snprintf(buf, len, "%s", field[0] ? field : "none"); break;
     case OPT_INT: snprintf(buf, len, "%d", *(const int *)field); break;
     case OPT_LONG: snprintf(buf, len, "%ld", *(const long *)field); break;
     case OPT_DOUBLE: snprintf(buf, len, "%g", *(const double *)field); break;

@@ -232,6 +232,36 @@ static int append_body(struct http_exchange *ex, const char *data, size_t n)
     return 0;
 }
 
+/* API keys and CORS, before routing (access.h). Returns 0 when the
+ * request may go on, or the status of the reply it set: 204 for a CORS
+ * preflight, 401 or 403. */
+static int check_access(struct http_exchange *ex)
+{
+    struct MHD_Connection *c = ex->conn;
+    struct access_request req = {
+        .method = ex->method,
+        .path = ex->path,
+        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+        .api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"),
+        .origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"),
+        .preflight_method =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Method"),
+    };
+    ex->access = access_check(&ex->srv->access, &req);
+    const char *message;
+    int status = access_status(ex->access.verdict, &message);
+    if (status == 204)
+        http_reply_body(ex, 204, calloc(1, 1), 0, NULL);
+    else if (status != 0)
+        http_reply_error(ex, status, "%s", message);
+    return status;
+}
+
+static void add_access_header(void *ctx, const char *name, const char *value)
+{
+    MHD_add_response_header(ctx, name, value);
+}
+
 /* Run the endpoint. Returns 1 when the exchange was suspended. */
 static int dispatch(struct http_exchange *ex)
 {
@@ -277,6 +307,7 @@ static enum MHD_Result queue_reply(struct http_exchange *ex)
     }
     if (atomic_load(&ex->srv->draining))
         ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    access_reply_headers(&ex->srv->access, &ex->access, add_access_header, resp);
     if (ok == MHD_YES)
         ok = MHD_queue_response(ex->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -296,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex == NULL)
             return MHD_NO;
         *req_cls = ex;
-        if (precheck(ex) != 0)
+        if (check_access(ex) != 0 || precheck(ex) != 0)
             return queue_reply(ex); /* answer before reading any body */
         return MHD_YES;
     }

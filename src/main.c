@@ -1,5 +1,6 @@
 /* main.c - inferd's entry point: flags, signals and the server's life:
- * start, wait for SIGTERM or SIGINT, drain, exit 0. */
+ * start, re-read the API keys on SIGHUP, wait for SIGTERM or SIGINT, drain,
+ * exit 0. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP); /* re-read the API key file */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -70,7 +72,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
+        server_reload(&srv);
     log_msg(LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     server_drain_and_stop(&srv);
     log_msg(LOG_INFO, "bye");

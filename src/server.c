@@ -127,22 +127,27 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
         snprintf(err, err_len, "cannot create the drain lock");
         return -1;
     }
-    if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
-        configure_threads(srv, err, err_len) != 0)
+    if (access_init(&srv->access, cfg->api_key_file, cfg->metrics_need_key, cfg->cors_allow_origin,
+                    err, err_len) != 0)
         return -1;
+    if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
+        configure_threads(srv, err, err_len) != 0 || load_repository(srv, err, err_len) != 0) {
+        access_destroy(&srv->access);
+        return -1;
+    }
     /* The model list is complete and fixed before HTTP starts (the HTTP
      * threads read it without a lock); the models load and warm up in their
      * workers, started last, while liveness already answers. A port in use
      * fails before any model loads. */
-    if (load_repository(srv, err, err_len) != 0)
-        return -1;
     if (http_start(srv, err, err_len) != 0) {
         stop_models(srv);
+        access_destroy(&srv->access);
         return -1;
     }
     if (queue_watch_start(&srv->queue_watch, srv->models, srv->n_models, err, err_len) != 0) {
         http_stop(srv);
         stop_models(srv);
+        access_destroy(&srv->access);
         return -1;
     }
     log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
@@ -206,6 +211,18 @@ void server_drain_and_stop(struct server *srv)
     stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
+    access_destroy(&srv->access);
     pthread_mutex_destroy(&srv->drain_lock);
     pthread_cond_destroy(&srv->drain_cond);
+}
+
+void server_reload(struct server *srv)
+{
+    char err[512];
+    if (!access_keys_on(&srv->access)) {
+        log_msg(LOG_INFO, "SIGHUP: no --api-key-file, nothing to re-read");
+        return;
+    }
+    if (access_reload(&srv->access, err, sizeof err) != 0)
+        log_msg(LOG_ERROR, "SIGHUP: %s; the previous keys stay in force", err);
 }
