@@ -26,6 +26,7 @@ struct model_metrics {
     atomic_uint_least64_t inferences; /* samples run */
     atomic_uint_least64_t executions; /* forward calls */
     atomic_int_least64_t queue_pending;
+    atomic_int_least64_t queue_capacity; /* --max-queue: 503 beyond it */
     struct histogram request_seconds, queue_seconds, compute_seconds, batch_size;
 };
 

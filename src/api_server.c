@@ -78,6 +78,7 @@ int api_metrics(struct http_exchange *ex)
     for (int i = 0; i < n; i++) {
         struct model *m = &srv->models[i];
         atomic_store(&m->metrics.queue_pending, batch_queue_length(&m->queue));
+        atomic_store(&m->metrics.queue_capacity, m->queue.capacity);
         names[i] = m->cfg.name;
         ms[i] = &m->metrics;
     }
