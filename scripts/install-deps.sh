@@ -6,7 +6,7 @@ PACKAGES="build-essential libtorch-dev python3-torch python3-numpy libmicrohttpd
 libcjson-dev dataset-fashion-mnist libcmocka-dev python3-pytest python3-requests
 clang-14 libclang-rt-14-dev prometheus wrk"
 [ "${WITH_BENCH:-0}" = 1 ] && PACKAGES="$PACKAGES wrk python3-flask gunicorn gnuplot-nox"
-[ "${WITH_DEPLOY:-0}" = 1 ] && PACKAGES="$PACKAGES docker.io docker-compose debootstrap python3-yaml nodejs npm"
+[ "${WITH_DEPLOY:-0}" = 1 ] && PACKAGES="$PACKAGES docker.io docker-compose debootstrap python3-yaml nodejs npm curl openssl python3-jsonschema"
 # node and npm installed from elsewhere (e.g. NodeSource's nodejs, which
 # conflicts with Debian's npm package) do as well.
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then

@@ -113,9 +113,8 @@ void metrics_render_models(struct strbuf *sb, const char *const *names,
     family_header(sb, "inferd_queue_capacity_requests", "gauge",
                   "Most requests the model's queue holds; beyond it, 503.");
     for (int i = 0; i < n; i++)
-        strbuf_printf(sb, "inferd_queue_capacity_requests{model=" % s "} %lld
-                                                                      ", names[i],
-                              (long long)atomic_load(&ms[i]->queue_capacity));
+        strbuf_printf(sb, "inferd_queue_capacity_requests{model=\"%s\"} %lld\n", names[i],
+                      (long long)atomic_load(&ms[i]->queue_capacity));
     static const struct {
         const char *name, *help;
         size_t offset;

@@ -1,10 +1,14 @@
-"""Helpers for the deploy tests: the docker CLI, Compose, reference outputs
-and a bounded load generator that talks to nginx on loopback only."""
+"""Helpers for the deploy tests: the docker CLI, Compose, the test's TLS
+certificates and API key, reference outputs, and a bounded load generator
+that talks to nginx on loopback only (HTTPS, with the key)."""
 import datetime
+import functools
 import json
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -17,9 +21,53 @@ MODEL = ROOT / "models" / "fashion_mnist" / "model.pt"
 DOCKER = os.environ.get("DOCKER", "docker")
 COMPOSE = os.environ.get("COMPOSE", "docker-compose").split()
 PROJECT = os.environ.get("INFERD_DEPLOY_PROJECT", "inferddeploytest")
-PORT = int(os.environ.get("INFERD_DEPLOY_PORT", "18480"))
-BASE_URL = f"http://127.0.0.1:{PORT}"
+HTTPS_PORT = int(os.environ.get("INFERD_DEPLOY_PORT", "18443"))
+HTTP_PORT = HTTPS_PORT + 37  # 18480 by default
+PROMETHEUS_PORT = HTTPS_PORT + 647  # 19090 by default
+BASE_URL = f"https://127.0.0.1:{HTTPS_PORT}"
+HTTP_URL = f"http://127.0.0.1:{HTTP_PORT}"
+PROMETHEUS_URL = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 CPU_FILES = "docker-compose.yml:docker-compose.cpu.yml"
+PROFILES = ["--profile", "monitoring"]
+CORS_ORIGIN = "https://app.example.com"
+INFERD_UID = 10001  # the inferd image's user
+NGINX_UID = 33      # www-data in the nginx image
+
+
+@functools.lru_cache(maxsize=None)
+def secrets():
+    """The test's TLS folder (deploy/tls/make-dev-cert.sh) and secrets folder
+    (an API key file, 0600, owned by the inferd user), made once per run
+    under a temporary folder: {"tls": dir, "ca": path, "secrets": dir, "key": str}."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="inferd-deploy-secrets-"))
+    os.chmod(base, 0o755)
+    tls = base / "tls"
+    run(["deploy/tls/make-dev-cert.sh", "-o", str(tls)], env={"NGINX_UID": str(NGINX_UID)})
+    sec = base / "secrets"
+    sec.mkdir(mode=0o755)
+    key = run(["deploy/make-api-key.sh", str(sec / "api-keys")],
+              env={"INFERD_UID": str(INFERD_UID)}).stdout.strip()
+    assert len(key) == 64, key
+    return {"base": str(base), "tls": str(tls), "ca": str(tls / "ca.crt"),
+            "secrets": str(sec), "key": key}
+
+
+def remove_secrets():
+    if secrets.cache_info().currsize:
+        shutil.rmtree(secrets()["base"], ignore_errors=True)
+
+
+def auth():
+    return {"Authorization": f"Bearer {secrets()['key']}"}
+
+
+def https_session():
+    """A session that trusts the test's CA and sends the API key."""
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = secrets()["ca"]
+    s.headers.update(auth())
+    return s
 
 
 def log(msg):
@@ -40,17 +88,31 @@ def docker(*args, **kw):
     return run([DOCKER, *args], **kw)
 
 
+# nginx as the main test stack runs it: TLS, port 80 redirecting, a rate
+# limit far above what the load tests send, and X-Upstream on (the scaling
+# tests read which replica answered). The defaults (X-Upstream off, and a
+# low rate for the 429 test, and plain HTTP) are tried on a recreated nginx.
+NGINX_TEST_ENV = {"NGINX_TLS": "on", "NGINX_HTTP": "redirect", "NGINX_RATE": "10000r/s",
+                  "NGINX_BURST": "10000", "NGINX_DEBUG_UPSTREAM": "1"}
+
+
 def compose_env():
+    sec = secrets()
     return {"COMPOSE_FILE": CPU_FILES, "COMPOSE_PROJECT_NAME": PROJECT,
-            "NGINX_BIND": "127.0.0.1", "NGINX_PORT": str(PORT),
+            "NGINX_BIND": "127.0.0.1", "NGINX_HTTPS_PORT": str(HTTPS_PORT),
+            "NGINX_HTTP_PORT": str(HTTP_PORT), "NGINX_TLS_DIR": sec["tls"],
+            "INFERD_SECRETS_DIR": sec["secrets"], "INFERD_CORS_ALLOW_ORIGIN": CORS_ORIGIN,
+            "PROMETHEUS_BIND": "127.0.0.1", "PROMETHEUS_PORT": str(PROMETHEUS_PORT),
             "INFERD_IMAGE": os.environ.get("INFERD_IMAGE", "inferd:cpu"),
-            "NGINX_IMAGE": os.environ.get("NGINX_IMAGE", "inferd-nginx:1.30")}
+            "NGINX_IMAGE": os.environ.get("NGINX_IMAGE", "inferd-nginx:1.30"),
+            "PROMETHEUS_IMAGE": os.environ.get("PROMETHEUS_IMAGE", "inferd-prometheus:2"),
+            **NGINX_TEST_ENV}
 
 
 def compose(*args, **kw):
     env = compose_env()
     env.update(kw.pop("env", {}))
-    return run([*COMPOSE, *args], env=env, **kw)
+    return run([*COMPOSE, *PROFILES, *args], env=env, **kw)
 
 
 def parse_docker_time(s):
@@ -124,8 +186,9 @@ def last_upstream(resp):
 # ------------------------------------------------------------ load generator
 
 class Load:
-    """Closed-loop load on nginx: `threads` clients, each one request at a
-    time on its own keep-alive session, until stop() or `max_s` seconds.
+    """Closed-loop load on nginx over HTTPS with the API key: `threads`
+    clients, each one request at a time on its own keep-alive session, until
+    stop() or `max_s` seconds.
     Every result: (t_start, t_end, status or None, replica ip, ok, error)."""
 
     def __init__(self, threads=8, max_s=120.0, timeout=30.0):
@@ -137,7 +200,7 @@ class Load:
         self._workers = []
 
     def _work(self, k):
-        session = requests.Session()
+        session = https_session()
         deadline = time.time() + self.max_s
         i = k
         while not self._stop.is_set() and time.time() < deadline:
@@ -155,7 +218,7 @@ class Load:
                     err = r.text[:200]
             except Exception as e:  # a failed request is data here
                 err = repr(e)[:200]
-                session = requests.Session()
+                session = https_session()
             with self._lock:
                 self.results.append((t0, time.time(), status, up, ok, err))
 
@@ -194,3 +257,24 @@ def wait_for(cond, timeout, interval=0.5, what="condition"):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ------------------------------------------------------------- Prometheus
+
+def prom_query(expr, timeout=10):
+    """An instant query: the result list (fails on a query error)."""
+    r = requests.get(f"{PROMETHEUS_URL}/api/v1/query", params={"query": expr}, timeout=timeout)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "success", (expr, r.text[:500])
+    return body["data"]["result"]
+
+
+def prom_targets(job):
+    """{replica or instance: health} of the active targets of a job."""
+    r = requests.get(f"{PROMETHEUS_URL}/api/v1/targets", params={"state": "active"}, timeout=10)
+    r.raise_for_status()
+    out = {}
+    for t in r.json()["data"]["activeTargets"]:
+        if t["labels"].get("job") == job:
+            out[t["labels"].get("replica", t["labels"]["instance"])] = t["health"]
+    return out

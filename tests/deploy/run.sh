@@ -9,9 +9,13 @@
 #   3. makes the base images without Docker Hub (deploy/base-images.sh:
 #      debootstrap; root file systems cached in $INFERD_DEPLOY_CACHE, default
 #      /var/cache/inferd-deploy; images kept in the engine's data root);
-#   4. builds inferd:cpu (Dockerfile, VARIANT=cpu) and inferd-nginx:1.30;
+#   4. builds inferd:cpu (Dockerfile, VARIANT=cpu), inferd-nginx:1.30 and
+#      inferd-prometheus:2 (deploy/prometheus: Prometheus and the nginx
+#      exporter);
 #   5. runs pytest tests/deploy: Compose (3 -> 5 -> kill -> 2 replicas under
-#      load, through nginx on 127.0.0.1), Swarm, Kubernetes manifests.
+#      load, through nginx over TLS with an API key on 127.0.0.1, Prometheus
+#      following the replicas), the rules (promtool), the Grafana dashboard
+#      (@grafana/schema), Swarm, Kubernetes and KServe manifests.
 #
 # Needs root (dockerd, debootstrap, apt). Exit status: pytest's.
 # env: KEEP_ENGINE=1 leaves a started engine running; SKIP_BUILD=1 uses the
@@ -29,7 +33,7 @@ say() { echo "[deploy-run +$(( $(date +%s) - T0 ))s] $*"; }
 # ---- 1. packages
 need=""
 for p in docker.io docker-compose debootstrap python3-pytest python3-requests python3-numpy \
-         python3-yaml python3-torch nodejs npm; do
+         python3-yaml python3-torch nodejs npm curl openssl prometheus python3-jsonschema; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need="$need $p"
 done
 # node and npm from elsewhere (nodesource) do as well
@@ -116,6 +120,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
         -t inferd-nginx:1.30 deploy/nginx >"$STATE/build-nginx.log" 2>&1 ||
         { tail -40 "$STATE/build-nginx.log" >&2; exit 1; }
     say "built inferd-nginx:1.30"
+    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
+        -t inferd-prometheus:2 deploy/prometheus >"$STATE/build-prometheus.log" 2>&1 ||
+        { tail -40 "$STATE/build-prometheus.log" >&2; exit 1; }
+    say "built inferd-prometheus:2"
     # the private engine keeps images between runs: drop the replaced ones
     [ -n "$STARTED_PID" ] && $DOCKER image prune -f >/dev/null
 fi
@@ -126,7 +134,7 @@ if [ "${PREPARE_ONLY:-0}" = 1 ]; then
 fi
 
 # ---- 5. the tests
-export INFERD_IMAGE=inferd:cpu NGINX_IMAGE=inferd-nginx:1.30
+export INFERD_IMAGE=inferd:cpu NGINX_IMAGE=inferd-nginx:1.30 PROMETHEUS_IMAGE=inferd-prometheus:2
 say "pytest tests/deploy"
 set +e
 # shellcheck disable=SC2086

@@ -1,15 +1,22 @@
-"""Deploy test: docker-compose.yml (CPU switch) + nginx.conf on a real engine.
+"""Deploy test: docker-compose.yml (CPU switch, monitoring profile) and the
+inferd-nginx image on a real engine.
 
 Run by tests/deploy/run.sh, which starts an engine if none is reachable and
-builds the images (inferd:cpu, inferd-nginx:1.30). The tests share one
-Compose project and run in file order: up with 3 replicas, predictions,
-request ids and errors, scale to 5 under load, kill one under load, scale to 2
-under load, all the way down. Traffic goes to nginx on 127.0.0.1 only.
+builds the images (inferd:cpu, inferd-nginx:1.30, inferd-prometheus:2). The
+tests share one Compose project and run in file order: up with 3 replicas
+and Prometheus, predictions over HTTPS (HTTP/1.1 and HTTP/2) with an API
+key, the redirect from port 80, 401s, CORS, the public surface, body limits,
+request ids and errors, Prometheus targets, scale to 5 under load (targets
+and dashboard panels follow), kill one under load, scale to 2 under load,
+every dashboard query, then nginx recreated with its defaults (plain HTTP,
+no X-Upstream, a low rate limit: 429), all the way down. Traffic goes to
+nginx and Prometheus on 127.0.0.1 only.
 """
 import collections
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 
@@ -18,10 +25,11 @@ import pytest
 import requests
 import yaml
 
-from deploy_support import (BASE_URL, COMPOSE, CPU_FILES, PROJECT, ROOT, Load, compose,
-                            compose_env, docker,
-                            first_healthy_time, log, reference_outputs,
-                            replicas, run, samples, summarize, wait_for)
+from deploy_support import (BASE_URL, COMPOSE, CORS_ORIGIN, CPU_FILES, HTTP_URL, HTTPS_PORT,
+                            PROJECT, PROMETHEUS_PORT, ROOT, Load, auth, compose,
+                            compose_env, docker, first_healthy_time, https_session, log,
+                            prom_query, prom_targets, reference_outputs, remove_secrets,
+                            replicas, run, samples, secrets, summarize, wait_for)
 
 COMPOSE_TIMEOUT = 180
 
@@ -29,7 +37,40 @@ COMPOSE_TIMEOUT = 180
 def post_predict(body, headers=None, timeout=30):
     h = {"Content-Type": "application/json"}
     h.update(headers or {})
-    return requests.post(f"{BASE_URL}/predict", data=json.dumps(body), headers=h, timeout=timeout)
+    return https_session().post(f"{BASE_URL}/predict", data=json.dumps(body), headers=h,
+                                timeout=timeout)
+
+
+def public_get(path, headers=None, **kw):
+    """GET through nginx over HTTPS, trusting the test CA, without a key
+    unless headers bring one."""
+    s = requests.Session()
+    s.trust_env = False
+    return s.get(f"{BASE_URL}{path}", headers=headers or {}, verify=secrets()["ca"],
+                 timeout=kw.pop("timeout", 10), **kw)
+
+
+def curl(*args, timeout=60):
+    """curl against the stack (loopback only); returns CompletedProcess."""
+    return subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "inferd.json"
+
+
+def dashboard_queries(per_replica=None, gpu=None):
+    """[(panel title, PromQL)] of the dashboard, filtered by the panel's
+    markers in its description ("[per-replica]", "[gpu]")."""
+    out = []
+    for p in json.loads(DASHBOARD.read_text())["panels"]:
+        d = p.get("description", "")
+        if per_replica is not None and ("per-replica" in d) != per_replica:
+            continue
+        if gpu is not None and ("gpu]" in d or "gpu," in d) != gpu:
+            continue
+        out += [(p["title"], t["expr"]) for t in p["targets"]]
+    return out
 
 
 def serving_ips():
@@ -38,7 +79,8 @@ def serving_ips():
 
 @pytest.fixture(scope="module")
 def stack():
-    """The Compose project with 3 CPU replicas behind nginx; always removed."""
+    """The Compose project with 3 CPU replicas behind nginx, and Prometheus
+    with the nginx exporter (profile monitoring); always removed."""
     compose("down", "--remove-orphans", "--timeout", "5", check=False)
     t0 = time.time()
     try:
@@ -54,11 +96,12 @@ def stack():
                     timeout=COMPOSE_TIMEOUT)
         if p.returncode != 0:
             log(f"compose down failed: {p.stderr}")
+        remove_secrets()
 
 
 def _nginx_ok():
     try:
-        return requests.get(f"{BASE_URL}/nginx-health", timeout=2).status_code == 200
+        return public_get("/nginx-health", timeout=2).status_code == 200
     except requests.RequestException:
         return False
 
@@ -93,10 +136,28 @@ def test_compose_files_static():
     # stop grace beyond the drain timeout, so that SIGKILL never cuts a drain
     assert int(inf["environment"]["INFERD_DRAIN_TIMEOUT_S"]) < 15
     assert inf["stop_grace_period"] == "15s"
+    # published: nginx (443 and 80) and, profile monitoring, Prometheus;
+    # all on loopback unless NGINX_BIND / PROMETHEUS_BIND say otherwise
     for name, svc in cpu["services"].items():
-        if name != "nginx":
+        if name not in ("nginx", "prometheus", "grafana"):
             assert not svc.get("ports"), name
-    assert cpu["services"]["nginx"]["ports"][0].startswith("127.0.0.1:")
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert sorted(str(p).split(":", 1)[1] for p in cpu["services"]["nginx"]["ports"]) == \
+        ["443:8443", "80:8080"]
+    for name in ("prometheus", "nginx-exporter"):
+        assert base["services"][name]["profiles"] == ["monitoring"]
+    assert base["services"]["grafana"]["profiles"] == ["grafana"]
+    # the production defaults: TLS, a redirect, no X-Upstream, keys on
+    env = cpu["services"]["nginx"]["environment"]
+    assert (env["NGINX_TLS"], env["NGINX_HTTP"], env["NGINX_DEBUG_UPSTREAM"]) == \
+        ("on", "redirect", "0")
+    assert inf["environment"]["INFERD_API_KEY_FILE"] == "/run/secrets/inferd/api-keys"
+    # nginx and inferd take the largest documented request (64 3x224x224
+    # FP32 images as a binary tensor, 38,535,168 bytes plus a header)
+    assert int(inf["environment"]["INFERD_MAX_BODY_BYTES"]) == 40 * 1024 * 1024
+    api = (ROOT / "deploy" / "nginx" / "inferd-api.conf.template").read_text()
+    assert "client_max_body_size 40m;" in api
 
 
 def test_images():
@@ -121,6 +182,23 @@ def compose_image():
     return os.environ.get("INFERD_IMAGE", "inferd:cpu")
 
 
+def test_nginx_and_prometheus_images():
+    """Both run unprivileged; the nginx image refuses bad settings clearly."""
+    nginx = os.environ.get("NGINX_IMAGE", "inferd-nginx:1.30")
+    prom = os.environ.get("PROMETHEUS_IMAGE", "inferd-prometheus:2")
+    for image in (nginx, prom):
+        cfg = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
+        assert cfg["User"] not in ("", "root", "0", "0:0"), image
+    p = docker("run", "--rm", "-e", "NGINX_RATE=fast", nginx, check=False)
+    assert p.returncode != 0 and "NGINX_RATE" in p.stderr, p.stderr
+    p = docker("run", "--rm", nginx, check=False)  # TLS on, no certificate mounted
+    assert p.returncode != 0 and "/etc/nginx/tls/server.crt" in p.stderr, p.stderr
+    p = docker("run", "--rm", "--entrypoint", "sh", prom, "-c",
+               "promtool check config /etc/prometheus/inferd/prometheus.yml && "
+               "prometheus-nginx-exporter --version")
+    assert "SUCCESS" in p.stdout + p.stderr
+
+
 # ------------------------------------------------------------ one host, 3
 
 def test_predictions_match_reference(stack):
@@ -143,6 +221,141 @@ def test_predictions_match_reference(stack):
     assert r.json()["labels"] == [label for _, label in samples()]
 
 
+def test_http2_and_tls_settings(stack):
+    """HTTP/2 with the dev CA; TLS 1.2+ only; HSTS; no version in Server."""
+    body = json.dumps(samples()[0][0])
+    p = curl("--http2", "--cacert", secrets()["ca"], "-H", f"Authorization: Bearer {secrets()['key']}",
+             "-H", "Content-Type: application/json", "--data", body, "-D", "-",
+             "-w", "\nversion=%{http_version}", f"https://localhost:{HTTPS_PORT}/predict")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.rstrip().endswith("version=2"), p.stdout[-200:]
+    head, _, rest = p.stdout.partition("\r\n\r\n")
+    assert head.startswith("HTTP/2 200"), head
+    got = json.loads(rest.rsplit("\n", 1)[0])
+    assert got["labels"] == [samples()[0][1]]
+    lower = head.lower()
+    assert "strict-transport-security: max-age=" in lower
+    assert "server: nginx\r\n" in lower + "\r\n"  # server_tokens off: no version
+    assert "x-upstream" in lower  # the test stack's debug switch is on
+    # TLS 1.1 and older are refused
+    p = curl("--cacert", secrets()["ca"], "--tlsv1.1", "--tls-max", "1.1",
+             f"https://localhost:{HTTPS_PORT}/v2/health/ready")
+    assert p.returncode != 0, p.stdout
+    # HTTP/1.1 and TLS 1.3 work (requests, in the other tests, is HTTP/1.1)
+    p = curl("--http1.1", "--tlsv1.3", "--cacert", secrets()["ca"], "-o", "/dev/null",
+             "-w", "%{http_version} %{http_code}", f"https://localhost:{HTTPS_PORT}/v2/health/ready")
+    assert p.stdout == "1.1 200", p.stdout + p.stderr
+
+
+def test_port_80_redirects(stack):
+    s = requests.Session()
+    s.trust_env = False
+    r = s.post(f"{HTTP_URL}/predict?x=1", data=b"{}", allow_redirects=False, timeout=10)
+    assert r.status_code == 308
+    assert r.headers["Location"] == f"https://127.0.0.1:{HTTPS_PORT}/predict?x=1"
+    # followed, with the key and the body (308 keeps the method)
+    r = s.post(f"{HTTP_URL}/predict", data=json.dumps(samples()[0][0]), timeout=30,
+               headers={"Content-Type": "application/json", **auth()}, verify=secrets()["ca"])
+    assert r.status_code == 200 and r.url.startswith("https://"), (r.status_code, r.url)
+
+
+def test_api_key_needed(stack):
+    body = samples()[0][0]
+    s = requests.Session()
+    s.trust_env = False
+    kw = {"verify": secrets()["ca"], "timeout": 30}
+    r = s.post(f"{BASE_URL}/predict", json=body, **kw)
+    assert r.status_code == 401, r.text
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "API key" in r.json()["error"]
+    r = s.post(f"{BASE_URL}/predict", json=body, headers={"X-API-Key": "0" * 64}, **kw)
+    assert r.status_code == 401 and "invalid_token" in r.headers["WWW-Authenticate"]
+    r = s.post(f"{BASE_URL}/predict", json=body, headers={"X-API-Key": secrets()["key"]}, **kw)
+    assert r.status_code == 200 and r.json()["labels"] == [samples()[0][1]]
+    r = s.get(f"{BASE_URL}/v2/models/fashion_mnist", **kw)
+    assert r.status_code == 401
+    assert s.get(f"{BASE_URL}/v2/models/fashion_mnist", headers=auth(), **kw).status_code == 200
+    # health stays open
+    for path in ("/v2/health/ready", "/v2/health/live"):
+        assert s.get(f"{BASE_URL}{path}", **kw).status_code == 200, path
+    # no key in any replica's log
+    time.sleep(0.5)
+    assert secrets()["key"] not in compose("logs", "--no-color", "inference").stdout
+
+
+def test_cors_preflight(stack):
+    s = requests.Session()
+    s.trust_env = False
+    r = s.options(f"{BASE_URL}/v2/models/fashion_mnist/infer", verify=secrets()["ca"], timeout=10,
+                  headers={"Origin": CORS_ORIGIN, "Access-Control-Request-Method": "POST",
+                           "Access-Control-Request-Headers": "authorization,content-type"})
+    assert r.status_code == 204, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    for h in ("Authorization", "Content-Type", "Inference-Header-Content-Length"):
+        assert h in r.headers["Access-Control-Allow-Headers"]
+    r = s.options(f"{BASE_URL}/predict", verify=secrets()["ca"], timeout=10,
+                  headers={"Origin": "https://elsewhere.example",
+                           "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
+    r = post_predict(samples()[0][0], headers={"Origin": CORS_ORIGIN})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+
+
+def test_public_surface(stack):
+    """Only inference, metadata and health reach the replicas: /metrics,
+    repository control and statistics answer nginx's 404, even with a key."""
+    for method, path in [("GET", "/metrics"), ("GET", "/v2/repository/index"),
+                         ("POST", "/v2/repository/index"),
+                         ("POST", "/v2/repository/models/fashion_mnist/load"),
+                         ("GET", "/v2/models/fashion_mnist/stats"),
+                         ("GET", "/nginx_status"), ("GET", "/stub_status"),
+                         ("GET", "/v2/health/../../metrics")]:
+        r = https_session().request(method, f"{BASE_URL}{path}", timeout=10)
+        assert r.status_code == 404, (method, path, r.status_code)
+        assert r.json()["error"] == "no public endpoint at this path", (method, path)
+        assert "inferd_" not in r.text
+    # and through port 80 it is a redirect to the same 404s, never the replica
+    s = requests.Session()
+    s.trust_env = False
+    r = s.get(f"{HTTP_URL}/metrics", allow_redirects=False, timeout=10)
+    assert r.status_code == 308
+    # what is public
+    sess = https_session()
+    assert sess.get(f"{BASE_URL}/v2", timeout=10).status_code == 200
+    assert sess.get(f"{BASE_URL}/v2/models/fashion_mnist/ready", timeout=10).status_code == 200
+    assert sess.get(f"{BASE_URL}/v2/models/fashion_mnist/versions/1", timeout=10).status_code \
+        in (200, 404)
+
+
+def test_body_limits(stack):
+    """The largest documented request passes nginx and reaches a replica
+    (which refuses its shape for this model: 400, not 413)."""
+    n = 64 * 3 * 224 * 224 * 4
+    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                     "shape": [64, 3, 224, 224],
+                                     "parameters": {"binary_data_size": n}}]}).encode()
+    body = header + bytes(n)
+    r = https_session().post(f"{BASE_URL}/v2/models/fashion_mnist/infer", data=body, timeout=120,
+                             headers={"Content-Type": "application/octet-stream",
+                                      "Inference-Header-Content-Length": str(len(header))})
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    assert r.json()["error"]
+    # over the limit: test_nginx_errors_are_json (413 before the body is read)
+
+
+def test_prometheus_scrapes_every_replica(stack):
+    want = serving_ips()
+    t = wait_for(lambda: (lambda t: t if set(t) == want and set(t.values()) == {"up"} else None)(
+        prom_targets("inferd")), 40, interval=1, what="Prometheus targets for 3 replicas")
+    log(f"Prometheus inferd targets: {t}")
+    wait_for(lambda: prom_targets("nginx") == {"nginx-exporter:9113": "up"}, 40, interval=1,
+             what="the nginx exporter target")
+    wait_for(lambda: prom_query('nginx_up{job="nginx"} == 1'), 30, interval=1, what="nginx_up")
+    # the replicas' own series, with the replica label
+    res = prom_query('inferd_uptime_seconds{job="inferd"}')
+    assert {x["metric"]["replica"] for x in res} == want
+
+
 def test_request_id_passes_through(stack):
     body = samples()[0][0]
     r = post_predict(body, headers={"X-Request-ID": "deploy-test-42"})
@@ -158,13 +371,16 @@ def test_request_id_passes_through(stack):
 
 
 def test_nginx_errors_are_json(stack):
-    r = requests.get(f"{BASE_URL}/nginx-health", timeout=5)
+    r = public_get("/nginx-health", timeout=5)
     assert r.status_code == 200 and r.json() == {"status": "ok"}
-    # 413 from nginx itself: Content-Length over client_max_body_size (16m),
+    # 413 from nginx itself: Content-Length over client_max_body_size (40m),
     # refused before the body is read.
-    with socket.create_connection(("127.0.0.1", int(BASE_URL.rsplit(":", 1)[1])), 5) as s:
+    ctx = ssl.create_default_context(cafile=secrets()["ca"])
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), 5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 17000000\r\nX-Request-ID: big-1\r\nConnection: close\r\n\r\n")
+                  b"Content-Length: 42000000\r\nX-Request-ID: big-1\r\nConnection: close\r\n"
+                  + f"Authorization: Bearer {secrets()['key']}\r\n\r\n".encode())
         data = b""
         # nginx answers at once, then lingers reading the body: read one answer
         while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
@@ -177,8 +393,8 @@ def test_nginx_errors_are_json(stack):
     assert b"X-Request-ID: big-1" in head
     assert "error" in json.loads(body)
     # a replica's own error passes through as its JSON
-    r = requests.get(f"{BASE_URL}/no/such/path", timeout=5)
-    assert r.status_code == 404 and "error" in r.json()
+    r = public_get("/v2/models/no_such_model", headers=auth())
+    assert r.status_code == 404 and "no_such_model" in r.json()["error"]
 
 
 def test_requests_reach_all_three_replicas(stack):
@@ -226,10 +442,23 @@ def test_scale_up_to_5_under_load(stack):
             time.sleep(0.5)
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, out
+        t_scaled = time.time()
         # the fair-share window: 10 s with all 5 serving
         t_win = time.time()
         time.sleep(10)
         window = [r for r in load.snapshot() if r[0] >= t_win and r[1] <= t_win + 10]
+        # Prometheus found the new replicas by DNS, and every per-replica
+        # panel of the dashboard shows 5 series, within 30 s of the scale
+        want = serving_ips()
+        wait_for(lambda: set(prom_targets("inferd")) == want, max(1, t_scaled + 30 - time.time()),
+                 interval=1, what="5 Prometheus targets")
+        for title, expr in dashboard_queries(per_replica=True):
+            series = wait_for(lambda: (lambda r: r if len(r) == 5 else None)(prom_query(expr)),
+                              max(1, t_scaled + 30 - time.time()), interval=1,
+                              what=f"5 series in panel {title!r}")
+            assert {x["metric"]["replica"] for x in series} == want, title
+        log(f"Prometheus: 5 targets and 5 series per per-replica panel "
+            f"{time.time() - t_scaled:.1f} s after the scale")
     res = load.results
     all_ips = serving_ips()
     assert len(all_ips) == 5, all_ips
@@ -299,6 +528,72 @@ def test_scale_down_to_2_under_load(stack):
                    "--format", "{{.Names}} {{.Status}}").stdout)
     assert len(serving_ips()) == 2
     assert not failed, failed[:5]
+
+
+def test_every_dashboard_query_returns_data(stack):
+    """After the load above: each panel's PromQL, evaluated by the real
+    Prometheus, returns data. The GPU panels' queries must evaluate, and
+    are empty here (CPU replicas export no GPU series)."""
+    with Load(threads=4, max_s=15) as load:  # fresh traffic for the rate windows
+        time.sleep(12)
+    assert all(r[4] for r in load.results)
+    empty = []
+    for title, expr in dashboard_queries(gpu=False):
+        if not prom_query(expr):
+            empty.append((title, expr))
+    assert not empty, empty
+    for title, expr in dashboard_queries(gpu=True):
+        assert prom_query(expr) == [], (title, "GPU series from a CPU replica?")
+    n = len(dashboard_queries())
+    log(f"dashboard: {n} queries, {len(dashboard_queries(gpu=True))} GPU ones (empty on CPU)")
+    # the recording rules evaluate too
+    for rule in ("replica:inferd_requests:rate1m", "model:inferd_requests:rate1m",
+                 "model:inferd_request_duration_seconds:p99_rate5m",
+                 "replica_model:inferd_queue:saturation"):
+        assert prom_query(rule), rule
+    r = requests.get(f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/rules", timeout=10).json()
+    groups = {g["name"]: g for g in r["data"]["groups"]}
+    assert {"inferd-recording", "inferd-alerts"} <= set(groups)
+    assert all(rule["health"] == "ok" for g in groups.values() for rule in g["rules"])
+
+
+def test_nginx_defaults_plain_http_and_rate_limit(stack):
+    """nginx recreated with NGINX_HTTP=plain, X-Upstream at its default
+    (off) and a low rate: port 80 serves the API, no internal address
+    leaks, and a bounded burst from one address gets JSON 429s with
+    Retry-After. Restored afterwards."""
+    low = {"NGINX_HTTP": "plain", "NGINX_DEBUG_UPSTREAM": "0", "NGINX_RATE": "5r/s",
+           "NGINX_BURST": "5"}
+    compose("up", "-d", "--no-deps", "--no-build", "nginx", env=low, timeout=COMPOSE_TIMEOUT)
+    try:
+        wait_for(lambda: _nginx_ok(), 60, what="recreated nginx")
+        s = requests.Session()
+        s.trust_env = False
+        r = s.post(f"{HTTP_URL}/predict", data=json.dumps(samples()[0][0]), timeout=30,
+                   headers={"Content-Type": "application/json", **auth()}, allow_redirects=False)
+        assert r.status_code == 200 and r.json()["labels"] == [samples()[0][1]]
+        assert "X-Upstream" not in r.headers
+        assert "Strict-Transport-Security" in r.headers  # TLS is on: browsers ignore it on http
+        assert "X-Upstream" not in post_predict(samples()[0][0]).headers
+        # a burst of 40 at once from this address: 5 r/s with a burst of 5
+        statuses = []
+        sess = https_session()
+        for _ in range(40):
+            r = sess.get(f"{BASE_URL}/v2/health/ready", timeout=10)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                limited = r
+        counts = collections.Counter(statuses)
+        log(f"burst of 40 at 5r/s burst 5: {dict(counts)}")
+        assert counts[429] >= 10 and counts[200] >= 5, counts
+        assert set(counts) <= {200, 429}, counts
+        assert limited.headers["Retry-After"] == "1"
+        assert limited.json()["error"].startswith("too many requests")
+        time.sleep(1.5)  # the bucket refills
+        assert sess.get(f"{BASE_URL}/v2/health/ready", timeout=10).status_code == 200
+    finally:
+        compose("up", "-d", "--no-deps", "--no-build", "nginx", timeout=COMPOSE_TIMEOUT)
+        wait_for(lambda: _nginx_ok(), 60, what="nginx restored")
 
 
 def test_no_replica_json_error(stack):
