@@ -82,7 +82,7 @@ help:
 	@echo "  make test-integration  pytest against the real daemon over HTTP"
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
-	@echo "  make fuzz            libFuzzer on the JSON codec and router (FUZZ_SECONDS=$(FUZZ_SECONDS))"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router and API key file (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"

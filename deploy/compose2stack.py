@@ -20,6 +20,8 @@ loader rejects or ignores); this keeps the meaning and rewrites the form:
 - GPU `devices` reservations are dropped with a warning: Swarm schedules GPUs
   as generic resources (`node-generic-resources` in daemon.json, then
   deploy.resources.reservations.generic_resources), not as device requests;
+- services in a Compose profile (monitoring, grafana) are left out: the
+  stack is the serving part; deploy Prometheus separately;
 - `version: "3.9"`, which the stack loader of Docker < 25 requires.
 
 usage: docker compose -f docker-compose.yml -f docker-compose.cpu.yml config \
@@ -44,6 +46,8 @@ def main():
     doc.pop("name", None)  # compose v2 adds the project name
     configs = doc.setdefault("configs", {})
 
+    for name in [n for n, svc in doc.get("services", {}).items() if svc.get("profiles")]:
+        del doc["services"][name]
     for name, svc in doc.get("services", {}).items():
         for key in ("build", "restart", "container_name", "expose", "pull_policy"):
             svc.pop(key, None)

@@ -8,8 +8,9 @@
 # The stack is docker-compose.yml (plus docker-compose.cpu.yml with --cpu)
 # as `docker compose config` resolves it, rewritten by deploy/compose2stack.py
 # into the form the stack loader accepts (no long depends_on, no build,
-# tmpfs mounts, nginx.conf as a Swarm config). Images must be in a registry
-# every node can pull from, or present on every node: INFERD_IMAGE and
+# tmpfs mounts, bind-mounted files as Swarm configs, no profile services).
+# Images must be in a registry every node can pull from, or present on
+# every node: INFERD_IMAGE and
 # NGINX_IMAGE name them (defaults inferd:gpu / inferd:cpu, inferd-nginx:1.30);
 # SWARM_RESOLVE_IMAGE=never for images that exist only locally.
 #

@@ -16,6 +16,10 @@ import pytest
 from deploy_support import ROOT, docker, log, reference_outputs, run, samples, wait_for
 
 STACK = "inferdswarmtest"
+# Plain HTTP inside the stack's network, no API keys, X-Upstream on: the
+# client below talks to nginx over its loopback and reads which replica
+# answered. (TLS, keys and the defaults are test_deploy.py's.)
+SWARM_ENV = {"NGINX_TLS": "off", "INFERD_API_KEY_FILE": "", "NGINX_DEBUG_UPSTREAM": "1"}
 
 # One POST /predict per line of output: status line, X-Upstream, body.
 CLIENT = r"""
@@ -57,7 +61,7 @@ def swarm_stack():
         t0 = time.time()
         run(["deploy/swarm.sh", "up", "--cpu", "--replicas", "3", "--publish", "none",
              "--name", STACK], env={"INFERD_IMAGE": "inferd:cpu", "SWARM_RESOLVE_IMAGE": "never",
-                                    "PYTHON": "/usr/bin/python3"})
+                                    "PYTHON": "/usr/bin/python3", **SWARM_ENV})
         wait_for(lambda: len(healthy_tasks("inference")) == 3 and healthy_tasks("nginx"),
                  150, interval=2, what="3 healthy inference tasks and nginx")
         log(f"swarm: stack with 3 healthy replicas in {time.time() - t0:.1f} s")
@@ -82,18 +86,22 @@ def swarm_stack():
 
 def test_stack_file_renders():
     p = run(["deploy/swarm.sh", "render", "--cpu", "--replicas", "3", "--publish", "none"],
-            env={"PYTHON": "/usr/bin/python3"})
+            env={"PYTHON": "/usr/bin/python3", **SWARM_ENV})
     import yaml
     doc = yaml.safe_load(p.stdout)
+    assert set(doc["services"]) == {"inference", "nginx"}  # no profile services
     inf = doc["services"]["inference"]
     assert inf["deploy"]["replicas"] == 3 and inf["deploy"]["endpoint_mode"] == "dnsrr"
     assert doc["services"]["nginx"]["depends_on"] == ["inference"]
     assert "ports" not in doc["services"]["nginx"]
-    assert any(c["target"] == "/etc/nginx/nginx.conf" for c in doc["services"]["nginx"]["configs"])
+    assert any((v.get("target") if isinstance(v, dict) else v.split(":")[1]) == "/etc/nginx/tls"
+               for v in doc["services"]["nginx"]["volumes"])
+    assert doc["services"]["nginx"]["environment"]["NGINX_TLS"] == "off"
     p = run(["deploy/swarm.sh", "render", "--cpu", "--publish", "ingress"],
             env={"PYTHON": "/usr/bin/python3"})
     ports = yaml.safe_load(p.stdout)["services"]["nginx"]["ports"]
-    assert ports == [{"published": 8080, "target": 8080, "protocol": "tcp", "mode": "ingress"}]
+    assert sorted((p["published"], p["target"]) for p in ports) == [(80, 8080), (443, 8443)]
+    assert all(p["mode"] == "ingress" and p["protocol"] == "tcp" for p in ports)
 
 
 def test_three_replicas_serve_through_nginx(swarm_stack):

@@ -1,0 +1,63 @@
+/* fuzz_access.c - libFuzzer target for the API key file parser and the key
+ * check: the input is parsed as a key file; when it parses, every key must
+ * match itself and a changed copy must not; then the input's first line is
+ * tried as a presented key (Bearer and X-API-Key) against those keys. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "test_support.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct access_keys k;
+    char err[256];
+    int n = access_parse_keys((const char *)data, size, &k, err, sizeof err);
+    if (n < 0) {
+        CHECK(err[0] != '\0');
+        return 0;
+    }
+    CHECK(n == k.n && n >= 1 && n <= ACCESS_MAX_KEYS);
+    for (int i = 0; i < k.n; i++) {
+        CHECK(k.lens[i] >= 1 && k.lens[i] <= ACCESS_KEY_MAX);
+        char key[ACCESS_KEY_MAX + 1];
+        memcpy(key, k.slots[i], k.lens[i]);
+        CHECK(access_keys_match(&k, key, k.lens[i]));
+        key[k.lens[i]] = '!';
+        /* one byte longer: a match only if that longer key is listed too */
+        if (access_keys_match(&k, key, k.lens[i] + 1)) {
+            bool listed = false;
+            for (int j = 0; j < k.n; j++)
+                listed |= k.lens[j] == k.lens[i] + 1 && memcmp(k.slots[j], key, k.lens[j]) == 0;
+            CHECK(listed);
+        }
+    }
+    /* the whole input's first line as a header value */
+    size_t line = 0;
+    while (line < size && data[line] != '\n' && data[line] != '\0')
+        line++;
+    char *value = malloc(line + 8);
+    if (value == NULL) {
+        access_keys_free(&k);
+        return 0;
+    }
+    memcpy(value, "Bearer ", 7);
+    memcpy(value + 7, data, line);
+    value[7 + line] = '\0';
+    struct access a;
+    memset(&a, 0, sizeof a);
+    if (pthread_rwlock_init(&a.lock, NULL) == 0) {
+        strcpy(a.key_file, "fuzz");
+        a.keys = k;
+        struct access_request r = {"POST", "/predict", value, value + 7, "https://x.example", NULL};
+        struct access_result res = access_check(&a, &r);
+        CHECK(res.verdict == ACCESS_GO_ON || res.verdict == ACCESS_BAD_KEY ||
+              res.verdict == ACCESS_NO_KEY);
+        pthread_rwlock_destroy(&a.lock);
+    }
+    free(value);
+    access_keys_free(&k);
+    return 0;
+}
