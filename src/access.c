@@ -40,8 +40,13 @@ int access_parse_keys(const char *text, size_t len, struct access_keys *out, cha
 {
     memset(out, 0, sizeof *out);
     struct access_keys k = {0};
-    k.slots = calloc(ACCESS_MAX_KEYS, ACCESS_KEY_MAX);
-    k.lens = calloc(ACCESS_MAX_KEYS, sizeof *k.lens);
+    /* room for one key per line, at most ACCESS_MAX_KEYS */
+    size_t lines = 1;
+    for (const char *p = text; (p = memchr(p, '\n', len - (size_t)(p - text))) != NULL; p++)
+        lines++;
+    size_t room = lines <= ACCESS_MAX_KEYS ? lines : ACCESS_MAX_KEYS;
+    k.slots = calloc(room, ACCESS_KEY_MAX);
+    k.lens = calloc(room, sizeof *k.lens);
     if (k.slots == NULL || k.lens == NULL) {
         snprintf(err, err_len, "out of memory reading the keys");
         goto err;
@@ -76,7 +81,7 @@ int access_parse_keys(const char *text, size_t len, struct access_keys *out, cha
                 goto err;
             }
         }
-        if (k.n == ACCESS_MAX_KEYS) {
+        if ((size_t)k.n == room) {
             snprintf(err, err_len, "more than %d keys", ACCESS_MAX_KEYS);
             goto err;
         }
@@ -91,7 +96,9 @@ int access_parse_keys(const char *text, size_t len, struct access_keys *out, cha
     *out = k;
     return k.n;
 err:
-    k.n = ACCESS_MAX_KEYS;
+    k.n = (int)room;
+    if (k.slots == NULL)
+        k.n = 0;
     access_keys_free(&k);
     return -1;
 }
