@@ -237,6 +237,14 @@ def test_build_info_and_uptime(server):
     assert scrape(server).value("inferd_uptime_seconds") > up1
 
 
+def test_queue_capacity_gauge(server):
+    """The --max-queue limit per model (256 by default), for the queue
+    saturation rule (deploy/prometheus/rules.yml)."""
+    m = scrape(server)
+    assert m.types.get("inferd_queue_capacity_requests") == "gauge"
+    assert m.value("inferd_queue_capacity_requests", model="fashion_mnist") == 256
+
+
 # --------------------------------------------------------------------------
 # JSON logs
 
