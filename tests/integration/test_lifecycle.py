@@ -15,7 +15,8 @@ from support import (Daemon, add_slow_model, child_env, daemon_devices, dumps, f
 FLAGS = ["--host", "--port", "--model-repository", "--default-model", "--devices",
          "--instances-per-device", "--http-threads", "--max-batch-size",
          "--max-queue-delay-us", "--max-queue", "--max-body-bytes", "--request-timeout-ms",
-         "--drain-timeout-s", "--log-format", "--log-level"]
+         "--drain-timeout-s", "--log-format", "--log-level", "--api-key-file",
+         "--metrics-need-key", "--cors-allow-origin"]
 
 SIGNAL_EXIT_S = 5  # "exits 0 within a few seconds"
 
