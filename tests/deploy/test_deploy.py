@@ -536,6 +536,11 @@ def test_scale_down_to_2_under_load(stack):
                    "--format", "{{.Names}} {{.Status}}").stdout)
     assert len(serving_ips()) == 2
     assert not failed, failed[:5]
+    # the removed replicas leave DNS, and Prometheus's targets with it
+    t0 = time.time()
+    wait_for(lambda: set(prom_targets("inferd")) == serving_ips(), 30, interval=1,
+             what="Prometheus targets down to 2")
+    log(f"Prometheus: 2 targets {time.time() - t0:.1f} s after the scale-down load ended")
 
 
 def test_every_dashboard_query_returns_data(stack):
