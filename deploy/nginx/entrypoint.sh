@@ -51,6 +51,7 @@ for t in "$SRC"/*.template; do
         >"$OUT/$(basename "$t" .template)"
 done
 
+# shellcheck disable=SC2016  # nginx variables, written as they are
 {
     echo 'add_header X-Request-ID $inferd_request_id always;'
     [ "$TLS" = on ] && echo 'add_header Strict-Transport-Security "max-age=31536000" always;'
