@@ -61,11 +61,11 @@ SRC      := $(wildcard src/*.c)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
 # Modules the unit tests link (no libtorch, no HTTP).
-CORE_OBJ := $(addprefix $(BUILD)/obj/,tensor.o json_numbers.o strbuf.o config.o router.o model_repo.o batcher.o metrics.o access.o log.o) $(BUILD)/obj/numconv.o
+CORE_OBJ := $(addprefix $(BUILD)/obj/,tensor.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o) $(BUILD)/obj/numconv.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all help deps check-deps run model examples resnet18 test test-unit test-integration \
+.PHONY: all help deps check-deps check-layers run model examples resnet18 test test-unit test-integration \
         fuzz bench bench-codec bench-v2 format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
@@ -82,6 +82,7 @@ help:
 	@echo "  make test-integration  pytest against the real daemon over HTTP"
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
+	@echo "  make check-layers    fail when modules include each other in a cycle"
 	@echo "  make fuzz            libFuzzer on the JSON codec, router and API key file (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
@@ -160,6 +161,9 @@ cuda-syntax:
 	$(CXX) -std=c++17 -fsyntax-only $(WARN) -DSHIM_WITH_CUDA -Ishim -isystem $(BUILD)/cuda-stub \
 	  $(TORCH_INC) -isystem $(CUDA_HOME)/include shim/torch_shim.cpp
 	@echo "shim CUDA path compiles"
+
+check-layers:
+	scripts/check-layers.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -1,30 +1,37 @@
-/* api.h - the endpoint handlers. Each reads the exchange (route, body) and
- * either sets its reply and returns 0, or hands it to a model's queue with
- * http_submit and returns 1 (suspended). */
+/* api.h - inferd's HTTP API: the route table built from api_routes.h, the
+ * endpoint handlers (api_<name>, one per row, in the api_*.c files) and
+ * the helpers they share. A handler reads the exchange (route, body) and
+ * either sets its reply (ROUTE_REPLIED) or hands it to a model's queue with
+ * http_submit (ROUTE_SUSPENDED). */
 #ifndef INFERD_API_H
 #define INFERD_API_H
 
-#include "http.h"
+#include <stdbool.h>
+#include <stddef.h>
 
-int api_predict(struct http_exchange *ex);     /* api_predict.c */
-int api_health_live(struct http_exchange *ex); /* api_server.c */
-int api_health_ready(struct http_exchange *ex);
-int api_metrics(struct http_exchange *ex);
-int api_server_meta(struct http_exchange *ex);
-int api_repository_index(struct http_exchange *ex);
-int api_model_meta(struct http_exchange *ex); /* api_v2.c */
-int api_model_ready(struct http_exchange *ex);
-int api_model_infer(struct http_exchange *ex);
+#include "api_routes.h"
+#include "http.h"
+#include "router.h"
+#include "server.h"
+
+#define API_DECLARE_HANDLER(name, methods, pattern, accepts)                                       \
+    enum route_outcome api_##name(struct http_exchange *ex);
+API_ROUTES(API_DECLARE_HANDLER)
+#undef API_DECLARE_HANDLER
+
+/* The route table: one row per API_ROUTES line, in its order. */
+extern const struct route_def api_routes[];
+extern const size_t api_n_routes;
 
 /* Find the model a request names; sets a 404 reply and returns NULL when
- * there is none (api_server.c). */
+ * there is none. */
 struct model *api_lookup_model(struct http_exchange *ex, const char *name);
 
-/* Set the reply to a copy of a fixed JSON text (api_server.c). */
-int api_reply_json_text(struct http_exchange *ex, int status, const char *json);
+/* Set the reply to a copy of a fixed JSON text. */
+enum route_outcome api_reply_json_text(struct http_exchange *ex, int status, const char *json);
 
-/* Set a 503 reply when m cannot take requests (loading, failed, queue
- * full); returns 0 when m is ready to take one (api_server.c). */
-int api_check_available(struct http_exchange *ex, struct model *m);
+/* Whether m can take a request now; when it cannot (loading, failed, queue
+ * full), sets a 503 reply with Retry-After and returns false. */
+bool api_model_available(struct http_exchange *ex, struct model *m);
 
 #endif

@@ -13,32 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tensor.h"
-
-#define BATCH_MAX_IO 8
-
-struct infer_request {
-    struct infer_request *next; /* queue link, owned by the queue */
-
-    /* Set by the submitter. */
-    struct tensor inputs[BATCH_MAX_IO];
-    int n_inputs;
-    int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
-    uint64_t arrival_ns;
-    uint64_t deadline_ns;                    /* 0: none */
-    int client_fd;                           /* the connection's socket, or -1 */
-    void (*done)(struct infer_request *req); /* called once, by a worker */
-    void *owner;
-
-    /* Set by the worker before done(). */
-    int status; /* HTTP status: 200, 500, 503, 504 */
-    char error[256];
-    struct tensor outputs[BATCH_MAX_IO];
-    char output_names[BATCH_MAX_IO][64];
-    int n_outputs;
-    int batch_samples; /* samples in the forward call it ran in */
-    uint64_t queue_ns, compute_ns;
-};
+#include "infer_request.h"
 
 struct batch_queue {
     pthread_mutex_t lock;

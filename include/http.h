@@ -1,42 +1,74 @@
 /* http.h - the libmicrohttpd front end: per-request state (an exchange),
- * body accumulation, routing, replies, and the hand-off of inference work
- * to a model's queue with suspend/resume. Endpoint handlers (api_*.c) see
- * only the exchange. */
+ * body accumulation, dispatch through a route table, replies, and the
+ * hand-off of inference work to a model's queue with suspend/resume. It
+ * knows no endpoint and no protocol: handlers (api.h) see the exchange,
+ * read the headers they own with http_request_header, and answer with the
+ * http_reply_* functions. */
 #ifndef INFERD_HTTP_H
 #define INFERD_HTTP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "access.h"
-#include "batcher.h"
+#include "config.h"
+#include "infer_request.h"
 #include "router.h"
-#include "server.h"
 
 struct MHD_Connection;
+struct MHD_Daemon;
+struct model;
+struct server;
+
+/* The front end's state. Fields are private to http.c unless marked. */
+struct http_front {
+    const struct inferd_config *cfg; /* host, port, threads, body and time limits */
+    const struct route_def *routes;
+    size_t n_routes;
+    struct server *srv;    /* handed to handlers as ex->srv */
+    struct access *access; /* API keys and CORS, checked before routing */
+    struct MHD_Daemon *daemon;
+    int quiesced_fd; /* the listening socket after http_drain_begin, else -1 */
+    int bound_port;  /* public, read-only: the port it listens on */
+    atomic_bool draining;
+    atomic_int inflight; /* exchanges begun and not yet completed */
+    pthread_mutex_t idle_lock;
+    pthread_cond_t idle_cond; /* inflight reached 0 */
+    uint64_t start_ns;
+    atomic_uint_least64_t request_seq; /* for generated request IDs */
+};
+
+#define HTTP_REPLY_MAX_HEADERS 6
+
+struct http_header {
+    const char *name; /* a string that outlives the reply */
+    char value[256];
+};
 
 struct http_reply {
-    int status;
+    int status; /* 0 until a reply is set */
     char *body; /* malloc'd, handed to libmicrohttpd */
     size_t len;
     const char *content_type;
-    const char *allow;         /* for 405 */
-    int retry_after_s;         /* 503: > 0 adds Retry-After */
-    long inference_header_len; /* v2 binary replies: >= 0 adds the header */
+    struct http_header headers[HTTP_REPLY_MAX_HEADERS]; /* beyond the usual ones */
+    int n_headers;
 };
 
 struct http_exchange {
-    struct server *srv;
+    struct http_front *front;
+    struct server *srv; /* for handlers */
     struct MHD_Connection *conn;
     const char *method;
     char path[512];
     struct route route;
     struct access_result access; /* API key and CORS verdict */
     char request_id[72];
-    char content_type[128];
-    long inference_header_len; /* request's Inference-Header-Content-Length, -1 if absent */
-    size_t content_length;     /* as declared (0 when absent); bounded by the limit */
+    char content_type[128]; /* as sent, "" when absent */
+    char body_type[64];     /* the row's media type the body matched (routes with a body) */
+    size_t content_length;  /* as declared (0 when absent); bounded by the limit */
     char *body;
     size_t body_len, body_cap;
     uint64_t start_ns;
@@ -46,31 +78,50 @@ struct http_exchange {
     struct http_reply reply;
 
     /* Inference hand-off. */
-    struct model *model;
+    struct model *model; /* set by a handler: the answer counts in its metrics */
     struct infer_request infer;
-    bool infer_used;
-    void (*encode)(struct http_exchange *ex); /* worker: outputs -> reply */
+    void (*encode)(struct http_exchange *ex); /* worker thread: outputs -> reply */
     void *api_state;                          /* the handler's own, freed by api_free */
     void (*api_free)(void *state);
 };
 
-/* Start listening on cfg host/port. Returns 0 or -1 with err set. */
-int http_start(struct server *srv, char *err, size_t err_len);
-/* Stop accepting new connections (existing ones finish). */
-void http_quiesce(struct server *srv);
-void http_stop(struct server *srv);
+/* Listen on cfg's host and port, check every request against access, and
+ * dispatch through routes (n rows); srv is handed to handlers. Returns 0,
+ * or -1 with err set (nothing left running). */
+int http_start(struct http_front *h, const struct inferd_config *cfg,
+               const struct route_def *routes, size_t n_routes, struct access *access,
+               struct server *srv, char *err, size_t err_len);
+/* Begin a drain: refuse new connections (accepted ones finish), then mark
+ * the front end draining (replies close their connections). */
+void http_drain_begin(struct http_front *h);
+bool http_draining(struct http_front *h);
+/* Wait until no exchange is in flight or deadline_ns (clock_now_ns) passes.
+ * Returns true when none is. */
+bool http_wait_idle(struct http_front *h, uint64_t deadline_ns);
+/* Stop the daemon (every connection must have been resumed) and free. */
+void http_stop(struct http_front *h);
 
-/* Set the reply to a JSON error {"error": "..."}; returns 0. */
-int http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
+/* Set the reply to a JSON error {"error": "..."}. */
+enum route_outcome http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Set the reply to body (taking ownership; NULL means out of memory). */
-int http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
-                    const char *content_type);
+/* Set the reply to 503 with Retry-After: retry_after_s and a JSON error. */
+enum route_outcome http_reply_unavailable(struct http_exchange *ex, int retry_after_s,
+                                          const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Set the reply to body (taking ownership; NULL means out of memory: a
+ * 500). A new reply drops the headers added to the one before. */
+enum route_outcome http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
+                                   const char *content_type);
+/* Add a header to the current reply (value is copied). Returns 0, or -1
+ * when there is no room or the value is too long. */
+int http_reply_header(struct http_exchange *ex, const char *name, const char *value);
+
+/* A request header's value, or NULL when absent. */
+const char *http_request_header(struct http_exchange *ex, const char *name);
 
 /* Queue ex->infer on model m and suspend the connection until a worker has
  * run it and encode() has set the reply. When the queue is full or closed
- * the reply is set at once (503 with Retry-After). Returns 1 when
- * suspended, 0 when a reply is ready. */
-int http_submit(struct http_exchange *ex, struct model *m);
+ * the reply is set at once (503 with Retry-After). */
+enum route_outcome http_submit(struct http_exchange *ex, struct model *m);
 
 #endif

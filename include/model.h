@@ -3,49 +3,20 @@
 #ifndef INFERD_MODEL_H
 #define INFERD_MODEL_H
 
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-
 #include "batcher.h"
 #include "config.h"
 #include "metrics.h"
 #include "model_repo.h"
-#include "torch_shim.h"
+#include "worker.h"
 
 enum model_state { MODEL_LOADING, MODEL_READY, MODEL_FAILED };
-
-struct worker {
-    pthread_t thread;
-    bool started;
-    struct model *model;
-    int device; /* CONFIG_DEVICE_CPU or a CUDA ordinal */
-    int index;  /* instance number within the model */
-    shim_model *handle;
-    void *staging[BATCH_MAX_IO]; /* batch inputs, reused; pinned on a GPU */
-    size_t staging_cap[BATCH_MAX_IO];
-    struct infer_request **batch; /* room for one batch's requests */
-    int batch_cap;
-    /* Answered requests on their way to the completion thread, which
-     * encodes replies and resumes connections while the worker runs the
-     * next batch. Lock order: the queue's lock is never held with this one. */
-    pthread_t completer;
-    bool completer_started;
-    pthread_mutex_t done_lock;
-    pthread_cond_t done_cond;
-    struct infer_request *done_head, *done_tail;
-    bool done_closing;
-};
 
 struct model {
     struct model_config cfg;
     struct batch_queue queue;
     struct worker *workers;
     int n_workers;
-    atomic_int instances_ready;
-    atomic_int instances_failed;
-    pthread_mutex_t error_lock;
-    char load_error[256]; /* the first instance failure */
+    struct worker_status instances; /* ready and failed counts, first failure */
     struct model_metrics metrics;
 };
 

@@ -21,9 +21,6 @@
 
 #define QUEUE_WATCH_PERIOD_MS 100
 
-/* The status recorded for a request whose client left (nginx's code). */
-#define HTTP_CLIENT_CLOSED_REQUEST 499
-
 struct queue_watch {
     pthread_t thread;
     pthread_mutex_t lock;

@@ -1,23 +1,35 @@
-/* router.h - maps a method and path to an endpoint of inferd's HTTP API, or
- * to the error it deserves (404, 405 with Allow, 400 for a bad model name). */
+/* router.h - maps a method and path to a row of a route table (the row
+ * names the endpoint's handler, its methods and the body it takes), or to
+ * the error the request deserves: 404, 405 with Allow, 400 for a bad model
+ * name. The router knows no endpoint: the table is the caller's (api.h). */
 #ifndef INFERD_ROUTER_H
 #define INFERD_ROUTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "model_repo.h"
 
-enum endpoint {
-    EP_NONE,
-    EP_PREDICT,          /* POST /predict */
-    EP_HEALTH_LIVE,      /* GET /v2/health/live */
-    EP_HEALTH_READY,     /* GET /v2/health/ready */
-    EP_METRICS,          /* GET /metrics */
-    EP_SERVER_META,      /* GET /v2 */
-    EP_REPOSITORY_INDEX, /* GET|POST /v2/repository/index */
-    EP_MODEL_META,       /* GET /v2/models/{name}[/versions/{v}] */
-    EP_MODEL_READY,      /* GET /v2/models/{name}[/versions/{v}]/ready */
-    EP_MODEL_INFER,      /* POST /v2/models/{name}[/versions/{v}]/infer */
+struct http_exchange;
+
+/* What a handler did with its exchange: set the reply, or handed the
+ * request to a model's queue (a worker sets the reply later). */
+enum route_outcome { ROUTE_REPLIED, ROUTE_SUSPENDED };
+
+typedef enum route_outcome (*route_handler)(struct http_exchange *ex);
+
+/* One endpoint. pattern is matched segment by segment: literal text,
+ * "{model}" (a model name, checked with model_name_valid), "{version}" (one
+ * segment of at most 31 bytes), and at most one optional part in brackets,
+ * e.g. "/v2/models/{model}[/versions/{version}]/infer". */
+struct route_def {
+    const char *name;    /* e.g. "model_infer", for logs and tests */
+    const char *methods; /* e.g. "GET, HEAD": what it takes, and the 405's Allow */
+    const char *pattern;
+    /* The media types its body may have, comma-separated; the first one is
+     * assumed when the request has no Content-Type. NULL: no body. */
+    const char *accepts;
+    route_handler handler;
 };
 
 enum route_status {
@@ -28,17 +40,25 @@ enum route_status {
 };
 
 struct route {
-    enum endpoint endpoint;
-    char model[MODEL_NAME_MAX]; /* for /v2/models/... */
-    char version[32];           /* empty when not given */
-    const char *allow;          /* the methods the path takes (for 405) */
-    bool has_body;              /* the endpoint reads a request body */
+    const struct route_def *def; /* set for ROUTE_OK and ROUTE_BAD_METHOD */
+    char model[MODEL_NAME_MAX];  /* {model}, or empty */
+    char version[32];            /* {version}, or empty */
 };
 
-/* Match method and path (without the query string). Returns a
- * route_status; out->allow is set for ROUTE_OK and ROUTE_BAD_METHOD. */
-enum route_status route_match(const char *method, const char *path, struct route *out);
+/* Match method and path (without the query string) against the n rows of
+ * table, in order: the first row whose pattern matches the path decides.
+ * Returns a route_status; out is reset first, and out->def is set for
+ * ROUTE_OK and ROUTE_BAD_METHOD. */
+enum route_status route_match(const struct route_def *table, size_t n, const char *method,
+                              const char *path, struct route *out);
 
-const char *endpoint_name(enum endpoint ep);
+/* Whether method is one of the comma-separated names in methods. */
+bool route_method_listed(const char *methods, const char *method);
+
+/* The matched endpoint's name, or "none". */
+const char *route_name(const struct route *r);
+
+/* Whether the matched endpoint reads a request body. */
+bool route_takes_body(const struct route *r);
 
 #endif

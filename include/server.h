@@ -3,17 +3,16 @@
 #ifndef INFERD_SERVER_H
 #define INFERD_SERVER_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "access.h"
 #include "config.h"
+#include "http.h"
 #include "model.h"
 #include "queue_watch.h"
-
-struct MHD_Daemon;
+#include "router.h"
 
 struct server {
     struct inferd_config cfg;
@@ -21,20 +20,15 @@ struct server {
     int n_models;
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys and CORS */
-    struct MHD_Daemon *daemon;
-    int quiesced_fd; /* the listening socket after http_quiesce, else -1 */
-    int bound_port;
-    atomic_bool draining;
-    atomic_int inflight; /* requests begun and not yet completed */
-    pthread_mutex_t drain_lock;
-    pthread_cond_t drain_cond;
+    struct http_front http;
     uint64_t start_ns;
-    atomic_uint_least64_t request_seq; /* for generated request IDs */
 };
 
-/* Resolve devices, load the repository and start the models' workers and
- * the HTTP daemon. Returns 0, or -1 with err set (nothing left running). */
-int server_start(struct server *srv, const struct inferd_config *cfg, char *err, size_t err_len);
+/* Resolve devices, load the repository, start the HTTP front end (routing
+ * through the n_routes rows of routes) and the models' workers. Returns 0,
+ * or -1 with err set (nothing left running). */
+int server_start(struct server *srv, const struct inferd_config *cfg,
+                 const struct route_def *routes, size_t n_routes, char *err, size_t err_len);
 
 /* Graceful stop: readiness 503, refuse new connections, let accepted
  * requests finish (up to drain_timeout_s), then stop everything. */
@@ -49,5 +43,8 @@ struct model *server_find_model(struct server *srv, const char *name);
 
 /* Every model loaded and warmed up, and not draining. */
 bool server_ready(struct server *srv);
+
+/* The drain on shutdown has begun. */
+bool server_draining(struct server *srv);
 
 #endif

@@ -1,24 +1,71 @@
-/* worker.h - one model instance: a thread that loads the module on its
+/* worker.h - one model instance: a thread that loads the model on its
  * device, warms it up, then runs batches from the model's queue and hands
- * each request its own rows of the outputs. */
+ * each request its own rows of the outputs. A worker knows its model only
+ * through the pieces below (config, queue, metrics, shared status), so the
+ * model module builds on this one and not the other way round. */
 #ifndef INFERD_WORKER_H
 #define INFERD_WORKER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "model.h"
+#include "batcher.h"
+#include "metrics.h"
+#include "model_repo.h"
+#include "torch_shim.h"
 
-/* Start w's thread (w->model, device, index set). Returns 0 or -1 with err
- * set. Load failures are reported later through the model's state. */
+/* What a model's instances report, shared by all of them: how many are
+ * ready, how many failed, and the first failure's message. */
+struct worker_status {
+    atomic_int ready;
+    atomic_int failed;
+    pthread_mutex_t lock; /* guards error */
+    char error[256];
+};
+
+/* Returns 0 or -1 (the mutex could not be created). */
+int worker_status_init(struct worker_status *s);
+void worker_status_destroy(struct worker_status *s);
+/* Count one failed instance; the first message is kept. */
+void worker_status_fail(struct worker_status *s, const char *message);
+/* Copy the first failure's message (empty when none). */
+void worker_status_error(struct worker_status *s, char *buf, size_t len);
+
+struct worker {
+    pthread_t thread;
+    bool started;
+    /* Set by the owner before worker_start. */
+    const struct model_config *cfg;
+    struct batch_queue *queue;
+    struct model_metrics *metrics;
+    struct worker_status *status;
+    int device; /* CONFIG_DEVICE_CPU or a CUDA ordinal */
+    int index;  /* instance number within the model */
+    /* The thread's own. */
+    shim_model *handle;
+    void *staging[MODEL_MAX_IO]; /* batch inputs, reused; pinned on a GPU */
+    size_t staging_cap[MODEL_MAX_IO];
+    struct infer_request **batch; /* room for one batch's requests */
+    int batch_cap;
+    /* Answered requests on their way to the completion thread, which
+     * finishes them (encodes replies, resumes connections) while the worker
+     * runs the next batch. Lock order: the queue's lock is never held with
+     * this one. */
+    pthread_t completer;
+    bool completer_started;
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    struct infer_request *done_head, *done_tail;
+    bool done_closing;
+};
+
+/* Start w's thread (the fields the owner sets, above). Returns 0 or -1 with
+ * err set. Load failures are reported later through w->status. */
 int worker_start(struct worker *w, char *err, size_t err_len);
 
 /* Join the thread (the queue must be closed) and free its resources. */
 void worker_join(struct worker *w);
-
-/* The 504 message for a request whose deadline passed in the queue. */
-#define WORKER_DEADLINE_PASSED "the request's deadline passed while it was queued"
-
-/* Finish a request that will not run: set status and message, call done. */
-void worker_fail_request(struct infer_request *req, int status, const char *error);
 
 #endif

@@ -1,9 +1,10 @@
 #!/bin/sh
 # test.sh - the whole test suite on a fresh Debian 12 machine (as root):
-# installs what is missing, builds, runs the C unit tests and the integration
-# tests, the same again under ASan+UBSan, the CUDA-path compile check, the
-# GPU check script in its CPU mode, a short fuzz run, and the deploy test
-# (Docker engine, Compose, nginx, Swarm, k8s manifests). The README's test command; .ci/run calls it.
+# installs what is missing, checks that no modules include each other in a
+# cycle, builds, runs the C unit tests and the integration tests, the same
+# again under ASan+UBSan, the CUDA-path compile check, the GPU check script in
+# its CPU mode, a short fuzz run, and the deploy test (Docker engine, Compose,
+# nginx, Swarm, k8s manifests). The README's test command; .ci/run calls it.
 #
 # The deploy images are prepared in the background (mostly network-bound:
 # debootstrap and apt downloads) while the CPU-bound suites run.
@@ -21,6 +22,8 @@ if [ "$deploy" = 1 ]; then
     prep=$!
 fi
 JOBS=$(nproc)
+say "layering: no include cycles between modules"
+make check-layers
 say "build"
 make -j"$JOBS" all
 say "unit + integration tests"

@@ -126,14 +126,14 @@ static void encode_predict(struct http_exchange *ex)
     http_reply_body(ex, 200, body, len, "application/json");
 }
 
-int api_predict(struct http_exchange *ex)
+enum route_outcome api_predict(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->srv->cfg.default_model);
     if (m == NULL)
-        return 0;
+        return ROUTE_REPLIED;
     ex->model = m; /* from here on, every answer counts in m's metrics */
-    if (api_check_available(ex, m) != 0)
-        return 0;
+    if (!api_model_available(ex, m))
+        return ROUTE_REPLIED;
     const struct model_config *cfg = &m->cfg;
     if (cfg->n_inputs != 1)
         return http_reply_error(ex, 400,

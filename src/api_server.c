@@ -1,5 +1,5 @@
 /* api_server.c - server-level endpoints: liveness, readiness, metrics,
- * server metadata, the repository index; and model lookup for handlers. */
+ * server metadata, the repository index. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,65 +10,24 @@
 #include "log.h"
 #include "version.h"
 
-struct model *api_lookup_model(struct http_exchange *ex, const char *name)
-{
-    struct model *m = server_find_model(ex->srv, name);
-    if (m == NULL)
-        http_reply_error(ex, 404, "no model named '%s' in the repository", name);
-    return m;
-}
-
-int api_check_available(struct http_exchange *ex, struct model *m)
-{
-    char why[256];
-    switch (model_get_state(m)) {
-    case MODEL_READY: break;
-    case MODEL_LOADING:
-        http_reply_error(ex, 503, "model %s is still loading", m->cfg.name);
-        ex->reply.retry_after_s = 1;
-        return -1;
-    case MODEL_FAILED:
-        model_get_error(m, why, sizeof why);
-        http_reply_error(ex, 503, "model %s is not available: %s", m->cfg.name, why);
-        ex->reply.retry_after_s = 5;
-        return -1;
-    }
-    if (batch_queue_length(&m->queue) >= m->queue.capacity) {
-        http_reply_error(ex, 503, "model %s has %d requests queued, its limit; retry later",
-                         m->cfg.name, m->queue.capacity);
-        ex->reply.retry_after_s = 1;
-        return -1;
-    }
-    return 0;
-}
-
-int api_reply_json_text(struct http_exchange *ex, int status, const char *json)
-{
-    char *body = strdup(json);
-    return http_reply_body(ex, status, body, body ? strlen(body) : 0, "application/json");
-}
-
-int api_health_live(struct http_exchange *ex)
+enum route_outcome api_health_live(struct http_exchange *ex)
 {
     return api_reply_json_text(ex, 200, "{\"live\":true}");
 }
 
-int api_health_ready(struct http_exchange *ex)
+enum route_outcome api_health_ready(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     if (server_ready(srv))
         return api_reply_json_text(ex, 200, "{\"ready\":true}");
-    if (atomic_load(&srv->draining))
-        http_reply_error(ex, 503, "the server is draining before shutdown");
-    else
-        http_reply_error(ex, 503,
-                         "not every model is loaded and warmed up; see "
-                         "/v2/repository/index");
-    ex->reply.retry_after_s = 1;
-    return 0;
+    if (server_draining(srv))
+        return http_reply_unavailable(ex, 1, "the server is draining before shutdown");
+    return http_reply_unavailable(ex, 1,
+                                  "not every model is loaded and warmed up; see "
+                                  "/v2/repository/index");
 }
 
-int api_metrics(struct http_exchange *ex)
+enum route_outcome api_metrics(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     struct strbuf sb = {0};
@@ -102,7 +61,7 @@ int api_metrics(struct http_exchange *ex)
     return http_reply_body(ex, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
 }
 
-int api_server_meta(struct http_exchange *ex)
+enum route_outcome api_server_meta(struct http_exchange *ex)
 {
     struct strbuf sb = {0};
     strbuf_printf(&sb,
@@ -114,7 +73,7 @@ int api_server_meta(struct http_exchange *ex)
     return http_reply_body(ex, 200, body, len, "application/json");
 }
 
-int api_repository_index(struct http_exchange *ex)
+enum route_outcome api_repository_index(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     struct strbuf sb = {0};

@@ -21,22 +21,24 @@ static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
     strbuf_puts(sb, "]");
 }
 
-/* Sets a 404 reply unless the route names no version or version 1 (the
- * only one a model has); returns 0 when it is fine. */
-static int check_version(struct http_exchange *ex, const struct model *m)
-{
-    if (ex->route.version[0] && strcmp(ex->route.version, "1") != 0)
-        return http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
-                                ex->route.version),
-               -1;
-    return 0;
-}
-
-int api_model_meta(struct http_exchange *ex)
+/* The model the route names, when it has the version asked for (none, or
+ * 1: the only one a model has); else NULL with a 404 reply set. */
+static struct model *lookup_version(struct http_exchange *ex)
 {
     struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL || check_version(ex, m) != 0)
-        return 0;
+    if (m != NULL && ex->route.version[0] && strcmp(ex->route.version, "1") != 0) {
+        http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
+                         ex->route.version);
+        return NULL;
+    }
+    return m;
+}
+
+enum route_outcome api_model_meta(struct http_exchange *ex)
+{
+    struct model *m = lookup_version(ex);
+    if (m == NULL)
+        return ROUTE_REPLIED;
     struct strbuf sb = {0};
     strbuf_puts(&sb, "{\"name\":");
     strbuf_json_string(&sb, m->cfg.name);
@@ -51,17 +53,15 @@ int api_model_meta(struct http_exchange *ex)
     return http_reply_body(ex, 200, body, len, "application/json");
 }
 
-int api_model_ready(struct http_exchange *ex)
+enum route_outcome api_model_ready(struct http_exchange *ex)
 {
-    struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL || check_version(ex, m) != 0)
-        return 0;
-    if (model_get_state(m) == MODEL_READY && !atomic_load(&ex->srv->draining)) {
+    struct model *m = lookup_version(ex);
+    if (m == NULL)
+        return ROUTE_REPLIED;
+    if (model_get_state(m) == MODEL_READY && !server_draining(ex->srv))
         return api_reply_json_text(ex, 200, "{\"ready\":true}");
-    }
-    http_reply_error(ex, 503, "model %s is %s", m->cfg.name, model_state_name(model_get_state(m)));
-    ex->reply.retry_after_s = 1;
-    return 0;
+    return http_reply_unavailable(ex, 1, "model %s is %s", m->cfg.name,
+                                  model_state_name(model_get_state(m)));
 }
 
 /* What a v2 request asked for, kept until its reply is encoded. */
@@ -69,8 +69,8 @@ struct v2_request {
     char id[256];
     bool has_id;
     int n_outputs;                  /* 0: every output */
-    char outputs[BATCH_MAX_IO][64]; /* requested output names, in order */
-    bool binary[BATCH_MAX_IO];      /* per requested output */
+    char outputs[MODEL_MAX_IO][64]; /* requested output names, in order */
+    bool binary[MODEL_MAX_IO];      /* per requested output */
     bool binary_all;                /* binary_data_output */
 };
 
@@ -285,7 +285,7 @@ static int decode_outputs(struct http_exchange *ex, const cJSON *outputs, struct
         bool known = false;
         for (int o = 0; o < cfg->n_outputs; o++)
             known |= strcmp(cfg->outputs[o].name, name->valuestring) == 0;
-        if (!known || v2->n_outputs == BATCH_MAX_IO) {
+        if (!known || v2->n_outputs == MODEL_MAX_IO) {
             snprintf(err, err_len, "model %s has no output named \"%.64s\"", cfg->name,
                      name->valuestring);
             return -1;
@@ -298,31 +298,49 @@ static int decode_outputs(struct http_exchange *ex, const cJSON *outputs, struct
     return 0;
 }
 
+/* The binary tensor data extension's header: the length of the JSON part
+ * of the body, the rest being binary tensor data. */
+#define V2_HEADER_LENGTH "Inference-Header-Content-Length"
+
+/* Split the body into its JSON part and its binary part (bin, empty without
+ * the V2_HEADER_LENGTH header). Returns 0, or -1 with err set. */
+static int split_body(struct http_exchange *ex, size_t *json_len, struct binary_cursor *bin,
+                      char *err, size_t err_len)
+{
+    const char *text = http_request_header(ex, V2_HEADER_LENGTH);
+    *json_len = ex->body_len;
+    if (text == NULL) {
+        if (strcmp(ex->body_type, API_BINARY) == 0) {
+            snprintf(err, err_len, "binary requests need an %s header", V2_HEADER_LENGTH);
+            return -1;
+        }
+        return 0;
+    }
+    char *end = NULL;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || v < 0) {
+        snprintf(err, err_len, "%s must be a byte count", V2_HEADER_LENGTH);
+        return -1;
+    }
+    if ((size_t)v > ex->body_len) {
+        snprintf(err, err_len, "%s %ld is larger than the body (%zu bytes)", V2_HEADER_LENGTH, v,
+                 ex->body_len);
+        return -1;
+    }
+    *json_len = (size_t)v;
+    bin->next = ex->body + *json_len;
+    bin->end = ex->body + ex->body_len;
+    return 0;
+}
+
 /* Decode a whole v2 request into ex->infer. Returns 0 or -1 with err. */
 static int decode_v2(struct http_exchange *ex, struct v2_request *v2, char *err, size_t err_len)
 {
     const struct model_config *cfg = &ex->model->cfg;
-    size_t json_len = ex->body_len;
+    size_t json_len;
     struct binary_cursor bin = {NULL, NULL};
-    if (ex->inference_header_len == -2) {
-        snprintf(err, err_len, "Inference-Header-Content-Length must be a byte count");
+    if (split_body(ex, &json_len, &bin, err, err_len) != 0)
         return -1;
-    }
-    if (ex->inference_header_len >= 0) {
-        if ((size_t)ex->inference_header_len > ex->body_len) {
-            snprintf(err, err_len,
-                     "Inference-Header-Content-Length %ld is larger than the "
-                     "body (%zu bytes)",
-                     ex->inference_header_len, ex->body_len);
-            return -1;
-        }
-        json_len = (size_t)ex->inference_header_len;
-        bin.next = ex->body + json_len;
-        bin.end = ex->body + ex->body_len;
-    } else if (strncasecmp(ex->content_type, "application/octet-stream", 24) == 0) {
-        snprintf(err, err_len, "binary requests need an Inference-Header-Content-Length header");
-        return -1;
-    }
     if (json_len == 0) {
         snprintf(err, err_len, "empty request: send {\"inputs\": [...]}");
         return -1;
@@ -411,8 +429,8 @@ static void encode_v2(struct http_exchange *ex)
 {
     const struct v2_request *v2 = ex->api_state;
     const struct infer_request *req = &ex->infer;
-    int order[BATCH_MAX_IO], n = 0;
-    bool binary[BATCH_MAX_IO];
+    int order[MODEL_MAX_IO], n = 0;
+    bool binary[MODEL_MAX_IO];
     if (v2->n_outputs == 0) {
         for (int o = 0; o < req->n_outputs; o++) {
             order[n] = o;
@@ -453,20 +471,22 @@ static void encode_v2(struct http_exchange *ex)
             strbuf_append(&sb, req->outputs[order[i]].data, req->outputs[order[i]].nbytes);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
-    http_reply_body(ex, 200, body, len,
-                    any_binary ? "application/octet-stream" : "application/json");
-    if (any_binary && body)
-        ex->reply.inference_header_len = (long)json_len;
+    http_reply_body(ex, 200, body, len, any_binary ? API_BINARY : API_JSON);
+    if (any_binary && body) {
+        char number[32];
+        snprintf(number, sizeof number, "%zu", json_len);
+        http_reply_header(ex, V2_HEADER_LENGTH, number);
+    }
 }
 
-int api_model_infer(struct http_exchange *ex)
+enum route_outcome api_model_infer(struct http_exchange *ex)
 {
-    struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m == NULL || check_version(ex, m) != 0)
-        return 0;
+    struct model *m = lookup_version(ex);
+    if (m == NULL)
+        return ROUTE_REPLIED;
     ex->model = m; /* from here on, every answer counts in m's metrics */
-    if (api_check_available(ex, m) != 0)
-        return 0;
+    if (!api_model_available(ex, m))
+        return ROUTE_REPLIED;
     struct v2_request *v2 = calloc(1, sizeof *v2);
     if (v2 == NULL)
         return http_reply_error(ex, 500, "out of memory");

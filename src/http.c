@@ -17,13 +17,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api.h"
 #include "clock.h"
 #include "log.h"
-#include "queue_watch.h"
+#include "model.h"
+#include "strbuf.h"
 
-int http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
-                    const char *content_type)
+enum route_outcome http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
+                                   const char *content_type)
 {
     free(ex->reply.body);
     ex->reply.body = NULL;
@@ -38,16 +38,15 @@ int http_reply_body(struct http_exchange *ex, int status, char *body, size_t len
     ex->reply.body = body;
     ex->reply.len = len;
     ex->reply.content_type = content_type;
-    return 0;
+    ex->reply.n_headers = 0;
+    return ROUTE_REPLIED;
 }
 
-int http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
+static enum route_outcome reply_error_v(struct http_exchange *ex, int status, const char *fmt,
+                                        va_list ap)
 {
     char message[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
     struct strbuf sb = {0};
     strbuf_puts(&sb, "{\"error\":");
     strbuf_json_string(&sb, message);
@@ -55,6 +54,48 @@ int http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, status, body, len, "application/json");
+}
+
+enum route_outcome http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(ex, status, fmt, ap);
+    va_end(ap);
+    return ROUTE_REPLIED;
+}
+
+enum route_outcome http_reply_unavailable(struct http_exchange *ex, int retry_after_s,
+                                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(ex, 503, fmt, ap);
+    va_end(ap);
+    char seconds[16];
+    snprintf(seconds, sizeof seconds, "%d", retry_after_s);
+    http_reply_header(ex, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    return ROUTE_REPLIED;
+}
+
+int http_reply_header(struct http_exchange *ex, const char *name, const char *value)
+{
+    struct http_reply *r = &ex->reply;
+    if (r->n_headers == HTTP_REPLY_MAX_HEADERS)
+        return -1;
+    struct http_header *h = &r->headers[r->n_headers];
+    size_t n = strlen(value);
+    if (n >= sizeof h->value)
+        return -1;
+    memcpy(h->value, value, n + 1);
+    h->name = name;
+    r->n_headers++;
+    return 0;
+}
+
+const char *http_request_header(struct http_exchange *ex, const char *name)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
 }
 
 static void suspend_hook(void *arg)
@@ -68,23 +109,21 @@ static void suspend_hook(void *arg)
 static void on_infer_done(struct infer_request *req)
 {
     struct http_exchange *ex = req->owner;
-    if (req->status == 200 && ex->encode) {
+    if (req->status == 200 && ex->encode)
         ex->encode(ex);
-    } else {
+    else if (req->status == 503)
+        http_reply_unavailable(ex, 1, "%s", req->error);
+    else
         http_reply_error(ex, req->status ? req->status : 500, "%s", req->error);
-        if (req->status == 503)
-            ex->reply.retry_after_s = 1;
-    }
     ex->phase = EX_ANSWERED;
     MHD_resume_connection(ex->conn);
 }
 
-int http_submit(struct http_exchange *ex, struct model *m)
+enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
 {
     struct infer_request *req = &ex->infer;
-    const struct inferd_config *cfg = &ex->srv->cfg;
+    const struct inferd_config *cfg = ex->front->cfg;
     ex->model = m;
-    ex->infer_used = true;
     req->owner = ex;
     req->done = on_infer_done;
     req->arrival_ns = clock_now_ns();
@@ -96,14 +135,12 @@ int http_submit(struct http_exchange *ex, struct model *m)
     req->client_fd = info ? info->connect_fd : -1;
     int rc = batch_queue_submit(&m->queue, req, suspend_hook, ex);
     if (rc == SUBMIT_OK)
-        return 1;
+        return ROUTE_SUSPENDED;
     if (rc == SUBMIT_FULL)
-        http_reply_error(ex, 503, "model %s has %d requests queued, its limit; retry later",
-                         m->cfg.name, m->queue.capacity);
-    else
-        http_reply_error(ex, 503, "the server is shutting down");
-    ex->reply.retry_after_s = 1;
-    return 0;
+        return http_reply_unavailable(ex, 1,
+                                      "model %s has %d requests queued, its limit; retry later",
+                                      m->cfg.name, m->queue.capacity);
+    return http_reply_unavailable(ex, 1, "the server is shutting down");
 }
 
 static bool valid_request_id(const char *id)
@@ -118,38 +155,30 @@ static bool valid_request_id(const char *id)
     return true;
 }
 
-static struct http_exchange *begin_exchange(struct server *srv, struct MHD_Connection *conn,
+static struct http_exchange *begin_exchange(struct http_front *h, struct MHD_Connection *conn,
                                             const char *url, const char *method)
 {
     struct http_exchange *ex = calloc(1, sizeof *ex);
     if (ex == NULL)
         return NULL;
-    ex->srv = srv;
+    ex->front = h;
+    ex->srv = h->srv;
     ex->conn = conn;
     ex->method = method;
     ex->start_ns = clock_now_ns();
-    ex->reply.inference_header_len = -1;
     snprintf(ex->path, sizeof ex->path, "%s", url);
     const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
     if (id && valid_request_id(id)) {
         snprintf(ex->request_id, sizeof ex->request_id, "%s", id);
     } else {
-        uint64_t seq = atomic_fetch_add(&srv->request_seq, 1);
+        uint64_t seq = atomic_fetch_add(&h->request_seq, 1);
         snprintf(ex->request_id, sizeof ex->request_id, "%08x-%012llx",
-                 (unsigned)getpid() ^ (unsigned)(srv->start_ns >> 20), (unsigned long long)seq);
+                 (unsigned)getpid() ^ (unsigned)(h->start_ns >> 20), (unsigned long long)seq);
     }
     const char *ct =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     snprintf(ex->content_type, sizeof ex->content_type, "%s", ct ? ct : "");
-    const char *ihl =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
-    ex->inference_header_len = -1;
-    if (ihl) {
-        char *end = NULL;
-        long v = strtol(ihl, &end, 10);
-        ex->inference_header_len = (end != ihl && *end == '\0' && v >= 0) ? v : -2;
-    }
-    atomic_fetch_add(&srv->inflight, 1);
+    atomic_fetch_add(&h->inflight, 1);
     return ex;
 }
 
@@ -163,56 +192,76 @@ static bool media_type_is(const char *content_type, const char *type)
     return next == '\0' || next == ';' || next == ' ';
 }
 
-/* Checks that can answer before the body is read. Returns 0 when the
- * request may go on, or an HTTP status with the reply set. */
-static int precheck(struct http_exchange *ex)
+/* The media type of content_type among the comma-separated accepted ones
+ * (copied into out), the first one when content_type is empty. Returns
+ * false when it is none of them. */
+static bool match_body_type(const char *accepts, const char *content_type, char *out, size_t len)
 {
-    enum route_status rs = route_match(ex->method, ex->path, &ex->route);
-    switch (rs) {
-    case ROUTE_OK: break;
-    case ROUTE_NOT_FOUND: return http_reply_error(ex, 404, "no endpoint at %s", ex->path), 404;
-    case ROUTE_BAD_METHOD:
-        http_reply_error(ex, 405, "%s takes %s, not %s", ex->path, ex->route.allow, ex->method);
-        ex->reply.allow = ex->route.allow;
-        return 405;
-    case ROUTE_BAD_NAME:
-        return http_reply_error(ex, 400,
-                                "invalid model name in %s: use letters, "
-                                "digits, '.', '_' and '-'",
-                                ex->path),
-               400;
+    for (const char *p = accepts; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n < len) {
+            memcpy(out, p, n);
+            out[n] = '\0';
+            if (content_type[0] == '\0' || media_type_is(content_type, out))
+                return true;
+        }
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
     }
-    if (!ex->route.has_body)
-        return 0;
-    const char *ct = ex->content_type;
-    bool json = ct[0] == '\0' || media_type_is(ct, "application/json");
-    bool binary =
-        ex->route.endpoint == EP_MODEL_INFER && media_type_is(ct, "application/octet-stream");
-    if (!json && !binary)
-        return http_reply_error(ex, 415,
-                                "unsupported Content-Type '%s': send "
-                                "application/json",
-                                ct),
-               415;
-    const char *cl =
-        MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    long long declared = cl ? strtoll(cl, NULL, 10) : 0;
-    ex->content_length = declared > 0 ? (size_t)declared : 0;
-    if (declared > ex->srv->cfg.max_body_bytes)
-        return http_reply_error(ex, 413,
-                                "request body of %s bytes is over the "
-                                "limit of %ld bytes",
-                                cl, ex->srv->cfg.max_body_bytes),
-               413;
-    return 0;
+    out[0] = '\0';
+    return false;
 }
 
+/* Checks that can answer before the body is read: route, method, content
+ * type, declared length. Returns true when the reply is set. */
+static bool precheck(struct http_exchange *ex)
+{
+    struct http_front *h = ex->front;
+    const struct route_def *def;
+    switch (route_match(h->routes, h->n_routes, ex->method, ex->path, &ex->route)) {
+    case ROUTE_OK: break;
+    case ROUTE_NOT_FOUND: http_reply_error(ex, 404, "no endpoint at %s", ex->path); return true;
+    case ROUTE_BAD_METHOD:
+        def = ex->route.def;
+        http_reply_error(ex, 405, "%s takes %s, not %s", ex->path, def->methods, ex->method);
+        http_reply_header(ex, MHD_HTTP_HEADER_ALLOW, def->methods);
+        return true;
+    case ROUTE_BAD_NAME:
+        http_reply_error(ex, 400, "invalid model name in %s: use letters, digits, '.', '_' and '-'",
+                         ex->path);
+        return true;
+    }
+    def = ex->route.def;
+    if (!route_takes_body(&ex->route))
+        return false;
+    if (!match_body_type(def->accepts, ex->content_type, ex->body_type, sizeof ex->body_type)) {
+        char first[64];
+        match_body_type(def->accepts, "", first, sizeof first);
+        http_reply_error(ex, 415, "unsupported Content-Type '%s': send %s", ex->content_type,
+                         first);
+        return true;
+    }
+    const char *cl = http_request_header(ex, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    long long declared = cl ? strtoll(cl, NULL, 10) : 0;
+    ex->content_length = declared > 0 ? (size_t)declared : 0;
+    if (declared > h->cfg->max_body_bytes) {
+        http_reply_error(ex, 413, "request body of %s bytes is over the limit of %ld bytes", cl,
+                         h->cfg->max_body_bytes);
+        return true;
+    }
+    return false;
+}
+
+/* Append a chunk of the body. Returns 0, or -1 with the reply set (413,
+ * or 500 when out of memory). */
 static int append_body(struct http_exchange *ex, const char *data, size_t n)
 {
-    if (ex->body_len + n > (size_t)ex->srv->cfg.max_body_bytes)
-        return http_reply_error(ex, 413, "request body is over the limit of %ld bytes",
-                                ex->srv->cfg.max_body_bytes),
-               413;
+    long limit = ex->front->cfg->max_body_bytes;
+    if (ex->body_len + n > (size_t)limit) {
+        http_reply_error(ex, 413, "request body is over the limit of %ld bytes", limit);
+        return -1;
+    }
     if (ex->body_len + n + 1 > ex->body_cap) {
         /* First chunk: room for the whole declared body at once. */
         size_t cap = ex->body_cap ? ex->body_cap : ex->content_length + 1;
@@ -221,8 +270,10 @@ static int append_body(struct http_exchange *ex, const char *data, size_t n)
         while (cap < ex->body_len + n + 1)
             cap *= 2;
         char *grown = realloc(ex->body, cap);
-        if (grown == NULL)
-            return http_reply_error(ex, 500, "out of memory reading the body"), 500;
+        if (grown == NULL) {
+            http_reply_error(ex, 500, "out of memory reading the body");
+            return -1;
+        }
         ex->body = grown;
         ex->body_cap = cap;
     }
@@ -232,52 +283,31 @@ static int append_body(struct http_exchange *ex, const char *data, size_t n)
     return 0;
 }
 
-/* API keys and CORS, before routing (access.h). Returns 0 when the
- * request may go on, or the status of the reply it set: 204 for a CORS
- * preflight, 401 or 403. */
-static int check_access(struct http_exchange *ex)
+/* API keys and CORS, before routing (access.h). Returns true when the
+ * reply is set: 204 for a CORS preflight, 401 or 403. */
+static bool check_access(struct http_exchange *ex)
 {
-    struct MHD_Connection *c = ex->conn;
     struct access_request req = {
         .method = ex->method,
         .path = ex->path,
-        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-        .api_key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key"),
-        .origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"),
-        .preflight_method =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Method"),
+        .authorization = http_request_header(ex, "Authorization"),
+        .api_key = http_request_header(ex, "X-API-Key"),
+        .origin = http_request_header(ex, "Origin"),
+        .preflight_method = http_request_header(ex, "Access-Control-Request-Method"),
     };
-    ex->access = access_check(&ex->srv->access, &req);
+    ex->access = access_check(ex->front->access, &req);
     const char *message;
     int status = access_status(ex->access.verdict, &message);
     if (status == 204)
         http_reply_body(ex, 204, calloc(1, 1), 0, NULL);
     else if (status != 0)
         http_reply_error(ex, status, "%s", message);
-    return status;
+    return status != 0;
 }
 
 static void add_access_header(void *ctx, const char *name, const char *value)
 {
     MHD_add_response_header(ctx, name, value);
-}
-
-/* Run the endpoint. Returns 1 when the exchange was suspended. */
-static int dispatch(struct http_exchange *ex)
-{
-    switch (ex->route.endpoint) {
-    case EP_PREDICT: return api_predict(ex);
-    case EP_HEALTH_LIVE: return api_health_live(ex);
-    case EP_HEALTH_READY: return api_health_ready(ex);
-    case EP_METRICS: return api_metrics(ex);
-    case EP_SERVER_META: return api_server_meta(ex);
-    case EP_REPOSITORY_INDEX: return api_repository_index(ex);
-    case EP_MODEL_META: return api_model_meta(ex);
-    case EP_MODEL_READY: return api_model_ready(ex);
-    case EP_MODEL_INFER: return api_model_infer(ex);
-    case EP_NONE: break;
-    }
-    return http_reply_error(ex, 404, "no endpoint at %s", ex->path);
 }
 
 static enum MHD_Result queue_reply(struct http_exchange *ex)
@@ -291,23 +321,14 @@ static enum MHD_Result queue_reply(struct http_exchange *ex)
         return MHD_NO;
     r->body = NULL; /* libmicrohttpd frees it */
     enum MHD_Result ok = MHD_YES;
-    char number[32];
     if (r->content_type)
         ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     ok &= MHD_add_response_header(resp, "X-Request-ID", ex->request_id);
-    if (r->allow)
-        ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (r->retry_after_s > 0) {
-        snprintf(number, sizeof number, "%d", r->retry_after_s);
-        ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, number);
-    }
-    if (r->inference_header_len >= 0) {
-        snprintf(number, sizeof number, "%ld", r->inference_header_len);
-        ok &= MHD_add_response_header(resp, "Inference-Header-Content-Length", number);
-    }
-    if (atomic_load(&ex->srv->draining))
+    for (int i = 0; i < r->n_headers; i++)
+        ok &= MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    if (atomic_load(&ex->front->draining))
         ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    access_reply_headers(&ex->srv->access, &ex->access, add_access_header, resp);
+    access_reply_headers(ex->front->access, &ex->access, add_access_header, resp);
     if (ok == MHD_YES)
         ok = MHD_queue_response(ex->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -319,15 +340,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
 {
-    struct server *srv = cls;
+    struct http_front *h = cls;
     struct http_exchange *ex = *req_cls;
     (void)version;
     if (ex == NULL) {
-        ex = begin_exchange(srv, conn, url, method);
+        ex = begin_exchange(h, conn, url, method);
         if (ex == NULL)
             return MHD_NO;
         *req_cls = ex;
-        if (check_access(ex) != 0 || precheck(ex) != 0)
+        if (check_access(ex) || precheck(ex))
             return queue_reply(ex); /* answer before reading any body */
         return MHD_YES;
     }
@@ -341,12 +362,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* Past the limit (a chunked body has no Content-Length to refuse
          * early): the rest is read and dropped, and the error answered once
          * the body has ended, since libmicrohttpd takes no reply mid-body. */
-        if (ex->route.has_body && !ex->discarding && append_body(ex, upload_data, n) != 0)
+        if (route_takes_body(&ex->route) && !ex->discarding && append_body(ex, upload_data, n) != 0)
             ex->discarding = true;
         return MHD_YES;
     }
-    if (ex->phase == EX_READING && !ex->discarding && dispatch(ex) == 1)
-        return MHD_YES; /* suspended; a worker resumes it */
+    if (ex->phase == EX_READING && !ex->discarding && ex->route.def->handler(ex) == ROUTE_SUSPENDED)
+        return MHD_YES; /* a worker resumes it */
     return queue_reply(ex);
 }
 
@@ -387,7 +408,7 @@ static void free_exchange(struct http_exchange *ex)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    struct server *srv = cls;
+    struct http_front *h = cls;
     struct http_exchange *ex = *req_cls;
     (void)conn;
     if (ex == NULL)
@@ -395,7 +416,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (ex->reply.status == 0) /* ended before any answer: say why, as nginx does */
         ex->reply.status =
-            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : HTTP_CLIENT_CLOSED_REQUEST;
+            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : INFER_STATUS_CLIENT_CLOSED;
     uint64_t total = clock_now_ns() - ex->start_ns;
     access_log(ex, total);
     if (ex->model) {
@@ -403,10 +424,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         histogram_observe(&ex->model->metrics.request_seconds, (double)total / 1e9);
     }
     free_exchange(ex);
-    if (atomic_fetch_sub(&srv->inflight, 1) == 1) {
-        pthread_mutex_lock(&srv->drain_lock);
-        pthread_cond_broadcast(&srv->drain_cond);
-        pthread_mutex_unlock(&srv->drain_lock);
+    if (atomic_fetch_sub(&h->inflight, 1) == 1) {
+        pthread_mutex_lock(&h->idle_lock);
+        pthread_cond_broadcast(&h->idle_cond);
+        pthread_mutex_unlock(&h->idle_lock);
     }
 }
 
@@ -443,12 +464,21 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(out - s);
 }
 
-int http_start(struct server *srv, char *err, size_t err_len)
+int http_start(struct http_front *h, const struct inferd_config *cfg,
+               const struct route_def *routes, size_t n_routes, struct access *access,
+               struct server *srv, char *err, size_t err_len)
 {
-    const struct inferd_config *cfg = &srv->cfg;
     struct sockaddr_in addr4;
     struct sockaddr_in6 addr6;
     struct sockaddr *addr;
+    memset(h, 0, sizeof *h);
+    h->cfg = cfg;
+    h->routes = routes;
+    h->n_routes = n_routes;
+    h->srv = srv;
+    h->access = access;
+    h->quiesced_fd = -1;
+    h->start_ns = clock_now_ns();
     /* poll(), not epoll: with MHD_USE_EPOLL, libmicrohttpd 0.9.75 did not
      * notice a client that closed right after sending headers or part of a
      * body (the close arriving with the data): the exchange stayed open
@@ -471,43 +501,81 @@ int http_start(struct server *srv, char *err, size_t err_len)
         snprintf(err, err_len, "--host: '%s' is not an IPv4 or IPv6 address", cfg->host);
         return -1;
     }
-    srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, addr,
+    if (pthread_mutex_init(&h->idle_lock, NULL) != 0) {
+        snprintf(err, err_len, "cannot create the drain lock");
+        return -1;
+    }
+    if (clock_cond_init(&h->idle_cond) != 0) {
+        pthread_mutex_destroy(&h->idle_lock);
+        snprintf(err, err_len, "cannot create the drain lock");
+        return -1;
+    }
+    h->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
         unescape_path, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
-    if (srv->daemon == NULL) {
+    if (h->daemon == NULL) {
+        pthread_cond_destroy(&h->idle_cond);
+        pthread_mutex_destroy(&h->idle_lock);
         snprintf(err, err_len, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
         return -1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->bound_port = info ? info->port : cfg->port;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->bound_port = info ? info->port : cfg->port;
     return 0;
 }
 
-void http_quiesce(struct server *srv)
+void http_drain_begin(struct http_front *h)
 {
-    if (srv->daemon == NULL || srv->quiesced_fd >= 0)
-        return;
-    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
-    if (fd == MHD_INVALID_SOCKET)
-        return;
-    /* libmicrohttpd's threads may still hold the descriptor until
-     * MHD_stop_daemon, so it is closed only then; shutting the listening
-     * socket down makes new connections refused now. (Connections already
-     * waiting in its backlog are reset: they were never accepted.) */
-    if (shutdown(fd, SHUT_RDWR) != 0)
-        log_msg(LOG_WARN, "cannot shut the listening socket down: new connections will wait");
-    srv->quiesced_fd = fd;
+    if (h->daemon != NULL && h->quiesced_fd < 0) {
+        MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+        if (fd != MHD_INVALID_SOCKET) {
+            /* libmicrohttpd's threads may still hold the descriptor until
+             * MHD_stop_daemon, so it is closed only then; shutting the
+             * listening socket down makes new connections refused now.
+             * (Connections already waiting in its backlog are reset: they
+             * were never accepted.) */
+            if (shutdown(fd, SHUT_RDWR) != 0)
+                log_msg(LOG_WARN,
+                        "cannot shut the listening socket down: new connections will wait");
+            h->quiesced_fd = fd;
+        }
+    }
+    /* Only now report draining: a client that has seen readiness turn 503
+     * can no longer connect. */
+    atomic_store(&h->draining, true);
 }
 
-void http_stop(struct server *srv)
+bool http_draining(struct http_front *h)
 {
-    if (srv->daemon)
-        MHD_stop_daemon(srv->daemon);
-    srv->daemon = NULL;
-    if (srv->quiesced_fd >= 0)
-        close(srv->quiesced_fd);
-    srv->quiesced_fd = -1;
+    return atomic_load(&h->draining);
+}
+
+bool http_wait_idle(struct http_front *h, uint64_t deadline_ns)
+{
+    pthread_mutex_lock(&h->idle_lock);
+    uint64_t now;
+    while (atomic_load(&h->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
+        uint64_t wake_at = now + 50000000u; /* re-check every 50 ms */
+        struct timespec until = clock_timespec(wake_at < deadline_ns ? wake_at : deadline_ns);
+        pthread_cond_timedwait(&h->idle_cond, &h->idle_lock, &until);
+    }
+    bool idle = atomic_load(&h->inflight) == 0;
+    pthread_mutex_unlock(&h->idle_lock);
+    return idle;
+}
+
+void http_stop(struct http_front *h)
+{
+    if (h->daemon == NULL)
+        return;
+    MHD_stop_daemon(h->daemon);
+    h->daemon = NULL;
+    if (h->quiesced_fd >= 0)
+        close(h->quiesced_fd);
+    h->quiesced_fd = -1;
+    pthread_cond_destroy(&h->idle_cond);
+    pthread_mutex_destroy(&h->idle_lock);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "health_probe.h"
 #include "log.h"
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
             INFERD_VERSION, cfg.model_repository, cfg.default_model, cfg.devices_spec);
 
     struct server srv;
-    if (server_start(&srv, &cfg, err, sizeof err) != 0) {
+    if (server_start(&srv, &cfg, api_routes, api_n_routes, err, sizeof err) != 0) {
         log_msg(LOG_ERROR, "cannot start: %s", err);
         log_stop();
         fprintf(stderr, "inferd: %s\n", err);

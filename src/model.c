@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
 
 int model_init(struct model *m, struct model_config *cfg, const struct inferd_config *server,
                char *err, size_t err_len)
@@ -16,7 +15,7 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     m->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg); /* ownership moved */
     model_metrics_init(&m->metrics);
-    if (pthread_mutex_init(&m->error_lock, NULL) != 0) {
+    if (worker_status_init(&m->instances) != 0) {
         snprintf(err, err_len, "cannot create a mutex");
         model_config_free(&m->cfg);
         return -1;
@@ -24,7 +23,7 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     if (batch_queue_init(&m->queue, server->max_queue, m->cfg.max_batch_size,
                          m->cfg.max_queue_delay_us) != 0) {
         snprintf(err, err_len, "cannot create the queue");
-        pthread_mutex_destroy(&m->error_lock);
+        worker_status_destroy(&m->instances);
         model_config_free(&m->cfg);
         return -1;
     }
@@ -38,7 +37,10 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     for (int d = 0; d < server->n_devices; d++) {
         for (int i = 0; i < m->cfg.instances_per_device; i++) {
             struct worker *w = &m->workers[m->n_workers];
-            w->model = m;
+            w->cfg = &m->cfg;
+            w->queue = &m->queue;
+            w->metrics = &m->metrics;
+            w->status = &m->instances;
             w->device = server->devices[d];
             w->index = m->n_workers++;
         }
@@ -51,11 +53,7 @@ void model_run(struct model *m)
     for (int i = 0; i < m->n_workers; i++) {
         char err[256];
         if (worker_start(&m->workers[i], err, sizeof err) != 0) {
-            pthread_mutex_lock(&m->error_lock);
-            if (m->load_error[0] == '\0')
-                snprintf(m->load_error, sizeof m->load_error, "%s", err);
-            pthread_mutex_unlock(&m->error_lock);
-            atomic_fetch_add(&m->instances_failed, 1);
+            worker_status_fail(&m->instances, err);
             log_msg(LOG_ERROR, "model %s instance %d: %s", m->cfg.name, i, err);
         }
     }
@@ -65,13 +63,12 @@ int model_init_failed(struct model *m, const char *name, const char *why)
 {
     memset(m, 0, sizeof *m);
     snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name);
-    snprintf(m->load_error, sizeof m->load_error, "%s", why);
-    atomic_store(&m->instances_failed, 1);
     model_metrics_init(&m->metrics);
-    if (pthread_mutex_init(&m->error_lock, NULL) != 0)
+    if (worker_status_init(&m->instances) != 0)
         return -1;
+    worker_status_fail(&m->instances, why);
     if (batch_queue_init(&m->queue, 1, 0, 0) != 0) {
-        pthread_mutex_destroy(&m->error_lock);
+        worker_status_destroy(&m->instances);
         return -1;
     }
     batch_queue_close(&m->queue);
@@ -80,18 +77,16 @@ int model_init_failed(struct model *m, const char *name, const char *why)
 
 enum model_state model_get_state(struct model *m)
 {
-    if (atomic_load(&m->instances_failed) > 0)
+    if (atomic_load(&m->instances.failed) > 0)
         return MODEL_FAILED;
-    if (m->n_workers > 0 && atomic_load(&m->instances_ready) == m->n_workers)
+    if (m->n_workers > 0 && atomic_load(&m->instances.ready) == m->n_workers)
         return MODEL_READY;
     return MODEL_LOADING;
 }
 
 void model_get_error(struct model *m, char *buf, size_t len)
 {
-    pthread_mutex_lock(&m->error_lock);
-    snprintf(buf, len, "%s", m->load_error);
-    pthread_mutex_unlock(&m->error_lock);
+    worker_status_error(&m->instances, buf, len);
 }
 
 const char *model_state_name(enum model_state state)
@@ -122,6 +117,6 @@ void model_destroy(struct model *m)
     free(m->workers);
     m->workers = NULL;
     batch_queue_destroy(&m->queue);
-    pthread_mutex_destroy(&m->error_lock);
+    worker_status_destroy(&m->instances);
     model_config_free(&m->cfg);
 }

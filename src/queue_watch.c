@@ -9,7 +9,6 @@
 
 #include "clock.h"
 #include "log.h"
-#include "worker.h"
 
 #define PERIOD_NS ((uint64_t)QUEUE_WATCH_PERIOD_MS * 1000000u)
 
@@ -28,15 +27,6 @@ static bool client_gone(const struct infer_request *req, void *arg)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
-static void fail_all(struct infer_request *list, int status, const char *why)
-{
-    while (list != NULL) {
-        struct infer_request *next = list->next;
-        worker_fail_request(list, status, why);
-        list = next;
-    }
-}
-
 /* One pass over every queue; returns the earliest deadline still queued, or
  * 0. */
 static uint64_t sweep(struct queue_watch *w)
@@ -45,13 +35,14 @@ static uint64_t sweep(struct queue_watch *w)
     for (int i = 0; i < w->n_models; i++) {
         struct batch_queue *q = &w->models[i].queue;
         uint64_t next = 0;
-        fail_all(batch_queue_expire(q, clock_now_ns(), &next), 504, WORKER_DEADLINE_PASSED);
+        infer_request_finish_all(batch_queue_expire(q, clock_now_ns(), &next), 504,
+                                 INFER_DEADLINE_PASSED);
         struct infer_request *gone = batch_queue_remove_if(q, client_gone, NULL);
         if (gone != NULL)
             log_msg(LOG_DEBUG, "model %s: dropped queued requests whose client left",
                     w->models[i].cfg.name);
-        fail_all(gone, HTTP_CLIENT_CLOSED_REQUEST,
-                 "the client closed the connection while the request was queued");
+        infer_request_finish_all(gone, INFER_STATUS_CLIENT_CLOSED,
+                                 "the client closed the connection while the request was queued");
         if (next != 0 && (earliest == 0 || next < earliest))
             earliest = next;
     }

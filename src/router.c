@@ -1,28 +1,12 @@
-/* router.c - the URL table of inferd's HTTP API (see router.h). */
+/* router.c - route table matching (see router.h). */
 #include "router.h"
 
-#include <stdio.h>
 #include <string.h>
 
-struct fixed_route {
-    const char *path;
-    enum endpoint endpoint;
-    const char *allow;
-};
-
-static const struct fixed_route fixed_routes[] = {
-    {"/predict", EP_PREDICT, "POST"},
-    {"/v2/health/live", EP_HEALTH_LIVE, "GET, HEAD"},
-    {"/v2/health/ready", EP_HEALTH_READY, "GET, HEAD"},
-    {"/metrics", EP_METRICS, "GET, HEAD"},
-    {"/v2", EP_SERVER_META, "GET, HEAD"},
-    {"/v2/repository/index", EP_REPOSITORY_INDEX, "GET, HEAD, POST"},
-};
-
-static bool method_allowed(const char *allow, const char *method)
+bool route_method_listed(const char *methods, const char *method)
 {
     size_t n = strlen(method);
-    for (const char *p = allow; *p;) {
+    for (const char *p = methods; *p;) {
         size_t len = strcspn(p, ",");
         if (len == n && strncmp(p, method, n) == 0)
             return true;
@@ -31,12 +15,6 @@ static bool method_allowed(const char *allow, const char *method)
             p++;
     }
     return false;
-}
-
-static enum route_status finish(const char *method, struct route *out)
-{
-    out->has_body = out->endpoint == EP_PREDICT || out->endpoint == EP_MODEL_INFER;
-    return method_allowed(out->allow, method) ? ROUTE_OK : ROUTE_BAD_METHOD;
 }
 
 /* Copy one path segment [p, next '/' or end) into buf. Returns its length,
@@ -51,56 +29,100 @@ static int take_segment(const char *p, char *buf, size_t len)
     return (int)n;
 }
 
-static enum route_status match_model_path(const char *method, const char *rest, struct route *out)
+static bool placeholder(const char **pat, const char *name)
 {
-    char name[256];
-    int n = take_segment(rest, name, sizeof name);
-    if (n <= 0)
-        return n == 0 ? ROUTE_NOT_FOUND : ROUTE_BAD_NAME;
-    if (!model_name_valid(name))
-        return ROUTE_BAD_NAME;
-    strcpy(out->model, name);
-    rest += n;
-    if (strncmp(rest, "/versions/", 10) == 0) {
-        int v = take_segment(rest + 10, out->version, sizeof out->version);
-        if (v <= 0)
-            return ROUTE_NOT_FOUND;
-        rest += 10 + v;
-    }
-    if (*rest == '\0') {
-        out->endpoint = EP_MODEL_META;
-        out->allow = "GET, HEAD";
-    } else if (strcmp(rest, "/ready") == 0) {
-        out->endpoint = EP_MODEL_READY;
-        out->allow = "GET, HEAD";
-    } else if (strcmp(rest, "/infer") == 0) {
-        out->endpoint = EP_MODEL_INFER;
-        out->allow = "POST";
-    } else {
-        return ROUTE_NOT_FOUND;
-    }
-    return finish(method, out);
+    size_t n = strlen(name);
+    if (strncmp(*pat, name, n) != 0)
+        return false;
+    *pat += n;
+    return true;
 }
 
-enum route_status route_match(const char *method, const char *path, struct route *out)
+/* Match path against pattern up to pattern_end. Returns ROUTE_OK,
+ * ROUTE_NOT_FOUND, or ROUTE_BAD_NAME (a {model} segment that is not a
+ * valid name: final, whatever follows). */
+static enum route_status match_from(const char *pat, const char *pat_end, const char *path,
+                                    struct route *out)
+{
+    while (pat < pat_end) {
+        if (*pat == '[') {
+            const char *close = memchr(pat, ']', (size_t)(pat_end - pat));
+            char joined[256];
+            size_t a = close ? (size_t)(close - pat - 1) : 0;
+            size_t b = close ? (size_t)(pat_end - close - 1) : 0;
+            if (close == NULL || a + b >= sizeof joined)
+                return ROUTE_NOT_FOUND; /* a malformed pattern matches nothing */
+            /* The optional part and the rest of the pattern, else the rest
+             * alone. */
+            memcpy(joined, pat + 1, a);
+            memcpy(joined + a, close + 1, b);
+            joined[a + b] = '\0';
+            struct route saved = *out;
+            enum route_status st = match_from(joined, joined + a + b, path, out);
+            if (st != ROUTE_NOT_FOUND)
+                return st;
+            *out = saved;
+            return match_from(close + 1, pat_end, path, out);
+        }
+        if (*pat == '{') {
+            if (placeholder(&pat, "{model}")) {
+                char name[256];
+                int n = take_segment(path, name, sizeof name);
+                if (n == 0)
+                    return ROUTE_NOT_FOUND;
+                if (n < 0 || !model_name_valid(name))
+                    return ROUTE_BAD_NAME;
+                strcpy(out->model, name);
+                path += n;
+            } else if (placeholder(&pat, "{version}")) {
+                int n = take_segment(path, out->version, sizeof out->version);
+                if (n <= 0) {
+                    out->version[0] = '\0';
+                    return ROUTE_NOT_FOUND;
+                }
+                path += n;
+            } else {
+                return ROUTE_NOT_FOUND;
+            }
+            continue;
+        }
+        size_t lit = strcspn(pat, "[{");
+        if (lit > (size_t)(pat_end - pat))
+            lit = (size_t)(pat_end - pat);
+        if (strncmp(pat, path, lit) != 0)
+            return ROUTE_NOT_FOUND;
+        pat += lit;
+        path += lit;
+    }
+    return *path == '\0' ? ROUTE_OK : ROUTE_NOT_FOUND;
+}
+
+enum route_status route_match(const struct route_def *table, size_t n, const char *method,
+                              const char *path, struct route *out)
 {
     memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < sizeof fixed_routes / sizeof fixed_routes[0]; i++) {
-        if (strcmp(path, fixed_routes[i].path) == 0) {
-            out->endpoint = fixed_routes[i].endpoint;
-            out->allow = fixed_routes[i].allow;
-            return finish(method, out);
+    for (size_t i = 0; i < n; i++) {
+        const char *pat = table[i].pattern;
+        enum route_status st = match_from(pat, pat + strlen(pat), path, out);
+        if (st == ROUTE_BAD_NAME) {
+            memset(out, 0, sizeof *out);
+            return st;
         }
+        if (st == ROUTE_OK) {
+            out->def = &table[i];
+            return route_method_listed(table[i].methods, method) ? ROUTE_OK : ROUTE_BAD_METHOD;
+        }
+        memset(out, 0, sizeof *out);
     }
-    if (strncmp(path, "/v2/models/", 11) == 0)
-        return match_model_path(method, path + 11, out);
     return ROUTE_NOT_FOUND;
 }
 
-const char *endpoint_name(enum endpoint ep)
+const char *route_name(const struct route *r)
 {
-    static const char *names[] = {"none",        "predict",     "health_live",      "health_ready",
-                                  "metrics",     "server_meta", "repository_index", "model_meta",
-                                  "model_ready", "model_infer"};
-    return (int)ep >= 0 && (size_t)ep < sizeof names / sizeof names[0] ? names[ep] : "?";
+    return r->def ? r->def->name : "none";
+}
+
+bool route_takes_body(const struct route *r)
+{
+    return r->def != NULL && r->def->accepts != NULL;
 }

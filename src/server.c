@@ -10,9 +10,7 @@
 #include <unistd.h>
 
 #include "clock.h"
-#include "http.h"
 #include "log.h"
-#include "worker.h"
 
 struct model *server_find_model(struct server *srv, const char *name)
 {
@@ -22,9 +20,14 @@ struct model *server_find_model(struct server *srv, const char *name)
     return NULL;
 }
 
+bool server_draining(struct server *srv)
+{
+    return http_draining(&srv->http);
+}
+
 bool server_ready(struct server *srv)
 {
-    if (atomic_load(&srv->draining) || srv->n_models == 0)
+    if (server_draining(srv) || srv->n_models == 0)
         return false;
     for (int i = 0; i < srv->n_models; i++)
         if (model_get_state(&srv->models[i]) != MODEL_READY)
@@ -117,16 +120,12 @@ static void stop_models(struct server *srv)
     srv->n_models = 0;
 }
 
-int server_start(struct server *srv, const struct inferd_config *cfg, char *err, size_t err_len)
+int server_start(struct server *srv, const struct inferd_config *cfg,
+                 const struct route_def *routes, size_t n_routes, char *err, size_t err_len)
 {
     memset(srv, 0, sizeof *srv);
-    srv->quiesced_fd = -1;
     srv->cfg = *cfg;
     srv->start_ns = clock_now_ns();
-    if (pthread_mutex_init(&srv->drain_lock, NULL) != 0 || clock_cond_init(&srv->drain_cond) != 0) {
-        snprintf(err, err_len, "cannot create the drain lock");
-        return -1;
-    }
     if (access_init(&srv->access, cfg->api_key_file, cfg->metrics_need_key, cfg->cors_allow_origin,
                     err, err_len) != 0)
         return -1;
@@ -139,38 +138,22 @@ int server_start(struct server *srv, const struct inferd_config *cfg, char *err,
      * threads read it without a lock); the models load and warm up in their
      * workers, started last, while liveness already answers. A port in use
      * fails before any model loads. */
-    if (http_start(srv, err, err_len) != 0) {
+    if (http_start(&srv->http, &srv->cfg, routes, n_routes, &srv->access, srv, err, err_len) != 0) {
         stop_models(srv);
         access_destroy(&srv->access);
         return -1;
     }
     if (queue_watch_start(&srv->queue_watch, srv->models, srv->n_models, err, err_len) != 0) {
-        http_stop(srv);
+        http_stop(&srv->http);
         stop_models(srv);
         access_destroy(&srv->access);
         return -1;
     }
-    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->bound_port,
+    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->http.bound_port,
             srv->cfg.http_threads);
     for (int i = 0; i < srv->n_models; i++)
         model_run(&srv->models[i]);
     return 0;
-}
-
-/* Wait until no request is in flight or the deadline passes. Returns true
- * when everything finished. */
-static bool wait_idle(struct server *srv, uint64_t deadline_ns)
-{
-    pthread_mutex_lock(&srv->drain_lock);
-    uint64_t now;
-    while (atomic_load(&srv->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
-        uint64_t wake_at = now + 50000000u; /* re-check every 50 ms */
-        struct timespec until = clock_timespec(wake_at < deadline_ns ? wake_at : deadline_ns);
-        pthread_cond_timedwait(&srv->drain_cond, &srv->drain_lock, &until);
-    }
-    bool idle = atomic_load(&srv->inflight) == 0;
-    pthread_mutex_unlock(&srv->drain_lock);
-    return idle;
 }
 
 void server_drain_and_stop(struct server *srv)
@@ -178,22 +161,18 @@ void server_drain_and_stop(struct server *srv)
     uint64_t t0 = clock_now_ns();
     /* Refuse new connections first, then report not ready: a client that
      * has seen readiness turn 503 can no longer connect. */
-    http_quiesce(srv);
-    atomic_store(&srv->draining, true);
-    log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s", atomic_load(&srv->inflight),
-            srv->cfg.drain_timeout_s);
+    http_drain_begin(&srv->http);
+    log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s",
+            atomic_load(&srv->http.inflight), srv->cfg.drain_timeout_s);
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
-    bool clean = wait_idle(srv, deadline);
+    bool clean = http_wait_idle(&srv->http, deadline);
     if (!clean) {
         int dropped = 0;
         for (int i = 0; i < srv->n_models; i++) {
-            struct infer_request *r = batch_queue_steal_all(&srv->models[i].queue);
-            while (r) {
-                struct infer_request *next = r->next;
-                worker_fail_request(r, 503, "the server shut down before this request ran");
+            struct infer_request *all = batch_queue_steal_all(&srv->models[i].queue);
+            for (const struct infer_request *r = all; r != NULL; r = r->next)
                 dropped++;
-                r = next;
-            }
+            infer_request_finish_all(all, 503, "the server shut down before this request ran");
         }
         log_msg(LOG_WARN, "drain timeout: %d queued request(s) answered 503", dropped);
     }
@@ -205,15 +184,13 @@ void server_drain_and_stop(struct server *srv)
         model_close(&srv->models[i]);
     for (int i = 0; i < srv->n_models; i++)
         model_join(&srv->models[i]);
-    wait_idle(srv, clock_now_ns() + 1000000000u);
+    http_wait_idle(&srv->http, clock_now_ns() + 1000000000u);
     queue_watch_stop(&srv->queue_watch);
-    http_stop(srv);
+    http_stop(&srv->http);
     stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
     access_destroy(&srv->access);
-    pthread_mutex_destroy(&srv->drain_lock);
-    pthread_cond_destroy(&srv->drain_cond);
 }
 
 void server_reload(struct server *srv)

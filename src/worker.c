@@ -9,15 +9,41 @@
 #include "clock.h"
 #include "log.h"
 
+int worker_status_init(struct worker_status *s)
+{
+    atomic_store(&s->ready, 0);
+    atomic_store(&s->failed, 0);
+    s->error[0] = '\0';
+    return pthread_mutex_init(&s->lock, NULL) == 0 ? 0 : -1;
+}
+
+void worker_status_destroy(struct worker_status *s)
+{
+    pthread_mutex_destroy(&s->lock);
+}
+
+void worker_status_fail(struct worker_status *s, const char *message)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->error[0] == '\0')
+        snprintf(s->error, sizeof s->error, "%s", message);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&s->failed, 1);
+}
+
+void worker_status_error(struct worker_status *s, char *buf, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(buf, len, "%s", s->error);
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void record_failure(struct worker *w, const char *what, const char *why)
 {
-    struct model *m = w->model;
-    pthread_mutex_lock(&m->error_lock);
-    if (m->load_error[0] == '\0')
-        snprintf(m->load_error, sizeof m->load_error, "%s: %s", what, why);
-    pthread_mutex_unlock(&m->error_lock);
-    atomic_fetch_add(&m->instances_failed, 1);
-    log_msg(LOG_ERROR, "model %s instance %d: %s: %s", m->cfg.name, w->index, what, why);
+    char message[sizeof w->status->error];
+    snprintf(message, sizeof message, "%s: %s", what, why);
+    worker_status_fail(w->status, message);
+    log_msg(LOG_ERROR, "model %s instance %d: %s: %s", w->cfg->name, w->index, what, why);
 }
 
 static void device_name(int device, char *buf, size_t len)
@@ -32,7 +58,7 @@ static void device_name(int device, char *buf, size_t len)
  * with capture, capture the model's CUDA graphs from those shapes instead. */
 static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size_t err_len)
 {
-    const struct model_config *cfg = &w->model->cfg;
+    const struct model_config *cfg = w->cfg;
     struct tensor inputs[MODEL_MAX_IO];
     struct shim_tensor views[MODEL_MAX_IO];
     int rc = 0;
@@ -62,27 +88,27 @@ static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size
 
 static int load_and_warm(struct worker *w)
 {
-    struct model *m = w->model;
+    const struct model_config *cfg = w->cfg;
     char err[256], dev[32];
     device_name(w->device, dev, sizeof dev);
     struct shim_load_options opt = {
         .device = w->device,
-        .precision = m->cfg.precision,
-        .channels_last = m->cfg.channels_last,
-        .cudnn_benchmark = m->cfg.cudnn_benchmark,
-        .n_cuda_graphs = m->cfg.n_cuda_graphs,
+        .precision = cfg->precision,
+        .channels_last = cfg->channels_last,
+        .cudnn_benchmark = cfg->cudnn_benchmark,
+        .n_cuda_graphs = cfg->n_cuda_graphs,
     };
-    memcpy(opt.cuda_graphs, m->cfg.cuda_graphs, sizeof opt.cuda_graphs);
+    memcpy(opt.cuda_graphs, cfg->cuda_graphs, sizeof opt.cuda_graphs);
     uint64_t t0 = clock_now_ns();
-    if (shim_model_load(m->cfg.path, &opt, &w->handle, err, sizeof err) != 0) {
+    if (shim_model_load(cfg->path, &opt, &w->handle, err, sizeof err) != 0) {
         record_failure(w, "load failed", err);
         return -1;
     }
     uint64_t t1 = clock_now_ns();
-    if (m->cfg.warmup) {
+    if (cfg->warmup) {
         if (warm_up(w, 1, false, err, sizeof err) != 0 ||
-            (m->cfg.max_batch_size > 1 &&
-             warm_up(w, m->cfg.max_batch_size, false, err, sizeof err) != 0)) {
+            (cfg->max_batch_size > 1 &&
+             warm_up(w, cfg->max_batch_size, false, err, sizeof err) != 0)) {
             record_failure(w, "warm-up forward failed", err);
             return -1;
         }
@@ -90,8 +116,8 @@ static int load_and_warm(struct worker *w)
     /* cuDNN's benchmark mode times its algorithms the first time it sees a
      * shape: with dynamic batching that is every batch size, so meet them
      * all here rather than in the middle of serving. */
-    if (m->cfg.warmup && m->cfg.cudnn_benchmark && w->device != CONFIG_DEVICE_CPU) {
-        for (int b = 2; b < m->cfg.max_batch_size; b++) {
+    if (cfg->warmup && cfg->cudnn_benchmark && w->device != CONFIG_DEVICE_CPU) {
+        for (int b = 2; b < cfg->max_batch_size; b++) {
             if (warm_up(w, b, false, err, sizeof err) != 0) {
                 record_failure(w, "warm-up forward failed", err);
                 return -1;
@@ -100,30 +126,21 @@ static int load_and_warm(struct worker *w)
     }
     /* CUDA graphs are captured whether or not warm-up is on: they are how
      * the model runs. */
-    if (m->cfg.n_cuda_graphs > 0 && warm_up(w, 1, true, err, sizeof err) != 0) {
+    if (cfg->n_cuda_graphs > 0 && warm_up(w, 1, true, err, sizeof err) != 0) {
         record_failure(w, "CUDA graph capture failed", err);
         return -1;
     }
     uint64_t t2 = clock_now_ns();
     struct log_field fields[] = {
-        {"model", LOG_STR, m->cfg.name, 0},
+        {"model", LOG_STR, cfg->name, 0},
         {"instance", LOG_INT, NULL, w->index},
         {"device", LOG_STR, dev, 0},
         {"load_ms", LOG_MS, NULL, (int64_t)(t1 - t0)},
         {"warmup_ms", LOG_MS, NULL, (int64_t)(t2 - t1)},
     };
     log_fields(LOG_INFO, "instance ready", fields, 5);
-    atomic_fetch_add(&m->instances_ready, 1);
+    atomic_fetch_add(&w->status->ready, 1);
     return 0;
-}
-
-void worker_fail_request(struct infer_request *req, int status, const char *error)
-{
-    size_t n = strnlen(error, sizeof req->error - 1);
-    req->status = status;
-    memcpy(req->error, error, n);
-    req->error[n] = '\0';
-    req->done(req);
 }
 
 /* Concatenate input i of the batch along dim 0 into the worker's staging
@@ -151,7 +168,7 @@ static int stage_input(struct worker *w, struct infer_request **batch, int n, in
         offset += batch[r]->inputs[i].nbytes;
     }
     *view = tensor_view(first);
-    if (w->model->cfg.max_batch_size > 0)
+    if (w->cfg->max_batch_size > 0)
         view->shape[0] = total;
     view->data = w->staging[i];
     view->nbytes = need;
@@ -162,10 +179,10 @@ static int stage_input(struct worker *w, struct infer_request **batch, int n, in
 static int split_outputs(struct worker *w, shim_outputs *out, struct infer_request *req,
                          int64_t row0, int64_t rows, bool whole, char *err, size_t err_len)
 {
-    const struct model_config *cfg = &w->model->cfg;
+    const struct model_config *cfg = w->cfg;
     int n = shim_outputs_count(out);
-    if (n > BATCH_MAX_IO)
-        n = BATCH_MAX_IO;
+    if (n > MODEL_MAX_IO)
+        n = MODEL_MAX_IO;
     for (int o = 0; o < n; o++) {
         struct shim_tensor v;
         if (shim_outputs_get(out, o, &v) != 0) {
@@ -238,7 +255,7 @@ static void *completer_main(void *arg)
 {
     struct worker *w = arg;
     char name[16];
-    snprintf(name, sizeof name, "c%u-%.10s", (unsigned)w->index % 100u, w->model->cfg.name);
+    snprintf(name, sizeof name, "c%u-%.10s", (unsigned)w->index % 100u, w->cfg->name);
     pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&w->done_lock);
     for (;;) {
@@ -253,7 +270,7 @@ static void *completer_main(void *arg)
             struct infer_request *req = list;
             list = req->next;
             req->next = NULL;
-            req->done(req);
+            infer_request_finish(req, req->status, NULL);
         }
         pthread_mutex_lock(&w->done_lock);
     }
@@ -263,13 +280,13 @@ static void *completer_main(void *arg)
 
 static void run_batch(struct worker *w, struct infer_request **batch, int n)
 {
-    struct model *m = w->model;
+    struct model_metrics *metrics = w->metrics;
     uint64_t start = clock_now_ns();
     int live = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         if (req->deadline_ns && start > req->deadline_ns) {
-            worker_fail_request(req, 504, WORKER_DEADLINE_PASSED);
+            infer_request_finish(req, 504, INFER_DEADLINE_PASSED);
             continue;
         }
         req->queue_ns = start - req->arrival_ns;
@@ -285,7 +302,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
      * always pass through the pinned staging buffer. */
     bool whole = n == 1;
     bool staged = !whole || w->device != CONFIG_DEVICE_CPU;
-    struct shim_tensor views[BATCH_MAX_IO];
+    struct shim_tensor views[MODEL_MAX_IO];
     char err[256] = "";
     int n_inputs = batch[0]->n_inputs;
     for (int i = 0; i < n_inputs; i++) {
@@ -293,7 +310,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
             views[i] = tensor_view(&batch[0]->inputs[i]);
         } else if (stage_input(w, batch, n, i, total, &views[i]) != 0) {
             for (int r = 0; r < n; r++)
-                worker_fail_request(batch[r], 500, "out of memory forming a batch");
+                infer_request_finish(batch[r], 500, "out of memory forming a batch");
             return;
         }
     }
@@ -301,18 +318,18 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     uint64_t t0 = clock_now_ns();
     int rc = shim_model_forward(w->handle, views, n_inputs, &out, err, sizeof err);
     uint64_t compute = clock_now_ns() - t0;
-    if (rc == 0 && m->cfg.max_batch_size > 0)
+    if (rc == 0 && w->cfg->max_batch_size > 0)
         rc = check_batch_dim(out, total, err, sizeof err);
-    atomic_fetch_add(&m->metrics.executions, 1);
-    atomic_fetch_add(&m->metrics.inferences, (uint64_t)total);
-    histogram_observe(&m->metrics.batch_size, (double)total);
-    histogram_observe(&m->metrics.compute_seconds, (double)compute / 1e9);
+    atomic_fetch_add(&metrics->executions, 1);
+    atomic_fetch_add(&metrics->inferences, (uint64_t)total);
+    histogram_observe(&metrics->batch_size, (double)total);
+    histogram_observe(&metrics->compute_seconds, (double)compute / 1e9);
     int64_t row = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         req->batch_samples = (int)total;
         req->compute_ns = compute;
-        histogram_observe(&m->metrics.queue_seconds, (double)req->queue_ns / 1e9);
+        histogram_observe(&metrics->queue_seconds, (double)req->queue_ns / 1e9);
         if (rc == 0 && split_outputs(w, out, req, row, req->samples, whole, err, sizeof err) != 0)
             free_outputs(req);
         row += req->samples;
@@ -320,7 +337,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
             req->status = 200;
             hand_off(w, req);
         } else {
-            worker_fail_request(req, 500, err[0] ? err : "model failed");
+            infer_request_finish(req, 500, err[0] ? err : "model failed");
         }
     }
     shim_outputs_free(out);
@@ -337,26 +354,25 @@ static void close_completer(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    struct model *m = w->model;
     char name[16];
-    snprintf(name, sizeof name, "w%u-%.10s", (unsigned)w->index % 100u, m->cfg.name);
+    snprintf(name, sizeof name, "w%u-%.10s", (unsigned)w->index % 100u, w->cfg->name);
     pthread_setname_np(pthread_self(), name);
     if (load_and_warm(w) != 0) {
         /* A failed instance still drains its share of the queue so that no
          * accepted request is left hanging. */
         int n;
-        while ((n = batch_queue_take(&m->queue, w->batch, w->batch_cap)) > 0) {
+        while ((n = batch_queue_take(w->queue, w->batch, w->batch_cap)) > 0) {
             char msg[512], why[256];
-            model_get_error(m, why, sizeof why);
-            snprintf(msg, sizeof msg, "model %s is not available: %s", m->cfg.name, why);
+            worker_status_error(w->status, why, sizeof why);
+            snprintf(msg, sizeof msg, "model %s is not available: %s", w->cfg->name, why);
             for (int r = 0; r < n; r++)
-                worker_fail_request(w->batch[r], 503, msg);
+                infer_request_finish(w->batch[r], 503, msg);
         }
         close_completer(w);
         return NULL;
     }
     int n;
-    while ((n = batch_queue_take(&m->queue, w->batch, w->batch_cap)) > 0)
+    while ((n = batch_queue_take(w->queue, w->batch, w->batch_cap)) > 0)
         run_batch(w, w->batch, n);
     close_completer(w);
     return NULL;
@@ -364,7 +380,7 @@ static void *worker_main(void *arg)
 
 int worker_start(struct worker *w, char *err, size_t err_len)
 {
-    w->batch_cap = w->model->cfg.max_batch_size > 0 ? w->model->cfg.max_batch_size : 1;
+    w->batch_cap = w->cfg->max_batch_size > 0 ? w->cfg->max_batch_size : 1;
     w->batch = calloc((size_t)w->batch_cap, sizeof *w->batch);
     if (w->batch == NULL) {
         snprintf(err, err_len, "out of memory");
@@ -406,7 +422,7 @@ void worker_join(struct worker *w)
     w->completer_started = false;
     shim_model_free(w->handle);
     w->handle = NULL;
-    for (int i = 0; i < BATCH_MAX_IO; i++) {
+    for (int i = 0; i < MODEL_MAX_IO; i++) {
         shim_host_free(w->staging[i], w->device);
         w->staging[i] = NULL;
     }

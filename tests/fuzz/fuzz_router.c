@@ -1,14 +1,19 @@
-/* fuzz_router.c - libFuzzer target for route_match: the input is split at
- * its first NUL or newline into a method and a path. Checks the route's
- * invariants: a model name only when valid, an Allow list for 200 and 405,
- * and a 200 only for a method in that list. */
+/* fuzz_router.c - libFuzzer target for route_match over inferd's route
+ * table (api_routes.h): the input is split at its first NUL or newline into
+ * a method and a path. Checks the route's invariants: a model name only
+ * when valid, an Allow list for 200 and 405, and a 200 only for a method in
+ * that list. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_routes.h"
 #include "router.h"
 #include "test_support.h"
+
+#define FUZZ_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, NULL},
+static const struct route_def table[] = {API_ROUTES(FUZZ_ROW)};
 
 /* Whether method is one of the comma-separated names in allow. */
 static int listed(const char *allow, const char *method)
@@ -45,18 +50,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     path[path_len] = '\0'; /* a NUL inside the path just ends it early */
 
     struct route r;
-    enum route_status st = route_match(method, path, &r);
+    enum route_status st = route_match(table, sizeof table / sizeof table[0], method, path, &r);
     CHECK(st == ROUTE_OK || st == ROUTE_NOT_FOUND || st == ROUTE_BAD_METHOD ||
           st == ROUTE_BAD_NAME);
     CHECK(memchr(r.model, '\0', sizeof r.model) != NULL);
     CHECK(memchr(r.version, '\0', sizeof r.version) != NULL);
     if (st == ROUTE_OK || st == ROUTE_BAD_METHOD) {
-        CHECK(r.allow != NULL);
-        CHECK(r.endpoint != EP_NONE);
-        CHECK((st == ROUTE_OK) == listed(r.allow, method));
-        CHECK(r.has_body == (r.endpoint == EP_PREDICT || r.endpoint == EP_MODEL_INFER));
-        if (r.endpoint == EP_MODEL_META || r.endpoint == EP_MODEL_READY ||
-            r.endpoint == EP_MODEL_INFER) {
+        CHECK(r.def != NULL && r.def->methods != NULL);
+        CHECK((st == ROUTE_OK) == listed(r.def->methods, method));
+        const char *name = route_name(&r);
+        CHECK(route_takes_body(&r) ==
+              (strcmp(name, "predict") == 0 || strcmp(name, "model_infer") == 0));
+        if (strstr(r.def->pattern, "{model}") != NULL) {
             CHECK(model_name_valid(r.model));
             CHECK(strstr(path, r.model) != NULL);
             CHECK(strchr(r.version, '/') == NULL);
@@ -64,9 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(r.model[0] == '\0');
         }
     } else {
-        CHECK(r.endpoint == EP_NONE || st == ROUTE_BAD_NAME);
+        CHECK(r.def == NULL);
+        CHECK(r.model[0] == '\0');
     }
-    CHECK(strcmp(endpoint_name(r.endpoint), "?") != 0);
 
     free(method);
     free(path);

@@ -1,5 +1,6 @@
-/* test_router.c - route_match: every endpoint, 404, 405 with Allow, 400
- * for bad model names, and the versions path. */
+/* test_router.c - route_match over inferd's route table (api_routes.h):
+ * every endpoint, 404, 405 with Allow, 400 for bad model names, and the
+ * versions path. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,30 +10,40 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_routes.h"
 #include "router.h"
 #include "test_support.h"
 
-static void expect_route(const char *method, const char *path, enum endpoint ep, const char *model,
+/* The API's rows, without their handlers (the router never calls them). */
+#define TEST_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, NULL},
+static const struct route_def table[] = {API_ROUTES(TEST_ROW)};
+#define N_ROWS (sizeof table / sizeof table[0])
+
+static enum route_status match(const char *method, const char *path, struct route *r)
+{
+    return route_match(table, N_ROWS, method, path, r);
+}
+
+static void expect_route(const char *method, const char *path, const char *ep, const char *model,
                          const char *version, bool has_body)
 {
     struct route r;
-    enum route_status st = route_match(method, path, &r);
+    enum route_status st = match(method, path, &r);
     if (st != ROUTE_OK)
         fail_msg("%s %s: status %d, want 200", method, path, (int)st);
-    if (r.endpoint != ep)
-        fail_msg("%s %s: endpoint %s, want %s", method, path, endpoint_name(r.endpoint),
-                 endpoint_name(ep));
+    if (strcmp(route_name(&r), ep) != 0)
+        fail_msg("%s %s: endpoint %s, want %s", method, path, route_name(&r), ep);
     assert_string_equal(r.model, model);
     assert_string_equal(r.version, version);
-    assert_int_equal(r.has_body, has_body);
-    assert_non_null(r.allow);
-    assert_non_null(strstr(r.allow, method));
+    assert_int_equal(route_takes_body(&r), has_body);
+    assert_non_null(r.def->methods);
+    assert_non_null(strstr(r.def->methods, method));
 }
 
 static void expect_status(const char *method, const char *path, enum route_status want)
 {
     struct route r;
-    enum route_status st = route_match(method, path, &r);
+    enum route_status st = match(method, path, &r);
     if (st != want)
         fail_msg("%s %.60s: status %d, want %d", method, path, (int)st, (int)want);
 }
@@ -40,55 +51,55 @@ static void expect_status(const char *method, const char *path, enum route_statu
 static void expect_405(const char *method, const char *path, const char *allow)
 {
     struct route r;
-    enum route_status st = route_match(method, path, &r);
+    enum route_status st = match(method, path, &r);
     if (st != ROUTE_BAD_METHOD)
         fail_msg("%s %s: status %d, want 405", method, path, (int)st);
-    assert_non_null(r.allow);
-    assert_string_equal(r.allow, allow);
+    assert_non_null(r.def);
+    assert_string_equal(r.def->methods, allow);
 }
 
 static void test_fixed_endpoints(void **state)
 {
     (void)state;
-    expect_route("POST", "/predict", EP_PREDICT, "", "", true);
-    expect_route("GET", "/v2/health/live", EP_HEALTH_LIVE, "", "", false);
-    expect_route("HEAD", "/v2/health/live", EP_HEALTH_LIVE, "", "", false);
-    expect_route("GET", "/v2/health/ready", EP_HEALTH_READY, "", "", false);
-    expect_route("HEAD", "/v2/health/ready", EP_HEALTH_READY, "", "", false);
-    expect_route("GET", "/metrics", EP_METRICS, "", "", false);
-    expect_route("HEAD", "/metrics", EP_METRICS, "", "", false);
-    expect_route("GET", "/v2", EP_SERVER_META, "", "", false);
-    expect_route("HEAD", "/v2", EP_SERVER_META, "", "", false);
-    expect_route("GET", "/v2/repository/index", EP_REPOSITORY_INDEX, "", "", false);
-    expect_route("POST", "/v2/repository/index", EP_REPOSITORY_INDEX, "", "", false);
+    expect_route("POST", "/predict", "predict", "", "", true);
+    expect_route("GET", "/v2/health/live", "health_live", "", "", false);
+    expect_route("HEAD", "/v2/health/live", "health_live", "", "", false);
+    expect_route("GET", "/v2/health/ready", "health_ready", "", "", false);
+    expect_route("HEAD", "/v2/health/ready", "health_ready", "", "", false);
+    expect_route("GET", "/metrics", "metrics", "", "", false);
+    expect_route("HEAD", "/metrics", "metrics", "", "", false);
+    expect_route("GET", "/v2", "server_meta", "", "", false);
+    expect_route("HEAD", "/v2", "server_meta", "", "", false);
+    expect_route("GET", "/v2/repository/index", "repository_index", "", "", false);
+    expect_route("POST", "/v2/repository/index", "repository_index", "", "", false);
 }
 
 static void test_model_endpoints(void **state)
 {
     (void)state;
-    expect_route("GET", "/v2/models/mnist", EP_MODEL_META, "mnist", "", false);
-    expect_route("HEAD", "/v2/models/mnist", EP_MODEL_META, "mnist", "", false);
-    expect_route("GET", "/v2/models/mnist/ready", EP_MODEL_READY, "mnist", "", false);
-    expect_route("POST", "/v2/models/mnist/infer", EP_MODEL_INFER, "mnist", "", true);
+    expect_route("GET", "/v2/models/mnist", "model_meta", "mnist", "", false);
+    expect_route("HEAD", "/v2/models/mnist", "model_meta", "mnist", "", false);
+    expect_route("GET", "/v2/models/mnist/ready", "model_ready", "mnist", "", false);
+    expect_route("POST", "/v2/models/mnist/infer", "model_infer", "mnist", "", true);
     /* Versions. */
-    expect_route("GET", "/v2/models/mnist/versions/1", EP_MODEL_META, "mnist", "1", false);
-    expect_route("GET", "/v2/models/mnist/versions/2/ready", EP_MODEL_READY, "mnist", "2", false);
-    expect_route("POST", "/v2/models/mnist/versions/12/infer", EP_MODEL_INFER, "mnist", "12", true);
+    expect_route("GET", "/v2/models/mnist/versions/1", "model_meta", "mnist", "1", false);
+    expect_route("GET", "/v2/models/mnist/versions/2/ready", "model_ready", "mnist", "2", false);
+    expect_route("POST", "/v2/models/mnist/versions/12/infer", "model_infer", "mnist", "12", true);
     /* Every character a name may hold. */
-    expect_route("POST", "/v2/models/Az09._-x/infer", EP_MODEL_INFER, "Az09._-x", "", true);
-    expect_route("GET", "/v2/models/.hidden", EP_MODEL_META, ".hidden", "", false);
-    expect_route("GET", "/v2/models/...", EP_MODEL_META, "...", "", false);
+    expect_route("POST", "/v2/models/Az09._-x/infer", "model_infer", "Az09._-x", "", true);
+    expect_route("GET", "/v2/models/.hidden", "model_meta", ".hidden", "", false);
+    expect_route("GET", "/v2/models/...", "model_meta", "...", "", false);
 
     /* The longest name allowed: 127 bytes. */
     char name[MODEL_NAME_MAX + 1], path[512];
     memset(name, 'n', MODEL_NAME_MAX - 1);
     name[MODEL_NAME_MAX - 1] = '\0';
     snprintf(path, sizeof path, "/v2/models/%s/infer", name);
-    expect_route("POST", path, EP_MODEL_INFER, name, "", true);
+    expect_route("POST", path, "model_infer", name, "", true);
     /* The longest version. */
     snprintf(path, sizeof path, "/v2/models/m/versions/%s/ready",
              "1234567890123456789012345678901");
-    expect_route("GET", path, EP_MODEL_READY, "m", "1234567890123456789012345678901", false);
+    expect_route("GET", path, "model_ready", "m", "1234567890123456789012345678901", false);
 }
 
 static void test_not_found(void **state)
@@ -169,8 +180,8 @@ static void test_bad_method(void **state)
 
     /* The 405 still says which endpoint and model. */
     struct route r;
-    assert_int_equal(route_match("GET", "/v2/models/abc/versions/7/infer", &r), ROUTE_BAD_METHOD);
-    assert_int_equal(r.endpoint, EP_MODEL_INFER);
+    assert_int_equal(match("GET", "/v2/models/abc/versions/7/infer", &r), ROUTE_BAD_METHOD);
+    assert_string_equal(route_name(&r), "model_infer");
     assert_string_equal(r.model, "abc");
     assert_string_equal(r.version, "7");
 }
@@ -207,25 +218,58 @@ static void test_route_is_reset(void **state)
 {
     (void)state;
     struct route r;
-    assert_int_equal(route_match("GET", "/v2/models/first/versions/9", &r), ROUTE_OK);
-    assert_int_equal(route_match("GET", "/metrics", &r), ROUTE_OK);
-    assert_int_equal(r.endpoint, EP_METRICS);
+    assert_int_equal(match("GET", "/v2/models/first/versions/9", &r), ROUTE_OK);
+    assert_int_equal(match("GET", "/metrics", &r), ROUTE_OK);
+    assert_string_equal(route_name(&r), "metrics");
     assert_string_equal(r.model, "");
     assert_string_equal(r.version, "");
-    assert_int_equal(route_match("GET", "/nowhere", &r), ROUTE_NOT_FOUND);
-    assert_int_equal(r.endpoint, EP_NONE);
+    assert_int_equal(match("GET", "/nowhere", &r), ROUTE_NOT_FOUND);
+    assert_null(r.def);
     assert_string_equal(r.model, "");
 }
 
 static void test_endpoint_names(void **state)
 {
     (void)state;
-    assert_string_equal(endpoint_name(EP_NONE), "none");
-    assert_string_equal(endpoint_name(EP_PREDICT), "predict");
-    assert_string_equal(endpoint_name(EP_MODEL_INFER), "model_infer");
-    assert_string_equal(endpoint_name(EP_REPOSITORY_INDEX), "repository_index");
-    assert_string_equal(endpoint_name((enum endpoint)99), "?");
-    assert_string_equal(endpoint_name((enum endpoint) - 1), "?");
+    struct route none = {0};
+    assert_string_equal(route_name(&none), "none");
+    assert_false(route_takes_body(&none));
+    /* Every row has a name, methods, a pattern and a handler slot; names
+     * are unique. */
+    for (size_t i = 0; i < N_ROWS; i++) {
+        assert_non_null(table[i].name);
+        assert_true(table[i].methods[0] != '\0');
+        assert_true(table[i].pattern[0] == '/');
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(table[i].name, table[j].name);
+    }
+}
+
+/* The pattern language on its own: literals, placeholders, one optional
+ * part, and a malformed pattern that matches nothing. */
+static void test_patterns(void **state)
+{
+    (void)state;
+    static const struct route_def rows[] = {
+        {"a", "GET", "/a/{model}[/v/{version}]/x", NULL, NULL},
+        {"b", "PUT, GET", "/b[/opt]", "application/json", NULL},
+        {"broken", "GET", "/c[/never", NULL, NULL},
+    };
+    struct route r;
+    assert_int_equal(route_match(rows, 3, "GET", "/a/m/x", &r), ROUTE_OK);
+    assert_string_equal(r.model, "m");
+    assert_int_equal(route_match(rows, 3, "GET", "/a/m/v/3/x", &r), ROUTE_OK);
+    assert_string_equal(r.version, "3");
+    assert_int_equal(route_match(rows, 3, "GET", "/a/m/v/3", &r), ROUTE_NOT_FOUND);
+    assert_int_equal(route_match(rows, 3, "GET", "/b", &r), ROUTE_OK);
+    assert_int_equal(route_match(rows, 3, "PUT", "/b/opt", &r), ROUTE_OK);
+    assert_true(route_takes_body(&r));
+    assert_int_equal(route_match(rows, 3, "GET", "/b/op", &r), ROUTE_NOT_FOUND);
+    assert_int_equal(route_match(rows, 3, "GET", "/c", &r), ROUTE_NOT_FOUND);
+    assert_int_equal(route_match(rows, 3, "GET", "/c[/never", &r), ROUTE_NOT_FOUND);
+    assert_int_equal(route_match(rows, 0, "GET", "/a/m/x", &r), ROUTE_NOT_FOUND);
+    assert_true(route_method_listed("PUT, GET", "GET"));
+    assert_false(route_method_listed("PUT, GET", "PU"));
 }
 
 int main(void)
@@ -234,7 +278,7 @@ int main(void)
         cmocka_unit_test(test_fixed_endpoints), cmocka_unit_test(test_model_endpoints),
         cmocka_unit_test(test_not_found),       cmocka_unit_test(test_bad_method),
         cmocka_unit_test(test_bad_model_names), cmocka_unit_test(test_route_is_reset),
-        cmocka_unit_test(test_endpoint_names),
+        cmocka_unit_test(test_endpoint_names),  cmocka_unit_test(test_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

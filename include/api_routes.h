@@ -1,0 +1,30 @@
+/* api_routes.h - inferd's HTTP API, one row per endpoint:
+ *
+ *   ROUTE(name, methods, path pattern, body media types or NULL)
+ *
+ * The handler of a row is api_<name> (an api_*.c file). api.c turns the
+ * rows into the route table the HTTP front end dispatches through, and
+ * declares the handlers; the router's tests read the same rows. The order
+ * matters only where two patterns match the same path: the first wins.
+ * Pattern syntax: router.h. */
+#ifndef INFERD_API_ROUTES_H
+#define INFERD_API_ROUTES_H
+
+#define API_JSON "application/json"
+#define API_BINARY "application/octet-stream"
+
+/* clang-format off */
+#define API_ROUTES(ROUTE)                                                                    \
+    ROUTE(predict,          "POST",            "/predict",             API_JSON)             \
+    ROUTE(health_live,      "GET, HEAD",       "/v2/health/live",      NULL)                 \
+    ROUTE(health_ready,     "GET, HEAD",       "/v2/health/ready",     NULL)                 \
+    ROUTE(metrics,          "GET, HEAD",       "/metrics",             NULL)                 \
+    ROUTE(server_meta,      "GET, HEAD",       "/v2",                  NULL)                 \
+    ROUTE(repository_index, "GET, HEAD, POST", "/v2/repository/index", NULL)                 \
+    ROUTE(model_meta,       "GET, HEAD",  "/v2/models/{model}[/versions/{version}]",       NULL) \
+    ROUTE(model_ready,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/ready", NULL) \
+    ROUTE(model_infer,      "POST",       "/v2/models/{model}[/versions/{version}]/infer",       \
+          API_JSON ", " API_BINARY)
+/* clang-format on */
+
+#endif
