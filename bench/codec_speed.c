@@ -11,6 +11,7 @@
 #include "json_numbers.h"
 #include "strbuf.h"
 #include "tensor.h"
+#include "tensor_json.h"
 
 #define N_VALUES (3 * 224 * 224)
 
@@ -44,8 +45,8 @@ static void decode_inferd(void *arg)
     char err[256];
     struct tensor t;
     if (json_doc_parse(j->text, j->len, &doc, err, sizeof err) != 0 ||
-        tensor_from_num_array(json_doc_array(&doc, cJSON_GetObjectItem(doc.root, "data")),
-                              SHIM_FP32, &t, err, sizeof err) != 0) {
+        tensor_json_from_array(json_doc_array(&doc, cJSON_GetObjectItem(doc.root, "data")),
+                               SHIM_FP32, &t, err, sizeof err) != 0) {
         fprintf(stderr, "decode failed: %s\n", err);
         exit(1);
     }

@@ -3,9 +3,9 @@
  * soon as the batch is full or max_queue_delay has passed since the OLDEST
  * queued request arrived.
  *
- * Lock order: a queue's lock may be held while calling the submit hook
- * (which suspends an HTTP connection, taking libmicrohttpd's own lock);
- * nothing else is called with it held. */
+ * Lock order: a queue's lock may be held while calling a request's queued
+ * callback (which suspends an HTTP connection, taking libmicrohttpd's own
+ * lock); nothing else is called with it held. */
 #ifndef INFERD_BATCHER_H
 #define INFERD_BATCHER_H
 
@@ -32,10 +32,10 @@ void batch_queue_destroy(struct batch_queue *q);
 
 enum submit_result { SUBMIT_OK = 0, SUBMIT_FULL = -1, SUBMIT_CLOSED = -2 };
 
-/* Append req unless the queue is full or closed. hook(arg), when not NULL,
- * runs under the queue lock just before req is appended, and only then. */
-int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*hook)(void *arg),
-                       void *arg);
+/* Append req unless the queue is full or closed. req->queued, when set,
+ * runs under the queue lock just before req is appended, and only then.
+ * Returns a submit_result. */
+int batch_queue_submit(struct batch_queue *q, struct infer_request *req);
 
 /* Block until a batch is due, then move up to max requests into batch.
  * Returns the number taken (>= 1), or 0 once the queue is closed and

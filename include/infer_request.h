@@ -24,10 +24,13 @@ struct infer_request {
     int n_inputs;
     int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
     uint64_t arrival_ns;
-    uint64_t deadline_ns;                    /* 0: none */
-    int client_fd;                           /* the connection's socket, or -1 */
+    uint64_t deadline_ns; /* 0: none */
+    int client_fd;        /* the connection's socket, or -1 */
+    /* Called once as the request joins its queue, with the queue's lock held
+     * (NULL: nothing to do); the HTTP front end suspends the connection. */
+    void (*queued)(struct infer_request *req);
     void (*done)(struct infer_request *req); /* called once, by infer_request_finish */
-    void *owner;
+    void *owner;                             /* the submitter's, for the callbacks */
 
     /* Set before done() runs. */
     int status; /* HTTP status: 200, 499, 500, 503, 504 */

@@ -17,7 +17,7 @@ struct model {
     struct worker *workers;
     int n_workers;
     struct worker_status instances; /* ready and failed counts, first failure */
-    struct model_metrics metrics;
+    struct metrics_model metrics;
 };
 
 /* Take ownership of cfg, create the queue and the instances' slots (one

@@ -63,10 +63,4 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
 
 void model_config_free(struct model_config *cfg);
 
-/* Fit a decoded input tensor to a declared input: keep it when the ranks
- * match, prepend a batch dim of 1 to a single sample, or reshape a flat
- * array to [-1, dims...]. Then check every fixed dim. Returns 0, or -1 with
- * err saying what does not fit. */
-int io_spec_conform(const struct io_spec *spec, bool batching, struct tensor *t, char *err,
-                    size_t err_len);
 #endif

@@ -39,7 +39,7 @@ struct worker {
     /* Set by the owner before worker_start. */
     const struct model_config *cfg;
     struct batch_queue *queue;
-    struct model_metrics *metrics;
+    struct metrics_model *metrics;
     struct worker_status *status;
     int device; /* CONFIG_DEVICE_CPU or a CUDA ordinal */
     int index;  /* instance number within the model */

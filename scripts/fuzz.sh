@@ -14,7 +14,7 @@ CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
 TARGETS="fuzz_json_codec fuzz_router fuzz_access"
 # The modules the targets exercise (and what they link against).
-SRCS="tensor json_numbers strbuf config router model_repo access log"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo access log"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shim_dtype_list.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,19 +30,10 @@ enum shim_status {
     SHIM_ERR_DEVICE = -5,  /* device missing or not supported by this build */
 };
 
-/* Element types, in the order of the KServe v2 datatype names. */
-enum shim_dtype {
-    SHIM_BOOL = 0,
-    SHIM_UINT8,
-    SHIM_INT8,
-    SHIM_INT16,
-    SHIM_INT32,
-    SHIM_INT64,
-    SHIM_FP16,
-    SHIM_FP32,
-    SHIM_FP64,
-    SHIM_DTYPE_COUNT
-};
+/* Element types: SHIM_BOOL = 0, ... in shim_dtype_list.h's order. */
+#define SHIM_DTYPE_ENUM(name, ctype, torch) SHIM_##name,
+enum shim_dtype { SHIM_DTYPE_LIST(SHIM_DTYPE_ENUM) SHIM_DTYPE_COUNT };
+#undef SHIM_DTYPE_ENUM
 
 /* A borrowed view of a dense, row-major, CPU-resident tensor. */
 struct shim_tensor {

@@ -7,38 +7,36 @@
 
 #include "api.h"
 #include "json_numbers.h"
+#include "shape.h"
+#include "tensor_json.h"
 
 /* Apply an explicit "shape" to t. Returns 0 or -1 with err set. */
 static int apply_shape(const struct json_doc *doc, const cJSON *shape_item, struct tensor *t,
                        char *err, size_t err_len)
 {
-    const struct num_array *shape = json_doc_array(doc, shape_item);
-    if (shape == NULL || shape->error[0] || shape->ndim != 1 || shape->has_bool ||
-        shape->count > TENSOR_MAX_DIMS) {
+    int64_t dims[TENSOR_MAX_DIMS];
+    int ndim = 0;
+    switch (shape_from_array(json_doc_array(doc, shape_item), 1, TENSOR_MAX_DIMS, dims, &ndim)) {
+    case SHAPE_OK: break;
+    case SHAPE_NOT_LIST:
         snprintf(err, err_len, "\"shape\" must be an array of at most %d positive integers",
                  TENSOR_MAX_DIMS);
         return -1;
+    case SHAPE_BAD_DIM:
+        snprintf(err, err_len, "\"shape\" must be an array of positive integers");
+        return -1;
     }
-    int64_t dims[TENSOR_MAX_DIMS];
-    for (size_t d = 0; d < shape->count; d++) {
-        double v = shape->values[d];
-        if (!(v >= 1 && v <= 1e12) || v != (double)(int64_t)v) {
-            snprintf(err, err_len, "\"shape\" must be an array of positive integers");
-            return -1;
-        }
-        dims[d] = (int64_t)v;
-    }
-    int64_t want = shape_numel(dims, (int)shape->count);
+    int64_t want = shape_numel(dims, ndim);
     int64_t have = shape_numel(t->shape, t->ndim);
     if (want != have) {
         char text[128];
-        shape_format(dims, (int)shape->count, text, sizeof text);
+        shape_format(dims, ndim, text, sizeof text);
         snprintf(err, err_len, "\"shape\" %s holds %lld elements but \"inputs\" has %lld", text,
                  (long long)want, (long long)have);
         return -1;
     }
-    t->ndim = (int)shape->count;
-    memcpy(t->shape, dims, shape->count * sizeof dims[0]);
+    t->ndim = ndim;
+    memcpy(t->shape, dims, (size_t)ndim * sizeof dims[0]);
     return 0;
 }
 
@@ -68,10 +66,11 @@ static int decode_predict(struct http_exchange *ex, const struct model_config *c
                  cJSON_IsArray(inputs) && cJSON_GetArraySize(inputs) == 0
                      ? "\"inputs\" is empty"
                      : "\"inputs\" must be an array of numbers, nested or flat");
-    } else if (tensor_from_num_array(values, cfg->inputs[0].dtype, t, err, err_len) == 0) {
+    } else if (tensor_json_from_array(values, cfg->inputs[0].dtype, t, err, err_len) == 0) {
         ex->infer.n_inputs = 1;
         if ((shape == NULL || apply_shape(&doc, shape, t, err, err_len) == 0) &&
-            io_spec_conform(&cfg->inputs[0], cfg->max_batch_size > 0, t, err, err_len) == 0)
+            shape_fit(cfg->inputs[0].name, cfg->inputs[0].shape, cfg->inputs[0].ndim,
+                      cfg->max_batch_size > 0, t->shape, &t->ndim, err, err_len) == 0)
             rc = 0;
     }
     json_doc_free(&doc);
@@ -85,9 +84,7 @@ static int row_argmax(const struct tensor *t, int64_t r)
     double best_v = 0;
     for (int64_t c = 0; c < cols; c++) {
         size_t i = (size_t)(r * cols + c);
-        double v = t->dtype == SHIM_FP32   ? ((const float *)t->data)[i]
-                   : t->dtype == SHIM_FP64 ? ((const double *)t->data)[i]
-                                           : half_to_float(((const uint16_t *)t->data)[i]);
+        double v = dtype_load(t->data, i, t->dtype);
         if (c == 0 || v > best_v) {
             best_v = v;
             best = c;
@@ -110,8 +107,8 @@ static void encode_predict(struct http_exchange *ex)
     strbuf_puts(&sb, ",\"outputs\":");
     tensor_json_append(&sb, &view, 0, out->ndim ? out->shape[0] : 1, true);
     strbuf_printf(&sb, ",\"shape\":%s", shape);
-    bool floating = out->dtype == SHIM_FP32 || out->dtype == SHIM_FP64 || out->dtype == SHIM_FP16;
-    if (cfg->n_labels > 0 && floating && out->ndim == 2 && out->shape[1] == cfg->n_labels) {
+    if (cfg->n_labels > 0 && dtype_is_float(out->dtype) && out->ndim == 2 &&
+        out->shape[1] == cfg->n_labels) {
         strbuf_puts(&sb, ",\"labels\":[");
         for (int64_t r = 0; r < out->shape[0]; r++) {
             if (r)

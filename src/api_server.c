@@ -32,7 +32,7 @@ enum route_outcome api_metrics(struct http_exchange *ex)
     struct server *srv = ex->srv;
     struct strbuf sb = {0};
     const char *names[MODEL_MAX_MODELS];
-    const struct model_metrics *ms[MODEL_MAX_MODELS];
+    const struct metrics_model *ms[MODEL_MAX_MODELS];
     int n = srv->n_models < MODEL_MAX_MODELS ? srv->n_models : MODEL_MAX_MODELS;
     for (int i = 0; i < n; i++) {
         struct model *m = &srv->models[i];

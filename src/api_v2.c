@@ -3,10 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "api.h"
 #include "json_numbers.h"
+#include "shape.h"
+#include "tensor_json.h"
 
 static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
 {
@@ -87,26 +88,21 @@ struct binary_cursor {
 static int parse_shape(const struct json_doc *doc, const cJSON *item, int64_t *shape, int *ndim,
                        const char *name, char *err, size_t err_len)
 {
-    const struct num_array *a = json_doc_array(doc, item);
     if (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 0) {
         *ndim = 0; /* a scalar */
         return 0;
     }
-    if (a == NULL || a->error[0] || a->ndim != 1 || a->has_bool || a->count > TENSOR_MAX_DIMS) {
+    switch (shape_from_array(json_doc_array(doc, item), 0, TENSOR_MAX_DIMS, shape, ndim)) {
+    case SHAPE_OK: return 0;
+    case SHAPE_NOT_LIST:
         snprintf(err, err_len, "input \"%s\": \"shape\" must be an array of at most %d integers",
                  name, TENSOR_MAX_DIMS);
         return -1;
+    case SHAPE_BAD_DIM:
+        snprintf(err, err_len, "input \"%s\": \"shape\" dims must be integers >= 0", name);
+        return -1;
     }
-    for (size_t d = 0; d < a->count; d++) {
-        double v = a->values[d];
-        if (!(v >= 0 && v <= 1e12) || v != (double)(int64_t)v) {
-            snprintf(err, err_len, "input \"%s\": \"shape\" dims must be integers >= 0", name);
-            return -1;
-        }
-        shape[d] = (int64_t)v;
-    }
-    *ndim = (int)a->count;
-    return 0;
+    return -1;
 }
 
 /* Decode the data of one input into t (in the request's datatype). */
@@ -178,7 +174,7 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
                  name, dtype_name(dtype));
         return -1;
     }
-    if (tensor_from_num_array(a, dtype, t, err, err_len) != 0) {
+    if (tensor_json_from_array(a, dtype, t, err, err_len) != 0) {
         size_t n = strlen(err);
         snprintf(err + n, err_len - n, " (input \"%s\")", name);
         return -1;
@@ -250,13 +246,10 @@ static int decode_input(struct http_exchange *ex, const struct json_doc *doc, co
         tensor_free(t);
         *t = converted;
     }
-    char got[128], want[128];
-    shape_format(t->shape, t->ndim, got, sizeof got);
-    shape_format(spec->shape, spec->ndim, want, sizeof want);
-    bool fits = t->ndim == spec->ndim;
-    for (int d = 0; fits && d < spec->ndim; d++)
-        fits = spec->shape[d] < 0 || spec->shape[d] == t->shape[d];
-    if (!fits) {
+    if (!shape_matches(spec->shape, spec->ndim, t->shape, t->ndim)) {
+        char got[128], want[128];
+        shape_format(t->shape, t->ndim, got, sizeof got);
+        shape_format(spec->shape, spec->ndim, want, sizeof want);
         snprintf(err, err_len, "input \"%s\" has shape %s; the model takes %s", spec->name, got,
                  want);
         return -1;

@@ -27,8 +27,7 @@ void batch_queue_destroy(struct batch_queue *q)
     pthread_cond_destroy(&q->changed);
 }
 
-int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*hook)(void *arg),
-                       void *arg)
+int batch_queue_submit(struct batch_queue *q, struct infer_request *req)
 {
     pthread_mutex_lock(&q->lock);
     int rc = SUBMIT_OK;
@@ -37,8 +36,8 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req, void (*
     } else if (q->length >= q->capacity) {
         rc = SUBMIT_FULL;
     } else {
-        if (hook)
-            hook(arg);
+        if (req->queued)
+            req->queued(req);
         req->next = NULL;
         if (q->tail)
             q->tail->next = req;

@@ -3,7 +3,7 @@
  * suspended connection when its reply is ready.
  *
  * Lock order: a model queue's lock, then libmicrohttpd's internal lock
- * (MHD_suspend_connection runs inside the queue's submit hook). Workers call
+ * (MHD_suspend_connection runs in on_queued, under the queue's lock). Workers call
  * MHD_resume_connection holding no lock of ours. */
 #include "http.h"
 
@@ -98,9 +98,10 @@ const char *http_request_header(struct http_exchange *ex, const char *name)
     return MHD_lookup_connection_value(ex->conn, MHD_HEADER_KIND, name);
 }
 
-static void suspend_hook(void *arg)
+/* Runs under the model queue's lock as the request joins the queue. */
+static void on_queued(struct infer_request *req)
 {
-    struct http_exchange *ex = arg;
+    struct http_exchange *ex = req->owner;
     ex->phase = EX_QUEUED;
     MHD_suspend_connection(ex->conn);
 }
@@ -125,6 +126,7 @@ enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
     const struct inferd_config *cfg = ex->front->cfg;
     ex->model = m;
     req->owner = ex;
+    req->queued = on_queued;
     req->done = on_infer_done;
     req->arrival_ns = clock_now_ns();
     req->deadline_ns = cfg->request_timeout_ms > 0
@@ -133,7 +135,7 @@ enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     req->client_fd = info ? info->connect_fd : -1;
-    int rc = batch_queue_submit(&m->queue, req, suspend_hook, ex);
+    int rc = batch_queue_submit(&m->queue, req);
     if (rc == SUBMIT_OK)
         return ROUTE_SUSPENDED;
     if (rc == SUBMIT_FULL)
@@ -420,8 +422,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     uint64_t total = clock_now_ns() - ex->start_ns;
     access_log(ex, total);
     if (ex->model) {
-        model_metrics_request(&ex->model->metrics, ex->reply.status);
-        histogram_observe(&ex->model->metrics.request_seconds, (double)total / 1e9);
+        metrics_count_request(&ex->model->metrics, ex->reply.status);
+        metrics_observe(&ex->model->metrics.request_seconds, (double)total / 1e9);
     }
     free_exchange(ex);
     if (atomic_fetch_sub(&h->inflight, 1) == 1) {

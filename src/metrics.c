@@ -12,14 +12,14 @@ static const double seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
-static void histogram_init(struct histogram *h, const double *bounds, int n)
+static void histogram_init(struct metrics_histogram *h, const double *bounds, int n)
 {
     memset(h, 0, sizeof *h);
     h->bounds = bounds;
     h->n_bounds = n;
 }
 
-void model_metrics_init(struct model_metrics *m)
+void metrics_model_init(struct metrics_model *m)
 {
     memset(m, 0, sizeof *m);
     int ns = (int)(sizeof seconds_bounds / sizeof seconds_bounds[0]);
@@ -30,7 +30,7 @@ void model_metrics_init(struct model_metrics *m)
                    (int)(sizeof batch_bounds / sizeof batch_bounds[0]));
 }
 
-void histogram_observe(struct histogram *h, double value)
+void metrics_observe(struct metrics_histogram *h, double value)
 {
     int i = 0;
     while (i < h->n_bounds && value > h->bounds[i])
@@ -40,7 +40,7 @@ void histogram_observe(struct histogram *h, double value)
     atomic_fetch_add(&h->sum_micro, (uint64_t)(value * 1e6 + 0.5));
 }
 
-void model_metrics_request(struct model_metrics *m, int status)
+void metrics_count_request(struct metrics_model *m, int status)
 {
     if (status < 400) {
         atomic_fetch_add(&m->requests_ok, 1);
@@ -57,7 +57,7 @@ static void family_header(struct strbuf *sb, const char *name, const char *type,
     strbuf_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render_histogram(struct strbuf *sb, const char *name, const struct histogram *h,
+static void render_histogram(struct strbuf *sb, const char *name, const struct metrics_histogram *h,
                              const char *model)
 {
     uint64_t cumulative = 0;
@@ -75,7 +75,7 @@ static void render_histogram(struct strbuf *sb, const char *name, const struct h
     strbuf_printf(sb, "%s_count{model=\"%s\"} %llu\n", name, model, (unsigned long long)cumulative);
 }
 
-static void render_requests(struct strbuf *sb, const struct model_metrics *m, const char *model)
+static void render_requests(struct strbuf *sb, const struct metrics_model *m, const char *model)
 {
     strbuf_printf(sb, "inferd_requests_total{model=\"%s\",status=\"200\"} %llu\n", model,
                   (unsigned long long)atomic_load(&m->requests_ok));
@@ -91,7 +91,7 @@ static void render_requests(struct strbuf *sb, const struct model_metrics *m, co
 }
 
 void metrics_render_models(struct strbuf *sb, const char *const *names,
-                           const struct model_metrics *const *ms, int n)
+                           const struct metrics_model *const *ms, int n)
 {
     family_header(sb, "inferd_requests_total", "counter",
                   "Requests answered per model, by HTTP status.");
@@ -120,19 +120,20 @@ void metrics_render_models(struct strbuf *sb, const char *const *names,
         size_t offset;
     } hists[] = {
         {"inferd_request_duration_seconds", "Time from request arrival to answer.",
-         offsetof(struct model_metrics, request_seconds)},
+         offsetof(struct metrics_model, request_seconds)},
         {"inferd_queue_duration_seconds", "Time requests waited in the queue.",
-         offsetof(struct model_metrics, queue_seconds)},
+         offsetof(struct metrics_model, queue_seconds)},
         {"inferd_compute_duration_seconds", "Time of one forward call.",
-         offsetof(struct model_metrics, compute_seconds)},
+         offsetof(struct metrics_model, compute_seconds)},
         {"inferd_batch_size", "Samples per forward call.",
-         offsetof(struct model_metrics, batch_size)},
+         offsetof(struct metrics_model, batch_size)},
     };
     for (size_t h = 0; h < sizeof hists / sizeof hists[0]; h++) {
         family_header(sb, hists[h].name, "histogram", hists[h].help);
         for (int i = 0; i < n; i++)
-            render_histogram(sb, hists[h].name,
-                             (const struct histogram *)((const char *)ms[i] + hists[h].offset),
-                             names[i]);
+            render_histogram(
+                sb, hists[h].name,
+                (const struct metrics_histogram *)((const char *)ms[i] + hists[h].offset),
+                names[i]);
     }
 }

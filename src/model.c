@@ -14,7 +14,7 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg); /* ownership moved */
-    model_metrics_init(&m->metrics);
+    metrics_model_init(&m->metrics);
     if (worker_status_init(&m->instances) != 0) {
         snprintf(err, err_len, "cannot create a mutex");
         model_config_free(&m->cfg);
@@ -63,7 +63,7 @@ int model_init_failed(struct model *m, const char *name, const char *why)
 {
     memset(m, 0, sizeof *m);
     snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name);
-    model_metrics_init(&m->metrics);
+    metrics_model_init(&m->metrics);
     if (worker_status_init(&m->instances) != 0)
         return -1;
     worker_status_fail(&m->instances, why);

@@ -280,7 +280,7 @@ static void *completer_main(void *arg)
 
 static void run_batch(struct worker *w, struct infer_request **batch, int n)
 {
-    struct model_metrics *metrics = w->metrics;
+    struct metrics_model *metrics = w->metrics;
     uint64_t start = clock_now_ns();
     int live = 0;
     for (int r = 0; r < n; r++) {
@@ -322,14 +322,14 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
         rc = check_batch_dim(out, total, err, sizeof err);
     atomic_fetch_add(&metrics->executions, 1);
     atomic_fetch_add(&metrics->inferences, (uint64_t)total);
-    histogram_observe(&metrics->batch_size, (double)total);
-    histogram_observe(&metrics->compute_seconds, (double)compute / 1e9);
+    metrics_observe(&metrics->batch_size, (double)total);
+    metrics_observe(&metrics->compute_seconds, (double)compute / 1e9);
     int64_t row = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         req->batch_samples = (int)total;
         req->compute_ns = compute;
-        histogram_observe(&metrics->queue_seconds, (double)req->queue_ns / 1e9);
+        metrics_observe(&metrics->queue_seconds, (double)req->queue_ns / 1e9);
         if (rc == 0 && split_outputs(w, out, req, row, req->samples, whole, err, sizeof err) != 0)
             free_outputs(req);
         row += req->samples;

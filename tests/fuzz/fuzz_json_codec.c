@@ -1,7 +1,7 @@
 /* fuzz_json_codec.c - libFuzzer target for the JSON number codec.
  *
  * Feeds the input to json_doc_parse; converts every numeric array it found
- * to FP32 and INT64 (and BOOL, UINT8, FP16) with tensor_from_num_array;
+ * to FP32 and INT64 (and BOOL, UINT8, FP16) with tensor_json_from_array;
  * encodes each tensor back with tensor_json_append (nested, flat, and a row
  * slice); and checks that what the encoder writes decodes back to the same
  * values. Also runs num_array_parse on the raw bytes. Any sanitizer report
@@ -15,6 +15,7 @@
 #include "json_numbers.h"
 #include "strbuf.h"
 #include "tensor.h"
+#include "tensor_json.h"
 #include "test_support.h"
 
 static void check_array(const struct num_array *a)
@@ -74,7 +75,7 @@ static void encode_and_check(const struct tensor *t)
             } else if (t->dtype == SHIM_UINT8) {
                 CHECK(back.values[i] == (double)((const uint8_t *)t->data)[i]);
             } else if (t->dtype == SHIM_FP16) {
-                CHECK(double_to_half(f) == ((const uint16_t *)t->data)[i]);
+                CHECK(dtype_double_to_half(f) == ((const uint16_t *)t->data)[i]);
             }
             p = end > p ? end : p + strspn(p, "truefals");
         }
@@ -129,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_array(a);
         for (size_t k = 0; k < sizeof dtypes / sizeof dtypes[0]; k++) {
             struct tensor t;
-            if (tensor_from_num_array(a, dtypes[k], &t, err, sizeof err) != 0) {
+            if (tensor_json_from_array(a, dtypes[k], &t, err, sizeof err) != 0) {
                 CHECK(t.data == NULL && err[0] != '\0');
                 continue;
             }

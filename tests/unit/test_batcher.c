@@ -1,6 +1,6 @@
 /* test_batcher.c - batch_queue with real threads: capacity, close, the
  * dynamic batching rule (full batch now, else max_delay after the OLDEST
- * request's arrival), shape compatibility, and the submit hook. */
+ * request's arrival), shape compatibility, and the queued callback. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -98,7 +98,7 @@ static void taker_join(struct taker *t, unsigned timeout_ms)
     }
 }
 
-/* ---- the submit hook ---- */
+/* ---- the queued callback ---- */
 
 struct hook_probe {
     int calls;
@@ -106,15 +106,23 @@ struct hook_probe {
     struct batch_queue *q;
 };
 
-static void hook(void *arg)
+static void hook(struct infer_request *req)
 {
-    struct hook_probe *p = arg;
+    struct hook_probe *p = req->owner;
     p->calls++;
     /* The hook runs under the queue lock. */
     if (pthread_mutex_trylock(&p->q->lock) == EBUSY)
         p->lock_was_held++;
     else
         pthread_mutex_unlock(&p->q->lock);
+}
+
+/* Submit r with the probe as its queued callback. */
+static int submit_probed(struct batch_queue *q, struct infer_request *r, struct hook_probe *probe)
+{
+    r->queued = hook;
+    r->owner = probe;
+    return batch_queue_submit(q, r);
 }
 
 /* ---- tests ---- */
@@ -128,10 +136,10 @@ static void test_capacity(void **state)
     struct infer_request r[3];
     for (int i = 0; i < 3; i++)
         make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &r[0], hook, &probe), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &r[1], hook, &probe), SUBMIT_OK);
+    assert_int_equal(submit_probed(&q, &r[0], &probe), SUBMIT_OK);
+    assert_int_equal(submit_probed(&q, &r[1], &probe), SUBMIT_OK);
     assert_int_equal(batch_queue_length(&q), 2);
-    assert_int_equal(batch_queue_submit(&q, &r[2], hook, &probe), SUBMIT_FULL);
+    assert_int_equal(submit_probed(&q, &r[2], &probe), SUBMIT_FULL);
     assert_int_equal(batch_queue_length(&q), 2);
     assert_int_equal(probe.calls, 2); /* not for the refused one */
     assert_int_equal(probe.lock_was_held, 2);
@@ -148,8 +156,9 @@ static void test_capacity(void **state)
     batch_queue_destroy(&q);
 
     assert_int_equal(batch_queue_init(&q, 1, 8, 1000000), 0);
-    assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &r[1], NULL, NULL), SUBMIT_FULL);
+    r[0].queued = r[1].queued = NULL; /* no probe this time */
+    assert_int_equal(batch_queue_submit(&q, &r[0]), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[1]), SUBMIT_FULL);
     assert_int_equal(batch_queue_length(&q), 1);
     batch_queue_destroy(&q);
 }
@@ -163,7 +172,7 @@ static void test_closed(void **state)
     struct infer_request r;
     make_req(&r, 1, 4, SHIM_FP32, clock_now_ns());
     batch_queue_close(&q);
-    assert_int_equal(batch_queue_submit(&q, &r, hook, &probe), SUBMIT_CLOSED);
+    assert_int_equal(submit_probed(&q, &r, &probe), SUBMIT_CLOSED);
     assert_int_equal(probe.calls, 0);
     assert_int_equal(batch_queue_length(&q), 0);
     struct infer_request *batch[4];
@@ -174,9 +183,10 @@ static void test_closed(void **state)
     assert_int_equal(batch_queue_init(&q, 1, 8, 1000), 0);
     struct infer_request r2;
     make_req(&r2, 1, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
+    r.queued = NULL; /* no probe for the one that fills the queue */
+    assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     batch_queue_close(&q);
-    assert_int_equal(batch_queue_submit(&q, &r2, hook, &probe), SUBMIT_CLOSED);
+    assert_int_equal(submit_probed(&q, &r2, &probe), SUBMIT_CLOSED);
     assert_int_equal(probe.calls, 0);
     assert_int_equal(batch_queue_take(&q, batch, 4), 1);
     assert_int_equal(batch_queue_take(&q, batch, 4), 0);
@@ -194,14 +204,14 @@ static void test_full_batch_is_taken_at_once(void **state)
     taker_start(&t, &q, 16);
     struct infer_request r[3];
     make_req(&r[0], 2, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[0]), SUBMIT_OK);
     sleep_ms(50);
     make_req(&r[1], 1, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &r[1], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[1]), SUBMIT_OK);
     sleep_ms(50);
     make_req(&r[2], 1, 4, SHIM_FP32, clock_now_ns());
     uint64_t filled = clock_now_ns();
-    assert_int_equal(batch_queue_submit(&q, &r[2], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[2]), SUBMIT_OK);
     taker_join(&t, 5000);
     assert_int_equal(t.n, 3);
     assert_ptr_equal(t.batch[0], &r[0]);
@@ -215,7 +225,7 @@ static void test_full_batch_is_taken_at_once(void **state)
     /* Already full before take: no wait at all. */
     for (int i = 0; i < 2; i++) {
         make_req(&r[i], 2, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     struct infer_request *batch[16];
     uint64_t t0 = clock_now_ns();
@@ -234,7 +244,7 @@ static void test_lone_request_waits_max_delay(void **state)
     struct infer_request r;
     uint64_t arrival = clock_now_ns();
     make_req(&r, 1, 4, SHIM_FP32, arrival);
-    assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     struct infer_request *batch[8];
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     uint64_t waited = clock_now_ns() - arrival;
@@ -248,7 +258,7 @@ static void test_lone_request_waits_max_delay(void **state)
     taker_start(&t, &q, 8);
     arrival = clock_now_ns();
     make_req(&r, 1, 4, SHIM_FP32, arrival);
-    assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     taker_join(&t, 5000);
     assert_int_equal(t.n, 1);
     waited = t.finished_ns - arrival;
@@ -261,7 +271,7 @@ static void test_lone_request_waits_max_delay(void **state)
     arrival = clock_now_ns();
     for (int i = 0; i < 3; i++) {
         make_req(&rs[i], 1, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &rs[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &rs[i]), SUBMIT_OK);
     }
     assert_int_equal(batch_queue_take(&q, batch, 8), 3);
     waited = clock_now_ns() - arrival;
@@ -282,7 +292,7 @@ static void test_delay_counts_from_oldest_arrival(void **state)
     /* Arrived two delays ago: due already. */
     struct infer_request r;
     make_req(&r, 1, 4, SHIM_FP32, clock_now_ns() - 2 * delay);
-    assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     uint64_t took = clock_now_ns() - t0;
@@ -292,7 +302,7 @@ static void test_delay_counts_from_oldest_arrival(void **state)
     /* Arrived 900 ms ago: due in about 100 ms, not in 1000. */
     uint64_t arrival = clock_now_ns() - 900 * MS;
     make_req(&r, 1, 4, SHIM_FP32, arrival);
-    assert_int_equal(batch_queue_submit(&q, &r, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     uint64_t now = clock_now_ns();
@@ -304,8 +314,8 @@ static void test_delay_counts_from_oldest_arrival(void **state)
     struct infer_request old, fresh;
     make_req(&old, 1, 4, SHIM_FP32, clock_now_ns() - 2 * delay);
     make_req(&fresh, 1, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &old, NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &fresh, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &old), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &fresh), SUBMIT_OK);
     t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 2);
     assert_true(clock_now_ns() - t0 < 200 * MS);
@@ -319,12 +329,12 @@ static void test_delay_counts_from_oldest_arrival(void **state)
     taker_start(&t, &q, 8);
     arrival = clock_now_ns();
     make_req(&old, 1, 4, SHIM_FP32, arrival);
-    assert_int_equal(batch_queue_submit(&q, &old, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &old), SUBMIT_OK);
     struct infer_request later[4];
     for (int i = 0; i < 4; i++) {
         sleep_ms(150);
         make_req(&later[i], 1, 4, SHIM_FP32, clock_now_ns());
-        if (batch_queue_submit(&q, &later[i], NULL, NULL) != SUBMIT_OK)
+        if (batch_queue_submit(&q, &later[i]) != SUBMIT_OK)
             fail_msg("submit %d failed", i);
     }
     taker_join(&t, 5000);
@@ -348,9 +358,9 @@ static void test_incompatible_requests_not_batched(void **state)
     make_req(&a, 1, 3, SHIM_FP32, clock_now_ns());
     make_req(&b, 1, 4, SHIM_FP32, clock_now_ns());
     make_req(&c, 1, 3, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &c, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &a), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &b), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &c), SUBMIT_OK);
     struct infer_request *batch[8];
     uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
@@ -394,8 +404,8 @@ static void test_incompatible_requests_not_batched(void **state)
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);
     make_req(&a, 1, 3, SHIM_FP32, clock_now_ns());
     make_req(&b, 1, 3, SHIM_FP16, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &a), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &b), SUBMIT_OK);
     t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &a);
@@ -415,8 +425,8 @@ static void test_batch_limits(void **state)
     struct infer_request a, b, big;
     make_req(&a, 3, 4, SHIM_FP32, clock_now_ns());
     make_req(&b, 2, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &a, NULL, NULL), SUBMIT_OK);
-    assert_int_equal(batch_queue_submit(&q, &b, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &a), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &b), SUBMIT_OK);
     uint64_t t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &a);
@@ -424,7 +434,7 @@ static void test_batch_limits(void **state)
 
     /* An oversized request (refused upstream, normally) runs alone, now. */
     make_req(&big, 6, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &big, NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &big), SUBMIT_OK);
     /* b (2 samples) is at the head; big cannot join it. */
     t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
@@ -440,7 +450,7 @@ static void test_batch_limits(void **state)
     struct infer_request r[5];
     for (int i = 0; i < 5; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     t0 = clock_now_ns();
     assert_int_equal(batch_queue_take(&q, batch, 2), 2);
@@ -465,7 +475,7 @@ static void test_no_batching(void **state)
     struct infer_request r[3];
     for (int i = 0; i < 3; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     struct infer_request *batch[8];
     uint64_t t0 = clock_now_ns();
@@ -482,7 +492,7 @@ static void test_no_batching(void **state)
     taker_start(&t, &q, 8);
     make_req(&r[0], 1, 4, SHIM_FP32, clock_now_ns());
     uint64_t submitted = clock_now_ns();
-    assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[0]), SUBMIT_OK);
     taker_join(&t, 5000);
     assert_int_equal(t.n, 1);
     assert_true(t.finished_ns - submitted < SLACK_NS);
@@ -512,7 +522,7 @@ static void test_close_wakes_taker(void **state)
     struct infer_request r[2];
     for (int i = 0; i < 2; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     taker_start(&t1, &q, 8); /* blocked in the 10 s wait */
     closed = clock_now_ns();
@@ -535,7 +545,7 @@ static void test_steal_all(void **state)
     struct infer_request r[3];
     for (int i = 0; i < 3; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, clock_now_ns());
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     struct infer_request *all = batch_queue_steal_all(&q);
     assert_ptr_equal(all, &r[0]);
@@ -545,7 +555,7 @@ static void test_steal_all(void **state)
     assert_int_equal(batch_queue_length(&q), 0);
     /* The queue still works afterwards. */
     make_req(&r[0], 1, 4, SHIM_FP32, clock_now_ns());
-    assert_int_equal(batch_queue_submit(&q, &r[0], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[0]), SUBMIT_OK);
     batch_queue_close(&q);
     struct infer_request *batch[8];
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
@@ -571,7 +581,7 @@ static void test_expire(void **state)
     for (int i = 0; i < 6; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, 10);
         r[i].deadline_ns = deadlines[i];
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     struct infer_request *gone = batch_queue_expire(&q, 200, &next);
     assert_ptr_equal(gone, &r[0]);
@@ -589,7 +599,7 @@ static void test_expire(void **state)
     assert_int_equal(next, 0); /* r[1] has no deadline */
     /* The tail is r[1] now: an append lands after it. */
     make_req(&r[6], 1, 4, SHIM_FP32, 10);
-    assert_int_equal(batch_queue_submit(&q, &r[6], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[6]), SUBMIT_OK);
     batch_queue_close(&q);
     struct infer_request *batch[8];
     assert_int_equal(batch_queue_take(&q, batch, 8), 2);
@@ -603,13 +613,13 @@ static void test_expire(void **state)
     for (int i = 0; i < 2; i++) {
         make_req(&r[i], 1, 4, SHIM_FP32, 10);
         r[i].deadline_ns = 5;
-        assert_int_equal(batch_queue_submit(&q, &r[i], NULL, NULL), SUBMIT_OK);
+        assert_int_equal(batch_queue_submit(&q, &r[i]), SUBMIT_OK);
     }
     gone = batch_queue_expire(&q, 5, &next);
     assert_ptr_equal(gone, &r[0]);
     assert_int_equal(batch_queue_length(&q), 0);
     make_req(&r[2], 1, 4, SHIM_FP32, 10);
-    assert_int_equal(batch_queue_submit(&q, &r[2], NULL, NULL), SUBMIT_OK);
+    assert_int_equal(batch_queue_submit(&q, &r[2]), SUBMIT_OK);
     batch_queue_close(&q);
     assert_int_equal(batch_queue_take(&q, batch, 8), 1);
     assert_ptr_equal(batch[0], &r[2]);
@@ -632,9 +642,9 @@ struct stress {
 };
 static struct stress *stress;
 
-static void stress_hook(void *arg)
+static void stress_hook(struct infer_request *req)
 {
-    (void)arg;
+    (void)req;
     atomic_fetch_add(&stress->hook_calls, 1);
 }
 
@@ -645,7 +655,8 @@ static void *producer(void *arg)
         struct infer_request *r = &stress->reqs[id][i];
         make_req(r, 1 + (i % 3), 2 + (i % 2), SHIM_FP32, clock_now_ns());
         r->owner = (void *)(intptr_t)(id * PER_PRODUCER + i);
-        while (batch_queue_submit(&stress->q, r, stress_hook, NULL) == SUBMIT_FULL) {
+        r->queued = stress_hook;
+        while (batch_queue_submit(&stress->q, r) == SUBMIT_FULL) {
             atomic_fetch_add(&stress->full_refusals, 1);
             sched_yield();
         }

@@ -1,5 +1,5 @@
 /* test_json_codec.c - the JSON number codec: json_doc_parse / json_doc_array
- * / num_array_parse (text -> arrays), tensor_from_num_array (arrays -> typed
+ * / num_array_parse (text -> arrays), tensor_json_from_array (arrays -> typed
  * tensors) and tensor_json_append (tensors -> text). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include "json_numbers.h"
 #include "strbuf.h"
 #include "tensor.h"
+#include "tensor_json.h"
 #include "test_support.h"
 
 /* ---- helpers ---- */
@@ -62,7 +63,7 @@ static void decode_ok(const char *s, enum shim_dtype dtype, struct tensor *t)
     size_t used = parse_str(s, &a);
     if (used != strlen(s))
         fail_msg("'%s' did not decode: %s", s, a.error);
-    int rc = tensor_from_num_array(&a, dtype, t, err, sizeof err);
+    int rc = tensor_json_from_array(&a, dtype, t, err, sizeof err);
     num_array_release(&a);
     if (rc != 0)
         fail_msg("'%s' as %s: %s", s, dtype_name(dtype), err);
@@ -77,7 +78,7 @@ static void convert_fails(const char *s, enum shim_dtype dtype, const char *need
     char err[256] = "";
     if (parse_str(s, &a) == 0)
         fail_msg("'%s' did not decode: %s", s, a.error);
-    int rc = tensor_from_num_array(&a, dtype, &t, err, sizeof err);
+    int rc = tensor_json_from_array(&a, dtype, &t, err, sizeof err);
     num_array_release(&a);
     if (rc == 0) {
         tensor_free(&t);
@@ -248,7 +249,7 @@ static void test_nested_shapes(void **state)
 
     struct tensor t;
     char err[256];
-    assert_int_equal(tensor_from_num_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
+    assert_int_equal(tensor_json_from_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
     assert_int_equal(t.dtype, SHIM_FP32);
     assert_int_equal(t.ndim, 4);
     assert_memory_equal(t.shape, a.shape, 4 * sizeof t.shape[0]);
@@ -362,7 +363,7 @@ static void test_depth_limit(void **state)
         assert_int_equal(a.shape[d], 1);
     struct tensor t;
     char err[256];
-    assert_int_equal(tensor_from_num_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
+    assert_int_equal(tensor_json_from_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
     assert_int_equal(t.ndim, 8);
     tensor_free(&t);
     num_array_release(&a);
@@ -676,30 +677,31 @@ static void test_fp16(void **state)
     for (uint32_t h = 0; h < 0x10000; h++) {
         if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
             continue; /* NaN */
-        uint16_t back = double_to_half(half_to_float((uint16_t)h));
+        uint16_t back = dtype_double_to_half(dtype_half_to_float((uint16_t)h));
         if (back != h)
-            fail_msg("half 0x%04x -> %g -> 0x%04x", h, (double)half_to_float((uint16_t)h), back);
+            fail_msg("half 0x%04x -> %g -> 0x%04x", h, (double)dtype_half_to_float((uint16_t)h),
+                     back);
     }
-    assert_true(half_to_float(0x3c00) == 1.0f);
-    assert_true(half_to_float(0x7bff) == 65504.0f);
-    assert_true(half_to_float(0x0001) == ldexpf(1.0f, -24));
-    assert_true(isinf(half_to_float(0x7c00)));
-    assert_true(isnan(half_to_float(0x7e00)));
-    assert_true(isnan(half_to_float(double_to_half(NAN))));
-    assert_int_equal(double_to_half(INFINITY), 0x7c00);
-    assert_int_equal(double_to_half(-INFINITY), 0xfc00);
+    assert_true(dtype_half_to_float(0x3c00) == 1.0f);
+    assert_true(dtype_half_to_float(0x7bff) == 65504.0f);
+    assert_true(dtype_half_to_float(0x0001) == ldexpf(1.0f, -24));
+    assert_true(isinf(dtype_half_to_float(0x7c00)));
+    assert_true(isnan(dtype_half_to_float(0x7e00)));
+    assert_true(isnan(dtype_half_to_float(dtype_double_to_half(NAN))));
+    assert_int_equal(dtype_double_to_half(INFINITY), 0x7c00);
+    assert_int_equal(dtype_double_to_half(-INFINITY), 0xfc00);
     /* Ties round to even. */
-    assert_int_equal(double_to_half(1.0f + ldexpf(1.0f, -11)), 0x3c00);
-    assert_int_equal(double_to_half(1.0f + 3 * ldexpf(1.0f, -11)), 0x3c02);
-    assert_int_equal(double_to_half(65519.0f), 0x7bff);
-    assert_int_equal(double_to_half(65520.0f), 0x7c00);
+    assert_int_equal(dtype_double_to_half(1.0f + ldexpf(1.0f, -11)), 0x3c00);
+    assert_int_equal(dtype_double_to_half(1.0f + 3 * ldexpf(1.0f, -11)), 0x3c02);
+    assert_int_equal(dtype_double_to_half(65519.0f), 0x7bff);
+    assert_int_equal(dtype_double_to_half(65520.0f), 0x7c00);
     /* Rounded once, from the double: just past the tie at 1 + 2^-11 goes up,
      * though as a float it would land on the tie and round down to 1. */
-    assert_int_equal(double_to_half(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40)), 0x3c01);
-    assert_int_equal(double_to_half(1.0 + ldexp(1.0, -11) - ldexp(1.0, -40)), 0x3c00);
-    assert_int_equal(double_to_half(-(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40))), 0xbc01);
-    assert_int_equal(double_to_half(ldexp(1.0, -25) + ldexp(1.0, -60)), 0x0001);
-    assert_int_equal(double_to_half(ldexp(1.0, -25)), 0x0000); /* tie: to even */
+    assert_int_equal(dtype_double_to_half(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40)), 0x3c01);
+    assert_int_equal(dtype_double_to_half(1.0 + ldexp(1.0, -11) - ldexp(1.0, -40)), 0x3c00);
+    assert_int_equal(dtype_double_to_half(-(1.0 + ldexp(1.0, -11) + ldexp(1.0, -40))), 0xbc01);
+    assert_int_equal(dtype_double_to_half(ldexp(1.0, -25) + ldexp(1.0, -60)), 0x0001);
+    assert_int_equal(dtype_double_to_half(ldexp(1.0, -25)), 0x0000); /* tie: to even */
 
     struct tensor t;
     decode_ok("[1.0004882812509095]", SHIM_FP16, &t); /* 1 + 2^-11 + ~2^-40 */
@@ -715,7 +717,7 @@ static void test_fp16(void **state)
         char *end;
         float back = strtof(q, &end);
         assert_true(end > q);
-        assert_int_equal(float_bits(back), float_bits(half_to_float(want[i])));
+        assert_int_equal(float_bits(back), float_bits(dtype_half_to_float(want[i])));
         q = end + 1;
     }
     assert_string_equal(q, "");
@@ -837,7 +839,7 @@ static void test_document_arrays(void **state)
     assert_non_null(strstr(bad->error, "ragged"));
     assert_null(bad->values);
     struct tensor t;
-    assert_int_equal(tensor_from_num_array(bad, SHIM_FP32, &t, err, sizeof err), -1);
+    assert_int_equal(tensor_json_from_array(bad, SHIM_FP32, &t, err, sizeof err), -1);
     assert_non_null(strstr(err, "ragged"));
     const struct num_array *good =
         json_doc_array(&doc, cJSON_GetObjectItemCaseSensitive(doc.root, "b"));
@@ -1044,7 +1046,7 @@ static void test_encode_random_roundtrip(void **state)
     assert_int_equal(parse_str(s, &a), strlen(s));
     struct tensor t;
     char err[256];
-    assert_int_equal(tensor_from_num_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
+    assert_int_equal(tensor_json_from_array(&a, SHIM_FP32, &t, err, sizeof err), 0);
     assert_memory_equal(t.data, vals, sizeof vals);
     tensor_free(&t);
     num_array_release(&a);

@@ -1,5 +1,5 @@
 /* test_model_repo.c - config.json parsing (model_config_parse), model names,
- * the repository listing, and io_spec_conform (fitting decoded tensors to a
+ * the repository listing, and shape_fit (fitting decoded tensors to a
  * model's declared inputs). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "model_repo.h"
+#include "shape.h"
 #include "test_support.h"
 
 /* ---- a scratch model repository ---- */
@@ -472,7 +473,14 @@ static void test_model_name_valid(void **state)
     assert_false(model_name_valid(name));
 }
 
-/* ---- io_spec_conform ---- */
+/* ---- shape_fit ---- */
+
+static int fit_to_spec(const struct io_spec *spec, bool batching, struct tensor *t, char *err,
+                       size_t err_len)
+{
+    return shape_fit(spec->name, spec->shape, spec->ndim, batching, t->shape, &t->ndim, err,
+                     err_len);
+}
 
 static struct io_spec spec_of(const char *name, int ndim, const int64_t *shape)
 {
@@ -498,7 +506,7 @@ static void expect_conform(const struct io_spec *spec, bool batching, int ndim,
     struct tensor t = tensor_of(ndim, shape);
     size_t nbytes = t.nbytes;
     char err[256] = "";
-    if (io_spec_conform(spec, batching, &t, err, sizeof err) != 0) {
+    if (fit_to_spec(spec, batching, &t, err, sizeof err) != 0) {
         tensor_free(&t);
         fail_msg("refused: %s", err);
     }
@@ -513,7 +521,7 @@ static void expect_conform_error(const struct io_spec *spec, bool batching, int 
 {
     struct tensor t = tensor_of(ndim, shape);
     char err[256] = "";
-    int rc = io_spec_conform(spec, batching, &t, err, sizeof err);
+    int rc = fit_to_spec(spec, batching, &t, err, sizeof err);
     tensor_free(&t);
     if (rc == 0)
         fail_msg("accepted a tensor for %s (want error '%s')", spec->name, needle);

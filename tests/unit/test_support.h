@@ -1,4 +1,5 @@
-/* test_support.h - shared helpers for inferd's cmocka unit tests. */
+/* test_support.h - what the C unit tests (tests/unit) and the fuzzers
+ * (tests/fuzz) share: CHECK, an assertion that aborts. */
 #ifndef INFERD_TEST_SUPPORT_H
 #define INFERD_TEST_SUPPORT_H
 
@@ -11,8 +12,8 @@
 #include "clock.h"
 #include "torch_shim.h"
 
-/* For the fuzzers: abort (a crash libFuzzer reports) when an invariant
- * does not hold. */
+/* Abort (a crash libFuzzer reports, a failure cmocka reports) when an
+ * invariant does not hold. */
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
