@@ -1,5 +1,6 @@
 """Helpers for the batching, overload and drain tests (test_batching.py,
-test_overload.py, test_drain.py): model repositories with the slow model,
+test_overload.py, test_drain.py, and test_lifecycle.py's SIGTERM test): model
+repositories with the slow model (the tests' one slow-model builder),
 Prometheus and JSON-log parsing, and bounded concurrent clients.
 
 Everything talks to the daemon over loopback only; every wait is bounded.

@@ -277,32 +277,6 @@ def add_failing_model(repo, name="broken"):
     })
 
 
-def add_slow_model(repo, name="slow"):
-    """repo/<name>: input FP32 [-1,1], output FP32 [-1,1]. Forward runs
-    int(x[0,0]) 256x256 matmuls, so a request chooses how long it takes;
-    warmup inputs (zeros, ones, small noise) are fast."""
-    import torch
-
-    class Slow(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.register_buffer("weight", torch.randn(256, 256) / 16.0)
-
-        def forward(self, x):
-            y = self.weight
-            for _ in range(int(x[0, 0])):
-                y = torch.tanh(y.matmul(self.weight))
-            return x * 0.0 + y.mean()
-
-    return _save_scripted(Slow(), repo, name, {
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
-        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}],
-        "max_batch_size": 1,
-        "max_queue_delay_us": 0,
-    })
-
-
 # --------------------------------------------------------------------------
 # Requests and responses
 

@@ -9,8 +9,9 @@ import time
 import pytest
 import requests
 
-from support import (Daemon, add_slow_model, child_env, daemon_devices, dumps, finish,
-                     free_port, http_session, inferd_binary)
+from loadtools import SLOW_TARGET_MS, add_slow, slow_body, slow_input
+from support import (Daemon, child_env, daemon_devices, dumps, finish, free_port, http_session,
+                     inferd_binary)
 
 FLAGS = ["--host", "--port", "--model-repository", "--default-model", "--devices",
          "--instances-per-device", "--http-threads", "--max-batch-size",
@@ -19,6 +20,7 @@ FLAGS = ["--host", "--port", "--model-repository", "--default-model", "--devices
          "--metrics-need-key", "--cors-allow-origin"]
 
 SIGNAL_EXIT_S = 5  # "exits 0 within a few seconds"
+IN_FLIGHT_S = 2.0  # how long the request in flight at SIGTERM runs, about
 
 
 def run_inferd(args, cwd, timeout=20, env=None):
@@ -95,36 +97,29 @@ def test_sigterm_drains_in_flight_request(start_daemon, tmp_path):
     """SIGTERM during a request: ready turns 503, the request still gets its
     answer, then the process exits 0."""
     repo = tmp_path / "repo"
-    add_slow_model(repo, "slow")
+    # One forward of the calibrated slow model takes about IN_FLIGHT_S.
+    factor = max(1, round(IN_FLIGHT_S * 1000 / SLOW_TARGET_MS))
+    add_slow(repo, factor=factor, max_batch_size=1)
     daemon = start_daemon(["--request-timeout-ms", "60000", "--drain-timeout-s", "20"],
                           repo=repo, model="slow")
 
-    def slow_request(steps, session):
-        return session.post(daemon.url("/predict"), data=dumps({"inputs": [[float(steps)]]}),
+    def slow_request(session):
+        return session.post(daemon.url("/predict"), data=slow_body(slow_input(1, 1)),
                             headers={"Content-Type": "application/json"}, timeout=30)
-
-    # Calibrate: pick a step count that takes about 2 s on this machine.
-    steps = 50
-    for _ in range(2):  # the first run also lets TorchScript settle
-        began = time.monotonic()
-        r = slow_request(steps, daemon.http)
-        assert r.status_code == 200, r.text[:300]
-        per_step = (time.monotonic() - began) / steps
-    steps = int(min(100000, max(50, 2.0 / max(per_step, 1e-6))))
 
     result = {}
 
     def in_flight():
         with http_session() as session:
             try:
-                result["response"] = slow_request(steps, session)
+                result["response"] = slow_request(session)
             except requests.RequestException as e:
                 result["error"] = repr(e)
 
     thread = threading.Thread(target=in_flight)
     thread.start()
     time.sleep(0.5)
-    assert thread.is_alive(), f"the slow request ({steps} steps) finished too early: {result}"
+    assert thread.is_alive(), f"the slow request (~{IN_FLIGHT_S} s) finished too early: {result}"
     daemon.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     try:
