@@ -28,7 +28,9 @@
 #                        "active=OMP_WAIT_POLICY=ACTIVE"; model.KEY=value words
 #                        override models/fashion_mnist/config.json (which wins
 #                        over --max-queue-delay-us/--max-batch-size), e.g.
-#                        "qd500=model.max_queue_delay_us=500"
+#                        "qd500=model.max_queue_delay_us=500"; bin=PATH runs
+#                        another inferd binary for that config (an A/B of
+#                        two builds in one run: "old=bin=/tmp/old/inferd;new=")
 #   BENCH_RAW_SECONDS    seconds per batch size in raw_forward.py, run before
 #                        and after the servers; 0 skips it [2]
 #   BENCH_RAW_THREADS    thread specs raw_forward.py tries [1,2,2p,2x1]
@@ -235,9 +237,12 @@ bench_inferd() {
         echo "bench: inferd ($name) on 127.0.0.1:$port ${flags:+[$flags]}"
         # words of the form NAME=value set the daemon's environment,
         # model.KEY=value override the model's config.json, the rest are flags
-        local envs=() args=() over=() w repo=models
+        local envs=() args=() over=() w repo=models bin=$INFERD
         for w in $flags; do
-            if [[ $w =~ ^[A-Z_][A-Z0-9_]*= ]]; then envs+=("$w");
+            if [[ $w == bin=* ]]; then
+                bin="$OUT/inferd_$name.bin"
+                cp "${w#bin=}" "$bin" || die "cannot copy ${w#bin=}"
+            elif [[ $w =~ ^[A-Z_][A-Z0-9_]*= ]]; then envs+=("$w");
             elif [[ $w == model.*=* ]]; then over+=("${w#model.}");
             else args+=("$w"); fi
         done
@@ -245,7 +250,7 @@ bench_inferd() {
             repo="$OUT/models_$name"
             make_repo "$repo" "${over[@]}"
         fi
-        env ${envs[@]+"${envs[@]}"} "$INFERD" --host 127.0.0.1 --port "$port" \
+        env ${envs[@]+"${envs[@]}"} "$bin" --host 127.0.0.1 --port "$port" \
             --model-repository "$repo" --log-level warn ${args[@]+"${args[@]}"} \
             >"$OUT/logs/inferd_${name}_server.log" 2>&1 &
         SERVER_PID=$!
