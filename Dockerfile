@@ -25,6 +25,7 @@ FROM ${BASE_BUILD} AS build-gpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libmicrohttpd-dev libcjson-dev \
+      libturbojpeg0-dev libpng-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -46,10 +47,12 @@ RUN set -eu; \
 # -------------------------------------------------------------- GPU runtime
 FROM ${BASE_RUNTIME} AS runtime-gpu
 ARG DEBIAN_FRONTEND=noninteractive
-# libmicrohttpd12 is libmicrohttpd12t64 on Ubuntu 24.04 and later.
+# libmicrohttpd12 is libmicrohttpd12t64 (and libpng16-16 libpng16-16t64) on
+# Ubuntu 24.04 and later; Ubuntu's TurboJPEG runtime is libturbojpeg.
 RUN apt-get update \
- && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 \
-     || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1) \
+ && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 libturbojpeg libpng16-16 \
+     || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1 libturbojpeg \
+          libpng16-16t64) \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build-gpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
 # The binary's rpath names the build image's torch and CUDA runtime folders;
@@ -71,6 +74,7 @@ FROM ${CPU_BASE} AS build-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libtorch-dev libmicrohttpd-dev libcjson-dev \
+      libturbojpeg0-dev libpng-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -87,7 +91,8 @@ RUN make -j"$(nproc)" all
 FROM ${CPU_BASE} AS runtime-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch1.13 libmicrohttpd12 libcjson1 \
+ && apt-get install -y --no-install-recommends libtorch1.13 libmicrohttpd12 libcjson1 libturbojpeg0 \
+      libpng16-16 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=build-cpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
 RUN if ldd /usr/local/bin/inferd | grep 'not found'; then echo "inferd: missing libraries" >&2; exit 1; fi

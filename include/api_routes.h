@@ -12,10 +12,12 @@
 
 #define API_JSON "application/json"
 #define API_BINARY "application/octet-stream"
+/* Encoded images, for models whose input declares "image" preprocessing. */
+#define API_IMAGES "image/jpeg, image/png, multipart/form-data"
 
 /* clang-format off */
 #define API_ROUTES(ROUTE)                                                                    \
-    ROUTE(predict,          "POST",            "/predict",             API_JSON)             \
+    ROUTE(predict,          "POST",            "/predict",      API_JSON ", " API_IMAGES)    \
     ROUTE(health_live,      "GET, HEAD",       "/v2/health/live",      NULL)                 \
     ROUTE(health_ready,     "GET, HEAD",       "/v2/health/ready",     NULL)                 \
     ROUTE(metrics,          "GET, HEAD",       "/metrics",             NULL)                 \

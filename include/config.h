@@ -27,6 +27,7 @@ struct inferd_config {
     long max_queue_delay_us;
     int max_queue;
     long max_body_bytes;
+    long max_image_pixels;
     long request_timeout_ms; /* 0: no deadline */
     int drain_timeout_s;
     double gpu_memory_fraction; /* 0: no cap */

@@ -119,6 +119,9 @@ int http_reply_header(struct http_exchange *ex, const char *name, const char *va
 /* A request header's value, or NULL when absent. */
 const char *http_request_header(struct http_exchange *ex, const char *name);
 
+/* The value of query parameter key (?key=value), or NULL. */
+const char *http_query(const struct http_exchange *ex, const char *key);
+
 /* Queue ex->infer on model m and suspend the connection until a worker has
  * run it and encode() has set the reply. When the queue is full or closed
  * the reply is set at once (503 with Retry-After). */

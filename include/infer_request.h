@@ -31,9 +31,14 @@ struct infer_request {
     void (*queued)(struct infer_request *req);
     void (*done)(struct infer_request *req); /* called once, by infer_request_finish */
     void *owner;                             /* the submitter's, for the callbacks */
+    /* Optional, run by the worker just before the forward (e.g. to decode
+     * images into inputs whose shapes are already set): returns 0, or an
+     * HTTP status with error set, which fails this request alone. */
+    int (*prepare)(struct infer_request *req, void *arg);
+    void *prepare_arg;
 
     /* Set before done() runs. */
-    int status; /* HTTP status: 200, 499, 500, 503, 504 */
+    int status; /* HTTP status: 200, 4xx from prepare, 499, 500, 503, 504 */
     char error[256];
     struct tensor outputs[MODEL_MAX_IO]; /* a worker's, on 200 */
     char output_names[MODEL_MAX_IO][64];

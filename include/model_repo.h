@@ -1,5 +1,6 @@
 /* model_repo.h - the model repository on disk: one folder per model holding
- * config.json (file, inputs, outputs, batching, instances, labels) and the
+ * config.json (file, inputs with their image preprocessing, outputs,
+ * batching, instances, labels, top_k) and the
  * TorchScript file. Parses and validates; loads nothing into libtorch. */
 #ifndef INFERD_MODEL_REPO_H
 #define INFERD_MODEL_REPO_H
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "preprocess.h"
 #include "tensor.h"
 
 #define MODEL_MAX_IO 8
@@ -20,6 +22,8 @@ struct io_spec {
     enum shim_dtype dtype;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS]; /* -1: any size (dim 0 is the batch) */
+    bool is_image;                  /* takes encoded images ("image" in config.json) */
+    struct preprocess_spec image;   /* how, when is_image */
 };
 
 struct model_config {
@@ -34,6 +38,7 @@ struct model_config {
     int instances_per_device;
     char **labels; /* n_labels class names, or NULL */
     int n_labels;
+    int top_k; /* /predict's default top_k (0: none) */
     bool warmup;
     /* GPU speed settings, all off by default (README, "Speed settings") */
     enum shim_precision precision;

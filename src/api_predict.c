@@ -1,14 +1,37 @@
-/* api_predict.c - POST /predict: the simple JSON path to the default model.
- * {"inputs": <numbers, nested or flat>, "shape": [..] (optional)} in;
- * {"model", "outputs", "shape", "labels"} out. */
+/* api_predict.c - POST /predict: the simple path to the default model.
+ * {"inputs": <numbers, nested or flat>, "shape": [..] (optional)}, or an
+ * image (image/jpeg, image/png, multipart/form-data with one or more
+ * files) in; {"model", "outputs", "shape", "labels", "top_k"} out. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
+#include "image_batch.h"
 #include "json_numbers.h"
 #include "shape.h"
 #include "tensor_json.h"
+#include "multipart.h"
+#include "topk.h"
+
+#define TOP_K_MAX 1000
+
+/* What a /predict request keeps until its reply is encoded. */
+struct predict_state {
+    int top_k; /* 0: no top_k in the reply */
+    struct image_request images;
+};
+
+static void predict_state_free(void *arg)
+{
+    struct predict_state *st = arg;
+    if (st) {
+        image_request_free(&st->images);
+        free(st);
+    }
+}
 
 /* Apply an explicit "shape" to t. Returns 0 or -1 with err set. */
 static int apply_shape(const struct json_doc *doc, const cJSON *shape_item, struct tensor *t,
@@ -77,6 +100,103 @@ static int decode_predict(struct http_exchange *ex, const struct model_config *c
     return rc;
 }
 
+/* ?top_k=K, else the model's default. Returns 0 or 400 with err set. */
+static int parse_top_k(struct http_exchange *ex, const struct model_config *cfg, int *k, char *err,
+                       size_t err_len)
+{
+    const char *q = http_query(ex, "top_k");
+    *k = cfg->top_k;
+    if (q == NULL)
+        return 0;
+    char *end = NULL;
+    long v = strtol(q, &end, 10);
+    if (end == q || *end != '\0' || v < 0 || v > TOP_K_MAX) {
+        snprintf(err, err_len, "top_k must be an integer in [0, %d], got '%.32s'", TOP_K_MAX, q);
+        return 400;
+    }
+    *k = (int)v;
+    return 0;
+}
+
+static bool is_image_request(const char *content_type)
+{
+    return strncasecmp(content_type, "image/", 6) == 0 ||
+           strncasecmp(content_type, "multipart/form-data", 19) == 0;
+}
+
+/* The files of a multipart body into b. Returns 0 or 400 with err set. */
+static int add_multipart(struct http_exchange *ex, struct image_batch *b, char *err, size_t err_len)
+{
+    char boundary[MULTIPART_BOUNDARY_MAX + 1];
+    if (multipart_boundary(ex->content_type, boundary, err, err_len) != 0)
+        return 400;
+    enum { MAX_PARTS = 256 };
+    struct multipart_part *parts = malloc(MAX_PARTS * sizeof *parts);
+    if (parts == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return 500;
+    }
+    int n = multipart_parse((const uint8_t *)ex->body, ex->body_len, boundary, parts, MAX_PARTS,
+                            err, err_len);
+    int status = n < 0 ? 400 : 0;
+    for (int i = 0; status == 0 && i < n; i++) {
+        if (!parts[i].is_file && strncasecmp(parts[i].content_type, "image/", 6) != 0)
+            continue; /* a plain form field */
+        if (image_batch_add(b, parts[i].data, parts[i].len, false) != 0) {
+            snprintf(err, err_len, "more than %d images in one request", IMAGE_BATCH_MAX);
+            status = 400;
+        }
+    }
+    free(parts);
+    if (status == 0 && b->n == 0) {
+        snprintf(err, err_len,
+                 "multipart body has no file part: send the image as a file, "
+                 "e.g. curl -F image=@photo.jpg");
+        status = 400;
+    }
+    return status;
+}
+
+/* An image body (raw or multipart) into the model's image input: headers
+ * checked here, pixels decoded by the worker (image_request_prepare).
+ * Returns 0 or an HTTP status with err set. */
+static int decode_images(struct http_exchange *ex, const struct model_config *cfg,
+                         struct image_request *images, char *err, size_t err_len)
+{
+    const struct io_spec *spec = &cfg->inputs[0];
+    if (!spec->is_image) {
+        snprintf(err, err_len,
+                 "model %s does not take images: its input \"%s\" declares no \"image\" "
+                 "preprocessing in config.json; send {\"inputs\": [...]}",
+                 cfg->name, spec->name);
+        return 415;
+    }
+    struct image_batch *b =
+        image_request_slot(images, 0, &spec->image, ex->srv->cfg.max_image_pixels);
+    if (b == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return 500;
+    }
+    int status;
+    if (strncasecmp(ex->content_type, "multipart/", 10) == 0) {
+        status = add_multipart(ex, b, err, err_len);
+    } else {
+        status = image_batch_add(b, (const uint8_t *)ex->body, ex->body_len, false) == 0 ? 0 : 500;
+        if (ex->body_len == 0) {
+            snprintf(err, err_len, "empty request body: send the image's bytes");
+            status = 400;
+        }
+    }
+    if (status == 0)
+        status = image_batch_check(b, cfg->max_batch_size, &ex->infer.inputs[0], err, err_len);
+    if (status != 0)
+        return status;
+    ex->infer.n_inputs = 1;
+    ex->infer.prepare = image_request_prepare;
+    ex->infer.prepare_arg = images;
+    return 0;
+}
+
 /* Index of the largest value in row r of a [rows, cols] float tensor. */
 static int row_argmax(const struct tensor *t, int64_t r)
 {
@@ -91,6 +211,45 @@ static int row_argmax(const struct tensor *t, int64_t r)
         }
     }
     return (int)best;
+}
+
+/* ,"top_k":[[{"label":..,"index":..,"score":..},..],..]: one list per
+ * sample, softmax probabilities, highest first. Returns 0 or -1. */
+static int append_top_k(struct strbuf *sb, const struct tensor *out, const struct model_config *cfg,
+                        int k)
+{
+    int64_t rows = out->shape[0], cols = out->shape[1];
+    double *row = malloc((size_t)(cols ? cols : 1) * sizeof *row);
+    struct topk_entry *best = malloc((size_t)k * sizeof *best);
+    if (row == NULL || best == NULL) {
+        free(row);
+        free(best);
+        return -1;
+    }
+    strbuf_puts(sb, ",\"top_k\":[");
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++)
+            row[c] = dtype_load(out->data, (size_t)(r * cols + c), out->dtype);
+        int n = topk_select(row, (int)cols, k, 1, best);
+        strbuf_puts(sb, r ? ",[" : "[");
+        for (int j = 0; j < n; j++) {
+            strbuf_puts(sb, j ? ",{" : "{");
+            if (cfg->n_labels == cols) {
+                strbuf_puts(sb, "\"label\":");
+                strbuf_json_string(sb, cfg->labels[best[j].index]);
+                strbuf_puts(sb, ",");
+            }
+            if (isfinite(best[j].score))
+                strbuf_printf(sb, "\"index\":%d,\"score\":%.7g}", best[j].index, best[j].score);
+            else
+                strbuf_printf(sb, "\"index\":%d,\"score\":null}", best[j].index);
+        }
+        strbuf_puts(sb, "]");
+    }
+    strbuf_puts(sb, "]");
+    free(row);
+    free(best);
+    return 0;
 }
 
 /* Worker thread: the first output becomes the reply. */
@@ -117,6 +276,13 @@ static void encode_predict(struct http_exchange *ex)
         }
         strbuf_puts(&sb, "]");
     }
+    const struct predict_state *st = ex->api_state;
+    if (st && st->top_k > 0 && dtype_is_float(out->dtype) && out->ndim == 2 &&
+        append_top_k(&sb, out, cfg, st->top_k) != 0) {
+        strbuf_free(&sb);
+        http_reply_error(ex, 500, "out of memory encoding top_k");
+        return;
+    }
     strbuf_puts(&sb, "}");
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
@@ -137,9 +303,20 @@ enum route_outcome api_predict(struct http_exchange *ex)
                                 "model %s takes %d inputs: use "
                                 "/v2/models/%s/infer",
                                 cfg->name, cfg->n_inputs, cfg->name);
-    char err[320] = "";
-    if (decode_predict(ex, cfg, err, sizeof err) != 0)
-        return http_reply_error(ex, 400, "%s", err);
+    struct predict_state *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return http_reply_error(ex, 500, "out of memory");
+    ex->api_state = st;
+    ex->api_free = predict_state_free;
+    char err[400] = "";
+    int status = parse_top_k(ex, cfg, &st->top_k, err, sizeof err);
+    if (status == 0)
+        status = is_image_request(ex->content_type)
+                     ? decode_images(ex, cfg, &st->images, err, sizeof err)
+                 : decode_predict(ex, cfg, err, sizeof err) != 0 ? 400
+                                                                 : 0;
+    if (status != 0)
+        return http_reply_error(ex, status, "%s", err);
     struct tensor *t = &ex->infer.inputs[0];
     ex->infer.samples = cfg->max_batch_size > 0 ? t->shape[0] : 1;
     if (cfg->max_batch_size > 0 && t->shape[0] > cfg->max_batch_size)

@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include "api.h"
+#include "base64.h"
+#include "image_batch.h"
 #include "json_numbers.h"
 #include "shape.h"
 #include "tensor_json.h"
+#include "topk.h"
 
 static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
 {
@@ -69,11 +72,23 @@ enum route_outcome api_model_ready(struct http_exchange *ex)
 struct v2_request {
     char id[256];
     bool has_id;
-    int n_outputs;                  /* 0: every output */
-    char outputs[MODEL_MAX_IO][64]; /* requested output names, in order */
-    bool binary[MODEL_MAX_IO];      /* per requested output */
-    bool binary_all;                /* binary_data_output */
+    int n_outputs;                    /* 0: every output */
+    char outputs[MODEL_MAX_IO][64];   /* requested output names, in order */
+    bool binary[MODEL_MAX_IO];        /* per requested output */
+    bool binary_all;                  /* binary_data_output */
+    int classification[MODEL_MAX_IO]; /* per requested output: top k as BYTES (0: off) */
+    int status;                       /* the error's HTTP status when not 400 */
+    struct image_request images;      /* BYTES inputs (encoded images) */
 };
+
+static void v2_request_free(void *arg)
+{
+    struct v2_request *v2 = arg;
+    if (v2) {
+        image_request_free(&v2->images);
+        free(v2);
+    }
+}
 
 static bool param_true(const cJSON *params, const char *key)
 {
@@ -192,6 +207,150 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
     return 0;
 }
 
+/* The elements of a binary BYTES input: each a 4-byte little-endian length
+ * and that many bytes, size bytes in all. Returns 0 or -1 with err. */
+static int add_binary_images(struct image_batch *b, struct binary_cursor *bin, double size,
+                             const char *name, char *err, size_t err_len)
+{
+    if (bin->next == NULL) {
+        snprintf(err, err_len,
+                 "input \"%s\" has binary_data_size but the request has no "
+                 "Inference-Header-Content-Length header",
+                 name);
+        return -1;
+    }
+    if (!(size >= 0) || size != (double)(size_t)size ||
+        (size_t)size > (size_t)(bin->end - bin->next)) {
+        snprintf(err, err_len, "input \"%s\": binary_data_size %.0f is not within the body", name,
+                 size);
+        return -1;
+    }
+    const uint8_t *p = (const uint8_t *)bin->next, *end = p + (size_t)size;
+    while (p < end) {
+        if (end - p < 4) {
+            snprintf(err, err_len, "input \"%s\": a BYTES element's 4-byte length is cut short",
+                     name);
+            return -1;
+        }
+        uint32_t n =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        p += 4;
+        if (n > (size_t)(end - p)) {
+            snprintf(err, err_len,
+                     "input \"%s\": a BYTES element declares %u bytes but %zu are left", name, n,
+                     (size_t)(end - p));
+            return -1;
+        }
+        if (image_batch_add(b, p, n, false) != 0) {
+            snprintf(err, err_len, "input \"%s\": more than %d images", name, IMAGE_BATCH_MAX);
+            return -1;
+        }
+        p += n;
+    }
+    bin->next = (const char *)end;
+    return 0;
+}
+
+/* The elements of a JSON BYTES input: base64 strings, in a flat or nested
+ * array (depth at most TENSOR_MAX_DIMS). Returns 0 or -1. */
+static int add_base64_images(struct image_batch *b, const cJSON *data, const char *name, char *err,
+                             size_t err_len, int depth)
+{
+    const cJSON *item;
+    if (!cJSON_IsArray(data) || depth > TENSOR_MAX_DIMS) {
+        snprintf(err, err_len, "input \"%s\": BYTES \"data\" must be an array of base64 strings",
+                 name);
+        return -1;
+    }
+    cJSON_ArrayForEach(item, data)
+    {
+        if (cJSON_IsArray(item)) {
+            if (add_base64_images(b, item, name, err, err_len, depth + 1) != 0)
+                return -1;
+            continue;
+        }
+        if (!cJSON_IsString(item)) {
+            snprintf(err, err_len,
+                     "input \"%s\": BYTES \"data\" must be an array of base64 strings", name);
+            return -1;
+        }
+        size_t len = strlen(item->valuestring);
+        uint8_t *bytes = malloc(base64_decoded_max(len));
+        char why[128];
+        long long n = bytes ? base64_decode(item->valuestring, len, bytes, why, sizeof why) : -1;
+        if (n < 0) {
+            free(bytes);
+            snprintf(err, err_len, "input \"%s\": element %d: %s", name, b->n + 1,
+                     bytes ? why : "out of memory");
+            return -1;
+        }
+        if (image_batch_add(b, bytes, (size_t)n, true) != 0) {
+            snprintf(err, err_len, "input \"%s\": more than %d images", name, IMAGE_BATCH_MAX);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A BYTES input: encoded images for an input declared as an image. The
+ * headers are checked here; the worker decodes (image_request_prepare). */
+static int decode_image_input(struct http_exchange *ex, const struct json_doc *doc,
+                              const cJSON *input, int slot, struct binary_cursor *bin, char *err,
+                              size_t err_len)
+{
+    const struct model_config *cfg = &ex->model->cfg;
+    const struct io_spec *spec = &cfg->inputs[slot];
+    struct v2_request *v2 = ex->api_state;
+    if (!spec->is_image) {
+        snprintf(err, err_len,
+                 "input \"%s\" is not declared as an image (no \"image\" in config.json): "
+                 "BYTES is only for encoded images",
+                 spec->name);
+        v2->status = 415;
+        return -1;
+    }
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = 0;
+    const cJSON *shape_item = cJSON_GetObjectItemCaseSensitive(input, "shape");
+    if (shape_item == NULL) {
+        snprintf(err, err_len, "input \"%s\" needs a \"shape\"", spec->name);
+        return -1;
+    }
+    if (parse_shape(doc, shape_item, shape, &ndim, spec->name, err, err_len) != 0)
+        return -1;
+    struct image_batch *b =
+        image_request_slot(&v2->images, slot, &spec->image, ex->srv->cfg.max_image_pixels);
+    if (b == NULL) {
+        snprintf(err, err_len, "out of memory");
+        v2->status = 500;
+        return -1;
+    }
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(input, "parameters");
+    const cJSON *size_item = cJSON_GetObjectItemCaseSensitive(params, "binary_data_size");
+    int rc = size_item ? add_binary_images(b, bin,
+                                           cJSON_IsNumber(size_item) ? size_item->valuedouble : -1,
+                                           spec->name, err, err_len)
+                       : add_base64_images(b, cJSON_GetObjectItemCaseSensitive(input, "data"),
+                                           spec->name, err, err_len, 1);
+    if (rc != 0)
+        return -1;
+    if (shape_numel(shape, ndim) != b->n) {
+        char text[128];
+        shape_format(shape, ndim, text, sizeof text);
+        snprintf(err, err_len, "input \"%s\" has %d BYTES elements but shape %s", spec->name, b->n,
+                 text);
+        return -1;
+    }
+    int status = image_batch_check(b, cfg->max_batch_size, &ex->infer.inputs[slot], err, err_len);
+    if (status != 0) {
+        v2->status = status;
+        return -1;
+    }
+    ex->infer.prepare = image_request_prepare;
+    ex->infer.prepare_arg = &v2->images;
+    return 0;
+}
+
 /* Decode, convert and check one request input against its declared spec. */
 static int decode_input(struct http_exchange *ex, const struct json_doc *doc, const cJSON *input,
                         struct binary_cursor *bin, char *err, size_t err_len)
@@ -218,11 +377,13 @@ static int decode_input(struct http_exchange *ex, const struct json_doc *doc, co
         snprintf(err, err_len, "input \"%s\" is given twice", spec->name);
         return -1;
     }
+    if (cJSON_IsString(dtype_item) && strcmp(dtype_item->valuestring, "BYTES") == 0)
+        return decode_image_input(ex, doc, input, slot, bin, err, err_len);
     enum shim_dtype dtype;
     if (!cJSON_IsString(dtype_item) || dtype_from_name(dtype_item->valuestring, &dtype) != 0) {
         snprintf(err, err_len,
                  "input \"%s\": \"datatype\" must be one of BOOL, UINT8, INT8, "
-                 "INT16, INT32, INT64, FP16, FP32, FP64",
+                 "INT16, INT32, INT64, FP16, FP32, FP64 (or BYTES for an image input)",
                  spec->name);
         return -1;
     }
@@ -284,8 +445,19 @@ static int decode_outputs(struct http_exchange *ex, const cJSON *outputs, struct
             return -1;
         }
         snprintf(v2->outputs[v2->n_outputs], sizeof v2->outputs[0], "%s", name->valuestring);
-        v2->binary[v2->n_outputs] =
-            param_true(cJSON_GetObjectItemCaseSensitive(out, "parameters"), "binary_data");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(out, "parameters");
+        const cJSON *cls = cJSON_GetObjectItemCaseSensitive(params, "classification");
+        v2->binary[v2->n_outputs] = param_true(params, "binary_data");
+        if (cls != NULL) {
+            if (!cJSON_IsNumber(cls) || cls->valuedouble < 1 || cls->valuedouble > 1000000 ||
+                cls->valuedouble != (double)(int)cls->valuedouble) {
+                snprintf(err, err_len,
+                         "output \"%.64s\": \"classification\" must be a positive integer",
+                         name->valuestring);
+                return -1;
+            }
+            v2->classification[v2->n_outputs] = (int)cls->valuedouble;
+        }
         v2->n_outputs++;
     }
     return 0;
@@ -408,6 +580,76 @@ static void append_output_json(struct strbuf *sb, const char *name, const struct
     strbuf_puts(sb, "}");
 }
 
+/* Triton's classification extension: the top k of each row of t as BYTES
+ * strings "score:index[:label]" (the raw output value, not a softmax),
+ * into sb as JSON, or into bin as 4-byte-length-prefixed elements when
+ * binary. Returns 0, or -1 with err set. */
+static int append_classification(struct strbuf *sb, struct strbuf *bin, const char *name,
+                                 const struct tensor *t, const struct model_config *cfg, int k,
+                                 bool binary, char *err, size_t err_len)
+{
+    bool floating = t->dtype == SHIM_FP32 || t->dtype == SHIM_FP64 || t->dtype == SHIM_FP16;
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1;
+    int64_t cols = t->ndim == 2 ? t->shape[1] : t->ndim == 1 ? t->shape[0] : 0;
+    if (!floating || cols <= 0 || cols > INT32_MAX) {
+        snprintf(err, err_len,
+                 "output \"%s\" cannot be classified: it must be a floating-point "
+                 "[batch, classes] or [classes] tensor",
+                 name);
+        return -1;
+    }
+    if (k > cols)
+        k = (int)cols;
+    double *row = malloc((size_t)cols * sizeof *row);
+    struct topk_entry *best = malloc((size_t)k * sizeof *best);
+    if (row == NULL || best == NULL) {
+        free(row);
+        free(best);
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    strbuf_puts(sb, "{\"name\":");
+    strbuf_json_string(sb, name);
+    if (t->ndim == 2)
+        strbuf_printf(sb, ",\"datatype\":\"BYTES\",\"shape\":[%lld,%d]", (long long)rows, k);
+    else
+        strbuf_printf(sb, ",\"datatype\":\"BYTES\",\"shape\":[%d]", k);
+    if (!binary)
+        strbuf_puts(sb, ",\"data\":[");
+    size_t bin_start = bin->len;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++)
+            row[c] = dtype_load(t->data, (size_t)(r * cols + c), t->dtype);
+        int n = topk_select(row, (int)cols, k, 0, best);
+        for (int j = 0; j < n; j++) {
+            char text[320];
+            int len = snprintf(text, sizeof text, "%f:%d%s%.256s", best[j].score, best[j].index,
+                               cfg->n_labels == cols ? ":" : "",
+                               cfg->n_labels == cols ? cfg->labels[best[j].index] : "");
+            if (len < 0)
+                len = 0;
+            if ((size_t)len >= sizeof text)
+                len = (int)sizeof text - 1;
+            if (binary) {
+                uint8_t le[4] = {(uint8_t)len, (uint8_t)(len >> 8), 0, 0};
+                strbuf_append(bin, le, 4);
+                strbuf_append(bin, text, (size_t)len);
+            } else {
+                if (r || j)
+                    strbuf_puts(sb, ",");
+                strbuf_json_string(sb, text);
+            }
+        }
+    }
+    if (binary)
+        strbuf_printf(sb, ",\"parameters\":{\"binary_data_size\":%zu}}", bin->len - bin_start);
+    else
+        strbuf_puts(sb, "]}");
+    free(row);
+    free(best);
+    return 0;
+}
+
 /* Index of the worker's output called name, or -1. */
 static int find_output(const struct infer_request *req, const char *name)
 {
@@ -423,6 +665,7 @@ static void encode_v2(struct http_exchange *ex)
     const struct v2_request *v2 = ex->api_state;
     const struct infer_request *req = &ex->infer;
     int order[MODEL_MAX_IO], n = 0;
+    int classify[MODEL_MAX_IO] = {0};
     bool binary[MODEL_MAX_IO];
     if (v2->n_outputs == 0) {
         for (int o = 0; o < req->n_outputs; o++) {
@@ -438,6 +681,7 @@ static void encode_v2(struct http_exchange *ex)
                 return;
             }
             order[n] = o;
+            classify[n] = v2->classification[i];
             binary[n++] = v2->binary[i] || v2->binary_all;
         }
     }
@@ -450,18 +694,38 @@ static void encode_v2(struct http_exchange *ex)
         strbuf_puts(&sb, ",\"id\":");
         strbuf_json_string(&sb, v2->id);
     }
+    struct strbuf classes[MODEL_MAX_IO] = {{0}}; /* binary classification outputs */
+    char err[256] = "";
     strbuf_puts(&sb, ",\"outputs\":[");
     for (int i = 0; i < n; i++) {
         if (i)
             strbuf_puts(&sb, ",");
-        append_output_json(&sb, req->output_names[order[i]], &req->outputs[order[i]], binary[i]);
+        if (classify[i] > 0) {
+            if (append_classification(&sb, &classes[i], req->output_names[order[i]],
+                                      &req->outputs[order[i]], &ex->model->cfg, classify[i],
+                                      binary[i], err, sizeof err) != 0)
+                break;
+        } else {
+            append_output_json(&sb, req->output_names[order[i]], &req->outputs[order[i]],
+                               binary[i]);
+        }
         any_binary |= binary[i];
     }
     strbuf_puts(&sb, "]}");
     size_t json_len = sb.len;
-    for (int i = 0; i < n; i++)
-        if (binary[i])
+    for (int i = 0; i < n && !err[0]; i++) {
+        if (binary[i] && classify[i] > 0)
+            strbuf_append(&sb, classes[i].data, classes[i].len);
+        else if (binary[i])
             strbuf_append(&sb, req->outputs[order[i]].data, req->outputs[order[i]].nbytes);
+    }
+    for (int i = 0; i < n; i++)
+        strbuf_free(&classes[i]);
+    if (err[0]) {
+        strbuf_free(&sb);
+        http_reply_error(ex, 400, "%s", err);
+        return;
+    }
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     http_reply_body(ex, 200, body, len, any_binary ? API_BINARY : API_JSON);
@@ -484,10 +748,10 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     if (v2 == NULL)
         return http_reply_error(ex, 500, "out of memory");
     ex->api_state = v2;
-    ex->api_free = free;
+    ex->api_free = v2_request_free;
     char err[400] = "";
     if (decode_v2(ex, v2, err, sizeof err) != 0)
-        return http_reply_error(ex, 400, "%s", err);
+        return http_reply_error(ex, v2->status ? v2->status : 400, "%s", err);
     const struct model_config *cfg = &m->cfg;
     int64_t batch = cfg->max_batch_size > 0 ? ex->infer.inputs[0].shape[0] : 1;
     if (cfg->max_batch_size > 0 && batch > cfg->max_batch_size)

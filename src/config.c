@@ -42,6 +42,8 @@ static const struct option_spec options[] = {
      "queued requests per model before 503"},
     {"max-body-bytes", OPT_LONG, FIELD(max_body_bytes), 0, 1, LONG_MAX / 2, NULL,
      "largest request body (413 above)"},
+    {"max-image-pixels", OPT_LONG, FIELD(max_image_pixels), 0, 1, 1L << 40, NULL,
+     "largest image (width x height) a request may send; checked from its header, 400 above"},
     {"request-timeout-ms", OPT_LONG, FIELD(request_timeout_ms), 0, 0, 86400000, NULL,
      "504 for a request still queued after this (0: never)"},
     {"drain-timeout-s", OPT_INT, FIELD(drain_timeout_s), 0, 0, 3600, NULL,
@@ -79,6 +81,7 @@ void config_defaults(struct inferd_config *cfg)
     cfg->max_queue_delay_us = 2000;
     cfg->max_queue = 256;
     cfg->max_body_bytes = 16L * 1024 * 1024;
+    cfg->max_image_pixels = 40L * 1000 * 1000;
     cfg->request_timeout_ms = 30000;
     cfg->drain_timeout_s = 8;
     cfg->gpu_memory_fraction = 0.0;

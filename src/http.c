@@ -145,6 +145,11 @@ enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
     return http_reply_unavailable(ex, 1, "the server is shutting down");
 }
 
+const char *http_query(const struct http_exchange *ex, const char *key)
+{
+    return MHD_lookup_connection_value(ex->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
 static bool valid_request_id(const char *id)
 {
     size_t n = strlen(id);
@@ -238,10 +243,8 @@ static bool precheck(struct http_exchange *ex)
     if (!route_takes_body(&ex->route))
         return false;
     if (!match_body_type(def->accepts, ex->content_type, ex->body_type, sizeof ex->body_type)) {
-        char first[64];
-        match_body_type(def->accepts, "", first, sizeof first);
-        http_reply_error(ex, 415, "unsupported Content-Type '%s': send %s", ex->content_type,
-                         first);
+        http_reply_error(ex, 415, "unsupported Content-Type '%s': send one of %s", ex->content_type,
+                         def->accepts);
         return true;
     }
     const char *cl = http_request_header(ex, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "image.h"
 #include "health_probe.h"
 #include "log.h"
 #include "server.h"
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
         return status == 200 ? 0 : 1;
     }
     prefer_passive_openmp(argv);
+    if (image_tune_malloc() != 0)
+        fprintf(stderr, "inferd: mallopt refused; image requests will page-fault more\n");
 
     /* Block the stop signals in every thread; main waits for them. */
     sigset_t stop_signals;

@@ -117,6 +117,7 @@ static int parse_io(const cJSON *list, const char *what, struct io_spec *specs, 
                      what, s->name);
             return -1;
         }
+        s->is_image = false;
         if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > TENSOR_MAX_DIMS) {
             snprintf(err, err_len, "%s \"%s\": \"shape\" must be an array of at most %d dims", what,
                      s->name, TENSOR_MAX_DIMS);
@@ -255,6 +256,28 @@ static int parse_speed(const cJSON *root, struct model_config *out, char *err, s
     return 0;
 }
 
+/* The "image" object of each input, once the batching is known. */
+static int parse_images(const cJSON *inputs, struct model_config *out, char *err, size_t err_len)
+{
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, inputs)
+    {
+        struct io_spec *s = &out->inputs[i++];
+        const cJSON *image = cJSON_GetObjectItemCaseSensitive(item, "image");
+        if (image == NULL)
+            continue;
+        char why[256];
+        if (preprocess_spec_parse(image, s->dtype, s->shape, s->ndim, out->max_batch_size > 0,
+                                  &s->image, why, sizeof why) != 0) {
+            snprintf(err, err_len, "input \"%s\": %s", s->name, why);
+            return -1;
+        }
+        s->is_image = true;
+    }
+    return 0;
+}
+
 int model_config_parse(const char *json, const char *model_dir, const char *name,
                        const struct inferd_config *defaults, struct model_config *out, char *err,
                        size_t err_len)
@@ -294,6 +317,12 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
     out->instances_per_device = (int)instances;
     out->warmup = !cJSON_IsFalse(warmup);
     if (parse_speed(root, out, err, err_len) != 0)
+        goto out;
+    long top_k = 0;
+    if (get_int(root, "top_k", 0, 1000000, &top_k, err, err_len) != 0)
+        goto out;
+    out->top_k = (int)top_k;
+    if (parse_images(cJSON_GetObjectItemCaseSensitive(root, "inputs"), out, err, err_len) != 0)
         goto out;
     for (int i = 0; out->max_batch_size > 0 && i < out->n_inputs; i++) {
         if (out->inputs[i].ndim == 0 || out->inputs[i].shape[0] != -1) {

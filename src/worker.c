@@ -290,6 +290,13 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
             continue;
         }
         req->queue_ns = start - req->arrival_ns;
+        int status = req->prepare ? req->prepare(req, req->prepare_arg) : 0;
+        if (status != 0) {
+            char why[sizeof req->error];
+            memcpy(why, req->error, sizeof why);
+            infer_request_finish(req, status, why);
+            continue;
+        }
         batch[live++] = req;
     }
     if (live == 0)

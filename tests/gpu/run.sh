@@ -9,7 +9,8 @@
 #   tests/gpu/run.sh --cpu     the same steps on the CPU with a tiny model
 #                              (CI runs this, so the script cannot rot)
 #
-# libmicrohttpd, cJSON and wrk come from .device/*.deb when the machine has
+# libmicrohttpd, cJSON, TurboJPEG, libpng and wrk come from .device/*.deb
+# (libturbojpeg0, libturbojpeg0-dev, libpng16-16, libpng-dev) when the machine has
 # none installed (they are unpacked under /tmp/inferd-deps; nothing is
 # installed). Exit status 1 when a correctness check fails; benchmark targets
 # are reported, never enforced.

@@ -156,6 +156,27 @@ static void test_defaults_from_server(void **state)
     model_config_free(&m);
 }
 
+static void test_image_input_and_top_k(void **state)
+{
+    (void)state;
+    struct inferd_config defaults;
+    config_defaults(&defaults);
+    const char *json = "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,1,28,28],"
+                       "\"image\":{\"color\":\"gray\",\"resize\":[28,28]}},"
+                       "{\"name\":\"z\",\"datatype\":\"FP32\",\"shape\":[-1,2]}],"
+                       "\"outputs\":[{\"name\":\"y\",\"datatype\":\"FP32\",\"shape\":[-1,10]}],"
+                       "\"top_k\":5}";
+    struct model_config m;
+    char err[256];
+    assert_int_equal(model_config_parse(json, "/r/m", "m", &defaults, &m, err, sizeof err), 0);
+    assert_true(m.inputs[0].is_image);
+    assert_int_equal(m.inputs[0].image.color, IMAGE_GRAY);
+    assert_int_equal(m.inputs[0].image.resize_w, 28);
+    assert_false(m.inputs[1].is_image);
+    assert_int_equal(m.top_k, 5);
+    model_config_free(&m);
+}
+
 static void expect_config_error(const char *json, const char *needle)
 {
     struct inferd_config defaults;
@@ -177,6 +198,10 @@ static void expect_config_error(const char *json, const char *needle)
 static void test_config_errors(void **state)
 {
     (void)state;
+    expect_config_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[-1,3,"
+                        "9,9],\"image\":{\"color\":\"gray\",\"crop\":9}}]," OUT "}",
+                        "input \"x\": image color \"gray\" has 1 channels");
+    expect_config_error("{" IN("[-1,3]") "," OUT ",\"top_k\":-1}", "top_k");
     expect_config_error("", "not a JSON object");
     expect_config_error("[]", "not a JSON object");
     expect_config_error("{", "not a JSON object");
@@ -592,6 +617,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_config),
         cmocka_unit_test(test_defaults_from_server),
+        cmocka_unit_test(test_image_input_and_top_k),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_speed_settings),

@@ -1,0 +1,80 @@
+/* fuzz_image.c - libFuzzer target for image decoding plus preprocessing:
+ * the first two bytes choose the colour mode, resize, crop, layout and
+ * dtype, the rest is the encoded image. Checks that a decode succeeds only
+ * after a probe that agrees on the size, that the pixel limit holds, and
+ * (through ASan) that preprocessing stays inside its output buffer. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "preprocess.h"
+#include "test_support.h"
+
+#define MAX_PIXELS (2 * 1000 * 1000)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    uint8_t opt = data[0], dim = data[1];
+    data += 2;
+    size -= 2;
+    struct preprocess_spec spec = {0};
+    spec.color = (opt & 1) ? IMAGE_RGB : IMAGE_GRAY;
+    spec.layout = (opt & 2) ? PREPROCESS_NHWC : PREPROCESS_NCHW;
+    static const enum shim_dtype dtypes[4] = {SHIM_FP32, SHIM_FP16, SHIM_FP64, SHIM_UINT8};
+    spec.dtype = dtypes[(opt >> 2) & 3];
+    spec.scale = spec.dtype == SHIM_UINT8 ? 1.0 : 1.0 / 255;
+    for (int c = 0; c < 3; c++)
+        spec.std[c] = 1.0;
+    int s = 1 + (dim & 63);
+    switch ((opt >> 4) & 3) {
+    case 1:
+        spec.resize = PREPROCESS_RESIZE_SHORTER;
+        spec.resize_short = s;
+        break;
+    case 2:
+        spec.resize = PREPROCESS_RESIZE_EXACT;
+        spec.resize_h = s;
+        spec.resize_w = 1 + (dim >> 2);
+        break;
+    default: break;
+    }
+    if (opt & 0x40) {
+        spec.crop_h = 1 + (dim & 31);
+        spec.crop_w = 1 + (dim >> 3);
+    }
+    char err[256];
+    struct image_info info;
+    enum image_status probed = image_probe(data, size, MAX_PIXELS, &info, err, sizeof err);
+    CHECK(probed == IMAGE_OK || probed == IMAGE_CORRUPT || probed == IMAGE_UNSUPPORTED);
+    struct image img;
+    enum image_status st = image_decode(data, size, spec.color, MAX_PIXELS, &img, err, sizeof err);
+    if (st != IMAGE_OK) {
+        CHECK(img.pixels == NULL);
+        CHECK(err[0] != '\0');
+        return 0;
+    }
+    CHECK(probed == IMAGE_OK);
+    CHECK(img.width == info.width && img.height == info.height);
+    CHECK((long long)img.width * img.height <= MAX_PIXELS);
+    CHECK(img.channels == (int)spec.color);
+    int h, w;
+    preprocess_output_size(&spec, img.width, img.height, &h, &w);
+    /* Shorter-side resizing of a very thin image can ask for a huge side:
+     * keep the fuzzer's memory bounded as the server's pixel limit does. */
+    if ((long long)h * w > 4LL * MAX_PIXELS) {
+        image_free(&img);
+        return 0;
+    }
+    size_t n = (size_t)h * (size_t)w * (size_t)spec.color;
+    void *out = malloc(n * 8);
+    if (out != NULL) {
+        CHECK(preprocess_run(&spec, &img, out, err, sizeof err) == 0);
+        free(out);
+    }
+    image_free(&img);
+    return 0;
+}
