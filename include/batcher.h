@@ -1,7 +1,10 @@
 /* batcher.h - one bounded queue per model and the dynamic batching rule:
  * a worker takes the oldest requests whose samples fit max_batch_size, as
  * soon as the batch is full or max_queue_delay has passed since the OLDEST
- * queued request arrived.
+ * queued request arrived. With the adaptive wait (the daemon's default), a
+ * worker also takes an incomplete batch at once when the recent arrival
+ * rate says no companion request is expected before that deadline: waiting
+ * could then only add latency.
  *
  * Lock order: a queue's lock may be held while calling a request's queued
  * callback (which suspends an HTTP connection, taking libmicrohttpd's own
@@ -15,6 +18,28 @@
 
 #include "infer_request.h"
 
+/* The arrival-rate estimate behind the adaptive wait: a moving average of
+ * the gaps between arrivals (each gap counted up to BATCH_RATE_GAP_CAP
+ * delays, so that the first request after a quiet spell is not held and the
+ * estimate recovers within a few arrivals). */
+struct batch_rate {
+    uint64_t last_arrival_ns; /* newest arrival seen, 0: none yet */
+    uint64_t gap_ns;          /* average gap between arrivals */
+};
+
+#define BATCH_RATE_GAP_CAP 4 /* in max_delay units */
+
+/* Count an arrival at arrival_ns (any order; an earlier one counts as a
+ * gap of 0). */
+void batch_rate_arrival(struct batch_rate *r, uint64_t arrival_ns, uint64_t max_delay_ns);
+
+/* The batching decision for an incomplete batch whose oldest request
+ * arrived at oldest_ns: returns the time until which a worker should wait
+ * for companions, or 0 to take the batch now (the delay has passed, or,
+ * when adaptive, the next arrival is expected only after it). */
+uint64_t batch_wait_until(const struct batch_rate *r, bool adaptive, uint64_t max_delay_ns,
+                          uint64_t oldest_ns, uint64_t now_ns);
+
 struct batch_queue {
     pthread_mutex_t lock;
     pthread_cond_t changed;
@@ -24,11 +49,16 @@ struct batch_queue {
     int max_batch_size; /* 0: one request per forward */
     uint64_t max_delay_ns;
     bool closed;
+    struct batch_rate rate; /* arrivals seen, for the adaptive wait */
+    bool adaptive;          /* false: always wait up to max_delay_ns */
 };
 
 /* Returns 0 or -1 (pthread init failed). */
 int batch_queue_init(struct batch_queue *q, int capacity, int max_batch_size, long max_delay_us);
 void batch_queue_destroy(struct batch_queue *q);
+
+/* Turn the adaptive wait on or off (off after init: always wait). */
+void batch_queue_set_adaptive(struct batch_queue *q, bool adaptive);
 
 enum submit_result { SUBMIT_OK = 0, SUBMIT_FULL = -1, SUBMIT_CLOSED = -2 };
 

@@ -12,6 +12,7 @@
 
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum batch_wait { BATCH_WAIT_ADAPTIVE, BATCH_WAIT_ALWAYS };
 
 struct inferd_config {
     char host[256];
@@ -25,6 +26,7 @@ struct inferd_config {
     int http_threads;
     int max_batch_size;
     long max_queue_delay_us;
+    enum batch_wait batch_wait; /* adaptive: no wait when no companion is due */
     int max_queue;
     long max_body_bytes;
     long max_image_pixels;

@@ -21,6 +21,44 @@ int batch_queue_init(struct batch_queue *q, int capacity, int max_batch_size, lo
     return 0;
 }
 
+void batch_queue_set_adaptive(struct batch_queue *q, bool adaptive)
+{
+    pthread_mutex_lock(&q->lock);
+    q->adaptive = adaptive;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void batch_rate_arrival(struct batch_rate *r, uint64_t arrival_ns, uint64_t max_delay_ns)
+{
+    uint64_t cap = max_delay_ns * BATCH_RATE_GAP_CAP;
+    uint64_t gap = cap;
+    if (r->last_arrival_ns != 0)
+        gap = arrival_ns > r->last_arrival_ns ? arrival_ns - r->last_arrival_ns : 0;
+    if (gap > cap)
+        gap = cap;
+    /* A quarter of the newest gap: the estimate follows a change of load
+     * within a few arrivals. The first arrival starts it at the cap. */
+    r->gap_ns = r->last_arrival_ns == 0 ? gap : r->gap_ns - r->gap_ns / 4 + gap / 4;
+    if (arrival_ns > r->last_arrival_ns)
+        r->last_arrival_ns = arrival_ns;
+}
+
+uint64_t batch_wait_until(const struct batch_rate *r, bool adaptive, uint64_t max_delay_ns,
+                          uint64_t oldest_ns, uint64_t now_ns)
+{
+    uint64_t due = oldest_ns + max_delay_ns;
+    if (now_ns >= due)
+        return 0;
+    if (adaptive) {
+        /* The next arrival is expected one average gap after the newer of
+         * the last arrival and now. */
+        uint64_t from = r->last_arrival_ns > now_ns ? r->last_arrival_ns : now_ns;
+        if (from + r->gap_ns > due)
+            return 0;
+    }
+    return due;
+}
+
 void batch_queue_destroy(struct batch_queue *q)
 {
     pthread_mutex_destroy(&q->lock);
@@ -38,6 +76,7 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req)
     } else {
         if (req->queued)
             req->queued(req);
+        batch_rate_arrival(&q->rate, req->arrival_ns, q->max_delay_ns);
         req->next = NULL;
         if (q->tail)
             q->tail->next = req;
@@ -103,8 +142,11 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
             break; /* closed and empty */
         bool complete;
         n = batch_prefix(q, max, &complete);
-        uint64_t due = q->head->arrival_ns + q->max_delay_ns;
-        if (complete || q->closed || clock_now_ns() >= due)
+        if (complete || q->closed)
+            break;
+        uint64_t due = batch_wait_until(&q->rate, q->adaptive, q->max_delay_ns,
+                                        q->head->arrival_ns, clock_now_ns());
+        if (due == 0)
             break;
         struct timespec until = clock_timespec(due);
         pthread_cond_timedwait(&q->changed, &q->lock, &until);

@@ -38,6 +38,9 @@ static const struct option_spec options[] = {
      "most samples in one forward (0: no batching); config.json wins"},
     {"max-queue-delay-us", OPT_LONG, FIELD(max_queue_delay_us), 0, 0, 60000000, NULL,
      "longest wait for a batch to fill, from the oldest arrival; config.json wins"},
+    {"batch-wait", OPT_ENUM, FIELD(batch_wait), 0, 0, 0, "adaptive|always",
+     "adaptive: an idle instance takes an incomplete batch at once when the recent arrival rate "
+     "expects no other request within the queue delay; always: wait the delay (as Triton)"},
     {"max-queue", OPT_INT, FIELD(max_queue), 0, 1, 1000000, NULL,
      "queued requests per model before 503"},
     {"max-body-bytes", OPT_LONG, FIELD(max_body_bytes), 0, 1, LONG_MAX / 2, NULL,
@@ -79,6 +82,7 @@ void config_defaults(struct inferd_config *cfg)
     cfg->http_threads = 2;
     cfg->max_batch_size = 32;
     cfg->max_queue_delay_us = 2000;
+    cfg->batch_wait = BATCH_WAIT_ADAPTIVE;
     cfg->max_queue = 256;
     cfg->max_body_bytes = 16L * 1024 * 1024;
     cfg->max_image_pixels = 40L * 1000 * 1000;

@@ -27,6 +27,7 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
         model_config_free(&m->cfg);
         return -1;
     }
+    batch_queue_set_adaptive(&m->queue, server->batch_wait == BATCH_WAIT_ADAPTIVE);
     int total = server->n_devices * m->cfg.instances_per_device;
     m->workers = calloc((size_t)total, sizeof *m->workers);
     if (m->workers == NULL) {

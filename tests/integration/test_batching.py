@@ -2,7 +2,9 @@
 gets exactly its own rows back, a batch leaves when full or
 max_queue_delay_us after the OLDEST queued request arrived, requests over
 max_batch_size are refused, and several instances per device serve one
-queue together.
+queue together. The timing rule is checked with --batch-wait always (wait
+the delay whatever the load); the adaptive wait, the default, is checked at
+the end: a lone request is not held, concurrent ones still batch.
 
 Daemons here are started with --log-format json so that the access log's
 "batch" and "queue_ms" fields can be checked per request (by X-Request-ID).
@@ -49,12 +51,14 @@ def ref_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def batch_server(tmp_path_factory):
     """fashion_mnist batching up to 8 samples, waiting up to 0.2 s for a
-    batch to fill (both from flags: config.json leaves the keys out)."""
+    batch to fill (both from flags: config.json leaves the keys out), even
+    for a lone request (--batch-wait always)."""
     repo = tmp_path_factory.mktemp("batch_repo")
     add_fashion(repo, drop=("max_queue_delay_us", "max_batch_size"))
     daemon = start_server(tmp_path_factory.mktemp("batch"), repo,
                           ["--max-queue-delay-us", str(int(BATCH_DELAY_S * 1e6)),
-                           "--max-batch-size", str(MAX_BATCH), "--log-format", "json"])
+                           "--max-batch-size", str(MAX_BATCH), "--batch-wait", "always",
+                           "--log-format", "json"])
     yield daemon
     finish(daemon)
 
@@ -280,3 +284,54 @@ def test_two_instances_per_device(start_daemon, two_instance_repo, images, refer
             return
     pytest.fail(f"two full slow batches never ran at the same time on 2 instances; last "
                 f"forwards (start, end, compute_ms): {spans}\n{daemon.describe()}")
+
+
+# --------------------------------------------------------------------------
+# The adaptive wait (the default --batch-wait)
+
+ADAPTIVE_DELAY_S = 1.0   # long on purpose: a lone request held for it is obvious
+
+
+@pytest.fixture(scope="module")
+def adaptive_repo(tmp_path_factory):
+    """fashion_mnist with a 1 s queue delay and batches of up to 8."""
+    repo = tmp_path_factory.mktemp("adaptive_repo")
+    add_fashion(repo, max_queue_delay_us=int(ADAPTIVE_DELAY_S * 1e6), max_batch_size=MAX_BATCH)
+    return repo
+
+
+def test_adaptive_lone_request_is_not_held(start_daemon, adaptive_repo, images, reference):
+    daemon = start_daemon(["--log-format", "json"], repo=adaptive_repo)
+    for k in range(3):
+        if k:
+            time.sleep(0.3)  # one client, requests well apart
+        rid = f"adaptive-lone-{k}"
+        r, seconds = post_json(daemon, "/predict", fashion_body(images[k:k + 1]),
+                               request_id=rid)
+        check_rows(rid, r, k, k + 1, reference)
+        line = request_lines(daemon, [rid])[rid]
+        assert line["batch"] == 1, line
+        # Held for the delay, it would take 1000 ms; generous for a busy machine.
+        assert line["queue_ms"] < ADAPTIVE_DELAY_S * 1000 / 4, \
+            f"a lone request on an idle server waited {line['queue_ms']} ms in the queue " \
+            f"(queue delay {ADAPTIVE_DELAY_S} s)"
+        assert seconds < ADAPTIVE_DELAY_S / 2, f"a lone request took {seconds:.3f} s"
+
+
+def test_adaptive_batches_still_form_under_concurrency(start_daemon, adaptive_repo, images,
+                                                       reference):
+    daemon = start_daemon(["--log-format", "json"], repo=adaptive_repo)
+    n = 24
+    ids = [f"adaptive-burst-{k}" for k in range(n)]
+    before = model_counters(daemon, "fashion_mnist")
+    answers = send_all(daemon, [fashion_body(images[k:k + 1]) for k in range(n)], ids)
+    for k, (response, _) in enumerate(answers):
+        check_rows(ids[k], response, k, k + 1, reference)
+    after = model_counters(daemon, "fashion_mnist")
+    executions = after["executions"] - before["executions"]
+    samples = after["batch_sum"] - before["batch_sum"]
+    assert after["inferences"] - before["inferences"] == n and samples == n
+    assert executions < n / 2, \
+        f"{n} concurrent one-image requests ran in {executions} forwards: too little batching"
+    batches = [r["batch"] for r in request_lines(daemon, ids).values()]
+    assert max(batches) > 1 and max(batches) <= MAX_BATCH, batches

@@ -15,7 +15,7 @@ from support import (Daemon, child_env, daemon_devices, dumps, finish, free_port
 
 FLAGS = ["--host", "--port", "--model-repository", "--default-model", "--devices",
          "--instances-per-device", "--http-threads", "--max-batch-size",
-         "--max-queue-delay-us", "--max-queue", "--max-body-bytes", "--request-timeout-ms",
+         "--max-queue-delay-us", "--batch-wait", "--max-queue", "--max-body-bytes", "--request-timeout-ms",
          "--drain-timeout-s", "--log-format", "--log-level", "--api-key-file",
          "--metrics-need-key", "--cors-allow-origin"]
 
@@ -46,6 +46,7 @@ BAD_FLAGS = {
     "negative batch size": ["--max-batch-size", "-4"],
     "batch size not a number": ["--max-batch-size", "many"],
     "unknown log format": ["--log-format", "xml"],
+    "unknown batch wait": ["--batch-wait", "sometimes"],
 }
 
 

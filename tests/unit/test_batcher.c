@@ -1,6 +1,7 @@
 /* test_batcher.c - batch_queue with real threads: capacity, close, the
  * dynamic batching rule (full batch now, else max_delay after the OLDEST
- * request's arrival), shape compatibility, and the queued callback. */
+ * request's arrival), shape compatibility, the queued callback, and the
+ * adaptive wait (its decisions on a fake clock, then in the queue). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -712,6 +713,160 @@ static void test_concurrent_producers_consumers(void **state)
     stress = NULL;
 }
 
+/* ---- the adaptive wait: decisions on a fake clock ---- */
+
+#define US 1000ull /* ns */
+
+/* Feed arrivals every gap_ns from t0 (n of them); returns the last. */
+static uint64_t arrive_every(struct batch_rate *r, uint64_t t0, uint64_t gap_ns, int n,
+                             uint64_t delay_ns)
+{
+    uint64_t t = t0;
+    for (int i = 0; i < n; i++, t += gap_ns)
+        batch_rate_arrival(r, t, delay_ns);
+    return t - gap_ns;
+}
+
+static void test_rate_estimate(void **state)
+{
+    (void)state;
+    const uint64_t d = 1000 * US, t0 = 5000000 * US;
+    struct batch_rate r = {0};
+    batch_rate_arrival(&r, t0, d);
+    assert_int_equal(r.gap_ns, BATCH_RATE_GAP_CAP * d); /* first: as after a quiet spell */
+    uint64_t last = arrive_every(&r, t0 + 100 * US, 100 * US, 30, d);
+    assert_true(r.gap_ns >= 100 * US && r.gap_ns < 120 * US);
+    assert_int_equal(r.last_arrival_ns, last);
+    /* An arrival older than the newest (submitted out of order) is a gap
+     * of 0 and does not move the newest back. */
+    batch_rate_arrival(&r, last - 50 * US, d);
+    assert_true(r.gap_ns < 100 * US);
+    assert_int_equal(r.last_arrival_ns, last);
+    /* A quiet second: one arrival brings the estimate above the delay. */
+    batch_rate_arrival(&r, last + 1000000 * US, d);
+    assert_true(r.gap_ns > d);
+    /* and a few fast arrivals bring it back below. */
+    arrive_every(&r, last + 1000000 * US + 50 * US, 50 * US, 12, d);
+    assert_true(r.gap_ns < d / 4);
+}
+
+static void test_wait_decisions(void **state)
+{
+    (void)state;
+    const uint64_t d = 500 * US, t0 = 7000000 * US;
+
+    /* A lone request after a quiet spell: taken now when adaptive, held
+     * for the delay when not. */
+    struct batch_rate quiet = {0};
+    batch_rate_arrival(&quiet, t0, d);
+    assert_int_equal(batch_wait_until(&quiet, true, d, t0, t0 + 20 * US), 0);
+    assert_int_equal(batch_wait_until(&quiet, false, d, t0, t0 + 20 * US), t0 + d);
+
+    /* One client at a time, 1.2 ms apart (slower than the delay): never
+     * held. */
+    struct batch_rate serial = {0};
+    uint64_t t = arrive_every(&serial, t0, 1200 * US, 50, d);
+    assert_int_equal(batch_wait_until(&serial, true, d, t, t + 30 * US), 0);
+
+    /* Busy: one arrival every 100 us. Incomplete batches wait as before,
+     * until oldest + delay, and no longer. */
+    struct batch_rate busy = {0};
+    t = arrive_every(&busy, t0, 100 * US, 50, d);
+    assert_int_equal(batch_wait_until(&busy, true, d, t, t + 10 * US), t + d);
+    assert_int_equal(batch_wait_until(&busy, true, d, t - 300 * US, t + 10 * US), t + 200 * US);
+    assert_int_equal(batch_wait_until(&busy, true, d, t, t + d), 0);
+    assert_int_equal(batch_wait_until(&busy, false, d, t, t + d), 0);
+
+    /* Little of the delay left: wait only when the next arrival is
+     * expected within it. The oldest came 400 us ago, 100 us remain. */
+    struct batch_rate mid = {0};
+    t = arrive_every(&mid, t0, 150 * US, 60, d); /* gap ~150 us > 100 us left */
+    assert_int_equal(batch_wait_until(&mid, true, d, t - 400 * US, t), 0);
+    assert_int_equal(batch_wait_until(&mid, false, d, t - 400 * US, t), t + 100 * US);
+    t = arrive_every(&busy, t + 80 * US, 80 * US, 60, d); /* gap ~80 us < 100 us */
+    assert_int_equal(batch_wait_until(&busy, true, d, t - 400 * US, t), t + 100 * US);
+
+    /* No delay configured: never wait, whatever the rate. */
+    assert_int_equal(batch_wait_until(&busy, true, 0, t, t), 0);
+    assert_int_equal(batch_wait_until(&busy, false, 0, t, t), 0);
+}
+
+/* ---- the adaptive wait in the queue, real threads ---- */
+
+static int submit(struct batch_queue *q, struct infer_request *r)
+{
+    r->queued = NULL;
+    return batch_queue_submit(q, r);
+}
+
+static void test_adaptive_lone_request_is_not_held(void **state)
+{
+    (void)state;
+    const uint64_t delay = 1000 * MS;
+    struct batch_queue q;
+    assert_int_equal(batch_queue_init(&q, 16, 8, (long)(delay / 1000)), 0);
+    batch_queue_set_adaptive(&q, true);
+    struct taker t;
+    taker_start(&t, &q, 8);
+    struct infer_request r;
+    uint64_t arrival = clock_now_ns();
+    make_req(&r, 1, 4, SHIM_FP32, arrival);
+    assert_int_equal(submit(&q, &r), SUBMIT_OK);
+    taker_join(&t, 5000);
+    assert_int_equal(t.n, 1);
+    uint64_t waited = t.finished_ns - arrival;
+    if (waited >= SLACK_NS)
+        fail_msg("a lone request on an idle queue was held %llu ms (delay %llu ms)",
+                 (unsigned long long)(waited / MS), (unsigned long long)(delay / MS));
+    /* The same queue with the adaptive wait off holds it for the delay. */
+    batch_queue_set_adaptive(&q, false);
+    arrival = clock_now_ns();
+    make_req(&r, 1, 4, SHIM_FP32, arrival);
+    assert_int_equal(submit(&q, &r), SUBMIT_OK);
+    struct infer_request *batch[8];
+    assert_int_equal(batch_queue_take(&q, batch, 8), 1);
+    assert_true(clock_now_ns() - arrival >= delay);
+    batch_queue_destroy(&q);
+}
+
+static void test_adaptive_waits_under_load(void **state)
+{
+    (void)state;
+    const uint64_t delay = 300 * MS;
+    enum { PRIME = 30 };
+    struct batch_queue q;
+    assert_int_equal(batch_queue_init(&q, 64, PRIME, (long)(delay / 1000)), 0);
+    batch_queue_set_adaptive(&q, true);
+    /* A busy spell: 30 arrivals 1 ms apart, a full batch taken at once. */
+    struct infer_request prime[PRIME];
+    uint64_t base = clock_now_ns() - PRIME * MS;
+    for (int i = 0; i < PRIME; i++) {
+        make_req(&prime[i], 1, 4, SHIM_FP32, base + (uint64_t)i * MS);
+        assert_int_equal(submit(&q, &prime[i]), SUBMIT_OK);
+    }
+    struct infer_request *batch[PRIME];
+    assert_int_equal(batch_queue_take(&q, batch, PRIME), PRIME);
+    /* Now a request while arrivals are frequent: it waits for a companion,
+     * which joins it 50 ms later, and both leave at the first's deadline. */
+    struct taker t;
+    taker_start(&t, &q, PRIME);
+    struct infer_request a, b;
+    uint64_t arrival = clock_now_ns();
+    make_req(&a, 1, 4, SHIM_FP32, arrival);
+    assert_int_equal(submit(&q, &a), SUBMIT_OK);
+    sleep_ms(50);
+    make_req(&b, 1, 4, SHIM_FP32, clock_now_ns());
+    assert_int_equal(submit(&q, &b), SUBMIT_OK);
+    taker_join(&t, 5000);
+    assert_int_equal(t.n, 2);
+    assert_ptr_equal(t.batch[0], &a);
+    assert_ptr_equal(t.batch[1], &b);
+    uint64_t waited = t.finished_ns - arrival;
+    assert_true(waited >= delay);
+    assert_true(waited < delay + SLACK_NS);
+    batch_queue_destroy(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +882,10 @@ int main(void)
         cmocka_unit_test(test_steal_all),
         cmocka_unit_test(test_expire),
         cmocka_unit_test(test_concurrent_producers_consumers),
+        cmocka_unit_test(test_rate_estimate),
+        cmocka_unit_test(test_wait_decisions),
+        cmocka_unit_test(test_adaptive_lone_request_is_not_held),
+        cmocka_unit_test(test_adaptive_waits_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
