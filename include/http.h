@@ -16,6 +16,7 @@
 #include "access.h"
 #include "config.h"
 #include "infer_request.h"
+#include "linger.h"
 #include "router.h"
 
 struct MHD_Connection;
@@ -33,6 +34,7 @@ struct http_front {
     struct MHD_Daemon *daemon;
     int quiesced_fd; /* the listening socket after http_drain_begin, else -1 */
     int bound_port;  /* public, read-only: the port it listens on */
+    struct linger_pool linger; /* sockets of early answers, read until the client stops */
     atomic_bool draining;
     atomic_int inflight; /* exchanges begun and not yet completed */
     pthread_mutex_t idle_lock;

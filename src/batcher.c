@@ -144,8 +144,8 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
         n = batch_prefix(q, max, &complete);
         if (complete || q->closed)
             break;
-        uint64_t due = batch_wait_until(&q->rate, q->adaptive, q->max_delay_ns,
-                                        q->head->arrival_ns, clock_now_ns());
+        uint64_t due = batch_wait_until(&q->rate, q->adaptive, q->max_delay_ns, q->head->arrival_ns,
+                                        clock_now_ns());
         if (due == 0)
             break;
         struct timespec until = clock_timespec(due);

@@ -8,6 +8,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -341,6 +342,29 @@ static enum MHD_Result queue_reply(struct http_exchange *ex)
     return ok;
 }
 
+/* An answer before the body: libmicrohttpd sends it, reads no more and
+ * closes, which resets a client still sending (the kernel resets a socket
+ * closed with unread data) before it reads the answer. When a body is to
+ * follow, a duplicate of the socket goes to the lingerer, which keeps it
+ * open and drops what still arrives, within bounds (linger.h). */
+static void linger_if_body_follows(struct http_exchange *ex)
+{
+    struct MHD_Connection *c = ex->conn;
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if ((cl == NULL || strtoll(cl, NULL, 10) <= 0) && te == NULL)
+        return;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == NULL)
+        return;
+    int fd = fcntl(info->connect_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0)
+        linger_add(&ex->front->linger, fd);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -353,8 +377,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex == NULL)
             return MHD_NO;
         *req_cls = ex;
-        if (check_access(ex) || precheck(ex))
+        if (check_access(ex) || precheck(ex)) {
+            linger_if_body_follows(ex);
             return queue_reply(ex); /* answer before reading any body */
+        }
         return MHD_YES;
     }
     if (ex->reply_queued) { /* an early answer: drop what still arrives */
@@ -515,6 +541,11 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
         snprintf(err, err_len, "cannot create the drain lock");
         return -1;
     }
+    if (linger_start(&h->linger, err, err_len) != 0) {
+        pthread_cond_destroy(&h->idle_cond);
+        pthread_mutex_destroy(&h->idle_lock);
+        return -1;
+    }
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
@@ -525,6 +556,7 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
         pthread_cond_destroy(&h->idle_cond);
         pthread_mutex_destroy(&h->idle_lock);
         snprintf(err, err_len, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
+        linger_stop(&h->linger);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -578,6 +610,7 @@ void http_stop(struct http_front *h)
         return;
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
+    linger_stop(&h->linger);
     if (h->quiesced_fd >= 0)
         close(h->quiesced_fd);
     h->quiesced_fd = -1;
