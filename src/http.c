@@ -495,6 +495,14 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(out - s);
 }
 
+/* libmicrohttpd's per-connection pool: headers plus the read buffer. It is
+ * zeroed whole after every request (0.9.75), so it costs every request in
+ * proportion to its size: at 256 KiB that was a quarter of the server's
+ * own instructions per /predict request (bench/RESULTS.md, callgrind).
+ * 64 KiB holds any header set we accept and reads large bodies in 64 KiB
+ * chunks. */
+#define HTTP_CONNECTION_POOL_BYTES (64 * 1024)
+
 int http_start(struct http_front *h, const struct inferd_config *cfg,
                const struct route_def *routes, size_t n_routes, struct access *access,
                struct server *srv, char *err, size_t err_len)
@@ -550,7 +558,7 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_POOL_BYTES, MHD_OPTION_UNESCAPE_CALLBACK,
         unescape_path, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (h->daemon == NULL) {
         pthread_cond_destroy(&h->idle_cond);

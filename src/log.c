@@ -42,6 +42,11 @@ static void write_all(const char *p, size_t n)
     }
 }
 
+/* After a wake-up the writer lets lines gather this long before one
+ * write(), so that a busy server pays one wake-up and one system call per
+ * many lines rather than per line. */
+#define LOG_GATHER_NS 5000000L
+
 static void *writer_main(void *arg)
 {
     static char out[LOG_BUFFER_BYTES];
@@ -52,6 +57,12 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&logger.wake, &logger.lock);
         if (logger.used == 0 && logger.stopping)
             break;
+        if (!logger.stopping && logger.used < LOG_BUFFER_BYTES / 2) {
+            pthread_mutex_unlock(&logger.lock);
+            struct timespec gather = {0, LOG_GATHER_NS};
+            nanosleep(&gather, NULL);
+            pthread_mutex_lock(&logger.lock);
+        }
         size_t n = logger.used;
         memcpy(out, logger.buffer, n);
         logger.used = 0;
@@ -106,21 +117,61 @@ static void emit(const char *line, size_t n)
     if (logger.used + n > sizeof logger.buffer) {
         atomic_fetch_add(&logger.dropped, 1);
     } else {
+        /* The writer sleeps only on an empty buffer: wake it only then. */
+        bool was_empty = logger.used == 0;
         memcpy(logger.buffer + logger.used, line, n);
         logger.used += n;
-        pthread_cond_signal(&logger.wake);
+        if (was_empty)
+            pthread_cond_signal(&logger.wake);
     }
     pthread_mutex_unlock(&logger.lock);
 }
 
-static void timestamp(char *buf, size_t len)
+/* Append n's decimal digits, at least width of them (zero-padded). */
+static void append_uint(struct strbuf *sb, uint64_t n, int width)
 {
+    char digits[24];
+    int i = (int)sizeof digits;
+    do {
+        digits[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0 || (int)sizeof digits - i < width);
+    strbuf_append(sb, digits + i, sizeof digits - (size_t)i);
+}
+
+/* "2026-11-27T16:40:01.123Z". The part up to the seconds is formatted once
+ * per second per thread. */
+static void append_timestamp(struct strbuf *sb)
+{
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[32];
+    static _Thread_local size_t cached_len;
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    strbuf_append(sb, cached, cached_len);
+    strbuf_puts(sb, ".");
+    append_uint(sb, (uint64_t)ts.tv_nsec / 1000000u, 3);
+    strbuf_puts(sb, "Z");
+}
+
+/* A duration in ns as milliseconds with 3 decimals (as "%.3f" prints it,
+ * rounded to the microsecond). */
+static void append_ms(struct strbuf *sb, int64_t ns)
+{
+    if (ns < 0) {
+        strbuf_printf(sb, "%.3f", (double)ns / 1e6);
+        return;
+    }
+    uint64_t us = ((uint64_t)ns + 500u) / 1000u;
+    append_uint(sb, us / 1000u, 1);
+    strbuf_puts(sb, ".");
+    append_uint(sb, us % 1000u, 3);
 }
 
 static void append_value(struct strbuf *sb, const struct log_field *f, bool json)
@@ -134,8 +185,12 @@ static void append_value(struct strbuf *sb, const struct log_field *f, bool json
         else
             strbuf_json_string(sb, f->str ? f->str : "");
         break;
-    case LOG_INT: strbuf_printf(sb, "%lld", (long long)f->num); break;
-    case LOG_MS: strbuf_printf(sb, "%.3f", (double)f->num / 1e6); break;
+    case LOG_INT:
+        if (f->num < 0)
+            strbuf_puts(sb, "-");
+        append_uint(sb, f->num < 0 ? 0u - (uint64_t)f->num : (uint64_t)f->num, 1);
+        break;
+    case LOG_MS: append_ms(sb, f->num); break;
     }
 }
 
@@ -143,15 +198,20 @@ void log_fields(enum log_level level, const char *msg, const struct log_field *f
 {
     if (!log_enabled(level))
         return;
-    char ts[40];
     struct strbuf sb = {0};
     bool json = logger.format == LOG_FORMAT_JSON;
-    timestamp(ts, sizeof ts);
+    strbuf_reserve(&sb, 512); /* most lines: one allocation */
     if (json) {
-        strbuf_printf(&sb, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, log_level_name(level));
+        strbuf_puts(&sb, "{\"ts\":\"");
+        append_timestamp(&sb);
+        strbuf_puts(&sb, "\",\"level\":\"");
+        strbuf_puts(&sb, log_level_name(level));
+        strbuf_puts(&sb, "\",\"msg\":");
         strbuf_json_string(&sb, msg);
     } else {
-        strbuf_printf(&sb, "%s %-5s %s", ts, log_level_name(level), msg);
+        append_timestamp(&sb);
+        strbuf_printf(&sb, " %-5s ", log_level_name(level));
+        strbuf_puts(&sb, msg);
     }
     for (int i = 0; i < n_fields; i++) {
         if (json) {
@@ -159,7 +219,9 @@ void log_fields(enum log_level level, const char *msg, const struct log_field *f
             strbuf_json_string(&sb, fields[i].key);
             strbuf_puts(&sb, ":");
         } else {
-            strbuf_printf(&sb, " %s=", fields[i].key);
+            strbuf_puts(&sb, " ");
+            strbuf_puts(&sb, fields[i].key);
+            strbuf_puts(&sb, "=");
         }
         append_value(&sb, &fields[i], json);
     }
