@@ -68,7 +68,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps check-layers run model examples image-data resnet18 test test-unit test-integration \
-        fuzz bench bench-codec bench-v2 bench-image format clean cuda-syntax
+        fuzz bench bench-codec bench-v2 bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -91,6 +91,7 @@ help:
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
 	@echo "  make bench-image     image decode+preprocess: C vs PIL+torchvision; req/s posting a JPEG"
+	@echo "  make bench-callgrind instructions per request (valgrind callgrind): /predict JSON, v2 binary"
 	@echo "  make format          clang-format every C/C++ file"
 	@echo "  make clean           remove build outputs"
 	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
@@ -210,6 +211,9 @@ bench-image: all $(BUILD)/bench/image_speed
 	$(PYTHON) bench/image_speed.py
 
 # v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
+bench-callgrind: all
+	bench/callgrind.sh
+
 bench-v2: all
 	$(PYTHON) bench/v2_payload.py
 
