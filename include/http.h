@@ -32,8 +32,8 @@ struct http_front {
     struct server *srv;    /* handed to handlers as ex->srv */
     struct access *access; /* API keys and CORS, checked before routing */
     struct MHD_Daemon *daemon;
-    int quiesced_fd; /* the listening socket after http_drain_begin, else -1 */
-    int bound_port;  /* public, read-only: the port it listens on */
+    int quiesced_fd;           /* the listening socket after http_drain_begin, else -1 */
+    int bound_port;            /* public, read-only: the port it listens on */
     struct linger_pool linger; /* sockets of early answers, read until the client stops */
     atomic_bool draining;
     atomic_int inflight; /* exchanges begun and not yet completed */
@@ -76,6 +76,7 @@ struct http_exchange {
     uint64_t start_ns;
     enum { EX_READING, EX_QUEUED, EX_ANSWERED } phase;
     bool reply_queued;
+    bool lingering;  /* an early answer whose socket the lingerer reads: close after it */
     bool discarding; /* the body broke a limit: drop the rest, then reply */
     struct http_reply reply;
 

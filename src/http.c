@@ -332,7 +332,7 @@ static enum MHD_Result queue_reply(struct http_exchange *ex)
     ok &= MHD_add_response_header(resp, "X-Request-ID", ex->request_id);
     for (int i = 0; i < r->n_headers; i++)
         ok &= MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
-    if (atomic_load(&ex->front->draining))
+    if (atomic_load(&ex->front->draining) || ex->lingering)
         ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     access_reply_headers(ex->front->access, &ex->access, add_access_header, resp);
     if (ok == MHD_YES)
@@ -361,8 +361,12 @@ static void linger_if_body_follows(struct http_exchange *ex)
     if (info == NULL)
         return;
     int fd = fcntl(info->connect_fd, F_DUPFD_CLOEXEC, 0);
-    if (fd >= 0)
-        linger_add(&ex->front->linger, fd);
+    if (fd < 0)
+        return;
+    /* The connection must end with this answer (libmicrohttpd 0.9.75 closes
+     * it anyway); a kept-alive one would share its bytes with the lingerer. */
+    ex->lingering = true;
+    linger_add(&ex->front->linger, fd);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -88,6 +88,7 @@ def test_whole_body_then_read_gets_the_answer(daemon, path, length, content_type
     for _ in range(2):
         got = send_all_then_read(daemon.port, head(path, length, content_type), length)
         assert_json_error(*got, status)
+        assert got[1].get("connection", "").lower() == "close", got[1]
     assert_still_serves(daemon)
 
 
