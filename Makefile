@@ -210,10 +210,11 @@ $(BUILD)/bench/image_speed: bench/image_speed.c $(CORE_OBJ)
 bench-image: all $(BUILD)/bench/image_speed
 	$(PYTHON) bench/image_speed.py
 
-# v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
+# Instructions per request (valgrind callgrind): /predict JSON and v2 binary.
 bench-callgrind: all
 	bench/callgrind.sh
 
+# v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
 bench-v2: all
 	$(PYTHON) bench/v2_payload.py
 
