@@ -93,10 +93,10 @@ static void set_error(char *err, size_t err_len, const char *what)
     err[n] = '\0';
 }
 
-static const c10::ScalarType kScalarTypes[SHIM_DTYPE_COUNT] = {
-    torch::kBool,  torch::kUInt8,   torch::kInt8,    torch::kInt16,   torch::kInt32,
-    torch::kInt64, torch::kFloat16, torch::kFloat32, torch::kFloat64,
-};
+// libtorch's type for each shim_dtype, from shim_dtype_list.h.
+#define SHIM_SCALAR(name, ctype, suffix) torch::k##suffix,
+static const c10::ScalarType kScalarTypes[SHIM_DTYPE_COUNT] = {SHIM_DTYPE_LIST(SHIM_SCALAR)};
+#undef SHIM_SCALAR
 
 static int dtype_from_scalar(c10::ScalarType t, enum shim_dtype *out)
 {
@@ -111,7 +111,9 @@ static int dtype_from_scalar(c10::ScalarType t, enum shim_dtype *out)
 
 extern "C" size_t shim_dtype_size(enum shim_dtype dtype)
 {
-    static const size_t sizes[SHIM_DTYPE_COUNT] = {1, 1, 1, 2, 4, 8, 2, 4, 8};
+#define SHIM_SIZE(name, ctype, suffix) sizeof(ctype),
+    static const size_t sizes[SHIM_DTYPE_COUNT] = {SHIM_DTYPE_LIST(SHIM_SIZE)};
+#undef SHIM_SIZE
     if ((int)dtype < 0 || dtype >= SHIM_DTYPE_COUNT)
         return 0;
     return sizes[dtype];
