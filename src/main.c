@@ -51,8 +51,7 @@ int main(int argc, char **argv)
         return status == 200 ? 0 : 1;
     }
     prefer_passive_openmp(argv);
-    if (image_tune_malloc() != 0)
-        fprintf(stderr, "inferd: mallopt refused; image requests will page-fault more\n");
+    bool malloc_tuned = image_tune_malloc() == 0;
 
     /* Block the stop signals in every thread; main waits for them. */
     sigset_t stop_signals;
@@ -67,6 +66,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "inferd: logging synchronously (no writer thread)\n");
     log_msg(LOG_INFO, "inferd %s starting: repository %s, default model %s, devices %s",
             INFERD_VERSION, cfg.model_repository, cfg.default_model, cfg.devices_spec);
+    if (!malloc_tuned) /* e.g. under a sanitizer's allocator */
+        log_msg(LOG_DEBUG, "mallopt refused: image requests will page-fault more");
 
     struct server srv;
     if (server_start(&srv, &cfg, api_routes, api_n_routes, err, sizeof err) != 0) {
