@@ -292,6 +292,18 @@ static int add_base64_images(struct image_batch *b, const cJSON *data, const cha
     return 0;
 }
 
+/* An input's "shape", parsed. Returns 0, or -1 with err set. */
+static int input_shape(const struct json_doc *doc, const cJSON *input, const char *name,
+                       int64_t *shape, int *ndim, char *err, size_t err_len)
+{
+    const cJSON *shape_item = cJSON_GetObjectItemCaseSensitive(input, "shape");
+    if (shape_item == NULL) {
+        snprintf(err, err_len, "input \"%s\" needs a \"shape\"", name);
+        return -1;
+    }
+    return parse_shape(doc, shape_item, shape, ndim, name, err, err_len);
+}
+
 /* A BYTES input: encoded images for an input declared as an image. The
  * headers are checked here; the worker decodes (image_request_prepare). */
 static int decode_image_input(struct http_exchange *ex, const struct json_doc *doc,
@@ -311,12 +323,7 @@ static int decode_image_input(struct http_exchange *ex, const struct json_doc *d
     }
     int64_t shape[TENSOR_MAX_DIMS];
     int ndim = 0;
-    const cJSON *shape_item = cJSON_GetObjectItemCaseSensitive(input, "shape");
-    if (shape_item == NULL) {
-        snprintf(err, err_len, "input \"%s\" needs a \"shape\"", spec->name);
-        return -1;
-    }
-    if (parse_shape(doc, shape_item, shape, &ndim, spec->name, err, err_len) != 0)
+    if (input_shape(doc, input, spec->name, shape, &ndim, err, err_len) != 0)
         return -1;
     struct image_batch *b =
         image_request_slot(&v2->images, slot, &spec->image, ex->srv->cfg.max_image_pixels);
@@ -389,12 +396,7 @@ static int decode_input(struct http_exchange *ex, const struct json_doc *doc, co
     }
     int64_t shape[TENSOR_MAX_DIMS];
     int ndim = 0;
-    const cJSON *shape_item = cJSON_GetObjectItemCaseSensitive(input, "shape");
-    if (shape_item == NULL) {
-        snprintf(err, err_len, "input \"%s\" needs a \"shape\"", spec->name);
-        return -1;
-    }
-    if (parse_shape(doc, shape_item, shape, &ndim, spec->name, err, err_len) != 0 ||
+    if (input_shape(doc, input, spec->name, shape, &ndim, err, err_len) != 0 ||
         decode_input_data(doc, input, spec->name, dtype, shape, ndim, bin, t, err, err_len) != 0)
         return -1;
     if (dtype != spec->dtype) {

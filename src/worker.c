@@ -233,6 +233,15 @@ static int check_batch_dim(shim_outputs *out, int64_t total, char *err, size_t e
     return 0;
 }
 
+/* Name the calling thread <kind><instance>-<model> (top -H, the GPU check's
+ * CPU report): kind 'w' for the worker, 'c' for its completion thread. */
+static void name_thread(const struct worker *w, char kind)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%c%u-%.10s", kind, (unsigned)w->index % 100u, w->cfg->name);
+    pthread_setname_np(pthread_self(), name);
+}
+
 /* Queue an answered request for the completion thread. */
 static void hand_off(struct worker *w, struct infer_request *req)
 {
@@ -254,9 +263,7 @@ static void hand_off(struct worker *w, struct infer_request *req)
 static void *completer_main(void *arg)
 {
     struct worker *w = arg;
-    char name[16];
-    snprintf(name, sizeof name, "c%u-%.10s", (unsigned)w->index % 100u, w->cfg->name);
-    pthread_setname_np(pthread_self(), name);
+    name_thread(w, 'c');
     pthread_mutex_lock(&w->done_lock);
     for (;;) {
         while (w->done_head == NULL && !w->done_closing)
@@ -361,9 +368,7 @@ static void close_completer(struct worker *w)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    char name[16];
-    snprintf(name, sizeof name, "w%u-%.10s", (unsigned)w->index % 100u, w->cfg->name);
-    pthread_setname_np(pthread_self(), name);
+    name_thread(w, 'w');
     if (load_and_warm(w) != 0) {
         /* A failed instance still drains its share of the queue so that no
          * accepted request is left hanging. */
