@@ -149,6 +149,17 @@ def log_records(daemon, msg=None):
     return records
 
 
+def wait_log_records(daemon, msg, done, timeout=5.0):
+    """The log lines with this msg once done(lines) holds, or when the time
+    runs out (the logger writes asynchronously, a few ms behind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = log_records(daemon, msg)
+        if done(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
 def request_lines(daemon, ids, timeout=5.0):
     """{request_id: access-log record} for the given X-Request-IDs, waiting
     (bounded) until all of them are logged."""

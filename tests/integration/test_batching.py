@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from support import LABELS, assert_error, dumps, finish, start_server
-from loadtools import (SLOW_MAX_BATCH, add_fashion, add_slow, fashion_body, log_records,
-                       model_counters, post_json, request_lines, run_threads, slow_input)
+from loadtools import (SLOW_MAX_BATCH, add_fashion, add_slow, fashion_body,
+                       model_counters, post_json, request_lines, run_threads, slow_input,
+                       wait_log_records)
 import fashion_mnist_data  # noqa: E402  (models/ is on sys.path via support)
 
 BATCH_DELAY_S = 0.2          # --max-queue-delay-us of the batching daemon
@@ -245,7 +246,8 @@ def two_instance_repo(tmp_path_factory):
 def test_two_instances_per_device(start_daemon, two_instance_repo, images, reference):
     daemon = start_daemon(["--instances-per-device", "2", "--log-format", "json"],
                           repo=two_instance_repo)
-    ready = log_records(daemon, "instance ready")
+    # readiness needs every instance, but the log writer runs a few ms behind
+    ready = wait_log_records(daemon, "instance ready", lambda rs: len(rs) >= 4)
     for model in ("fashion_mnist", "slow"):
         got = sorted((r["instance"], r["device"]) for r in ready if r.get("model") == model)
         assert got == [(0, "cpu"), (1, "cpu")], \
