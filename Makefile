@@ -47,6 +47,15 @@ endif
 TORCH_LIBS += -Wl,--as-needed
 CXXFLAGS += $(TORCH_INC)
 
+# AOTInductor packages (.pt2) when this libtorch has the package loader (2.6+).
+AOTI_HEADER := torch/csrc/inductor/aoti_package/model_package_loader.h
+ifneq ($(wildcard $(if $(TORCH_DIR),$(TORCH_DIR)/include,/usr/include)/$(AOTI_HEADER)),)
+CXXFLAGS += -DSHIM_WITH_AOTI
+WITH_AOTI := yes
+else
+WITH_AOTI := no
+endif
+
 LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lpthread -lm -ldl
 
 # DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
@@ -60,6 +69,9 @@ endif
 SRC      := $(wildcard src/*.c)
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
 SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
+ifeq ($(WITH_AOTI),yes)
+SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
+endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
             image.o preprocess.o image_batch.o multipart.o base64.o topk.o) $(BUILD)/obj/numconv.o
@@ -67,16 +79,17 @@ IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all help deps check-deps check-layers run model examples image-data resnet18 test test-unit test-integration \
+.PHONY: all help deps check-deps check-layers run model model-pt2 examples image-data resnet18 test test-unit test-integration \
         fuzz bench bench-codec bench-v2 bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
 	@echo "inferd make targets:"
-	@echo "  make                 build $(BUILD)/inferd and $(BUILD)/inferd-probe (libtorch: $(or $(TORCH_DIR),Debian libtorch-dev), CUDA: $(WITH_CUDA))"
+	@echo "  make                 build $(BUILD)/inferd and $(BUILD)/inferd-probe (libtorch: $(or $(TORCH_DIR),Debian libtorch-dev), CUDA: $(WITH_CUDA), .pt2: $(WITH_AOTI))"
 	@echo "  make deps            install the Debian packages needed to build, run and test"
 	@echo "  make run             serve models/ (default model fashion_mnist) on PORT=$(PORT); ARGS= adds flags"
 	@echo "  make model           retrain models/fashion_mnist/model.pt from Debian's Fashion-MNIST"
+	@echo "  make model-pt2       export the default model as an AOTInductor package into models/fashion_mnist_pt2/ (torch >= 2.6)"
 	@echo "  make examples        regenerate models/examples/ request files"
 	@echo "  make image-data      Fashion-MNIST PNGs, skimage photos and the colour model (build/image-data/)"
 	@echo "  make resnet18        generate the ResNet-18 benchmark model (build/bench-models/, not committed)"
@@ -131,6 +144,11 @@ run: all
 
 model:
 	cd models && $(PYTHON) train_fashion_mnist.py
+
+# Needs python torch >= 2.6 (Debian 13's; on Debian 12 run it in the root of
+# scripts/trixie-root.sh). The package is native code for this machine: not committed.
+model-pt2:
+	$(PYTHON) models/export_pt2.py
 
 examples:
 	$(PYTHON) models/make_examples.py

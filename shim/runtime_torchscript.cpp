@@ -69,5 +69,5 @@ void ts_release(void *handle)
 } // namespace
 
 const shim_runtime shim_runtime_torchscript = {
-    "torchscript", "pytorch_torchscript", ".pt", ts_load, ts_forward, ts_release,
+    "torchscript", "pytorch_torchscript", ".pt", ts_load, ts_forward, nullptr, ts_release,
 };

@@ -34,10 +34,16 @@ struct shim_runtime {
     // Run forward on inputs already on the device, in the precision and
     // memory format asked at load. Outputs may stay on the device.
     void (*forward)(void *handle, std::vector<torch::Tensor> &inputs, shim_runtime_outputs &out);
+    // Fill what the model file says about itself (info comes zeroed, with
+    // format and platform set); NULL when the format records nothing.
+    void (*describe)(void *handle, shim_model_info &info);
     void (*release)(void *handle);
 };
 
 // The formats this build serves (torch_shim.cpp's registry uses these).
 extern const shim_runtime shim_runtime_torchscript;
+#ifdef SHIM_WITH_AOTI
+extern const shim_runtime shim_runtime_aoti;
+#endif
 
 #endif

@@ -65,6 +65,9 @@ struct shim_outputs {
 // The model formats this build serves; a new format is one line here.
 static const shim_runtime *const kRuntimes[] = {
     &shim_runtime_torchscript,
+#ifdef SHIM_WITH_AOTI
+    &shim_runtime_aoti,
+#endif
 };
 
 static void set_error(char *err, size_t err_len, const char *what)
@@ -364,6 +367,27 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
         set_error(err, err_len, "unknown error loading the model");
     }
     return SHIM_ERR_LOAD;
+}
+
+extern "C" int shim_model_describe(const shim_model *model, struct shim_model_info *info)
+{
+    if (info == nullptr)
+        return SHIM_ERR_ARG;
+    *info = shim_model_info{};
+    if (model == nullptr)
+        return SHIM_ERR_ARG;
+    info->format = model->runtime->format;
+    info->platform = model->runtime->platform;
+    try {
+        if (model->runtime->describe != nullptr)
+            model->runtime->describe(model->handle, *info);
+    } catch (...) {
+        const char *format = info->format, *platform = info->platform;
+        *info = shim_model_info{};
+        info->format = format;
+        info->platform = platform;
+    }
+    return SHIM_OK;
 }
 
 extern "C" void shim_model_free(shim_model *model)

@@ -108,6 +108,19 @@ int shim_model_load(const char *path, const struct shim_load_options *opt, shim_
 int shim_format_of(const char *path, const char **format, const char **platform, char *err,
                    size_t err_len);
 
+/* What a loaded model says about itself. */
+struct shim_model_info {
+    const char *format;   /* "torchscript", "aoti" (static string) */
+    const char *platform; /* its KServe v2 platform name (static string) */
+    /* The batch sizes the model file accepts, when it records them (an
+     * AOTInductor package exported by models/export_pt2.py); 0 and 0 when
+     * it does not. batch_min == batch_max: a static batch. */
+    int64_t batch_min, batch_max;
+};
+
+/* Describe a loaded model. Returns 0, or SHIM_ERR_ARG with info zeroed. */
+int shim_model_describe(const shim_model *model, struct shim_model_info *info);
+
 /* Capture one CUDA graph per batch size in the load options, shaped like
  * inputs (a template whose dim 0 is replaced by each batch size; its data is
  * not read). Later forwards of at most the largest captured batch replay
