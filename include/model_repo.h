@@ -1,7 +1,8 @@
 /* model_repo.h - the model repository on disk: one folder per model holding
- * config.json (file, inputs with their image preprocessing, outputs,
- * batching, instances, labels, top_k) and the
- * TorchScript file. Parses and validates; loads nothing into libtorch. */
+ * config.json (file, platform, inputs with their image preprocessing,
+ * outputs, batching, instances, labels, top_k) and the model file
+ * (TorchScript .pt or AOTInductor .pt2). Parses and validates; loads nothing
+ * into libtorch. */
 #ifndef INFERD_MODEL_REPO_H
 #define INFERD_MODEL_REPO_H
 
@@ -28,7 +29,9 @@ struct io_spec {
 
 struct model_config {
     char name[MODEL_NAME_MAX];
-    char path[2048]; /* the TorchScript file */
+    char path[2048];      /* the model file */
+    const char *platform; /* KServe v2 platform, e.g. "torch_aoti" (static string) */
+    const char *format;   /* the shim's format name for it, e.g. "aoti" (static string) */
     struct io_spec inputs[MODEL_MAX_IO];
     int n_inputs;
     struct io_spec outputs[MODEL_MAX_IO];

@@ -46,7 +46,9 @@ enum route_outcome api_model_meta(struct http_exchange *ex)
     struct strbuf sb = {0};
     strbuf_puts(&sb, "{\"name\":");
     strbuf_json_string(&sb, m->cfg.name);
-    strbuf_puts(&sb, ",\"versions\":[\"1\"],\"platform\":\"pytorch_torchscript\",\"inputs\":");
+    strbuf_puts(&sb, ",\"versions\":[\"1\"],\"platform\":");
+    strbuf_json_string(&sb, m->cfg.platform ? m->cfg.platform : "");
+    strbuf_puts(&sb, ",\"inputs\":");
     append_io(&sb, m->cfg.inputs, m->cfg.n_inputs);
     strbuf_puts(&sb, ",\"outputs\":");
     append_io(&sb, m->cfg.outputs, m->cfg.n_outputs);

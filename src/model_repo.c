@@ -27,6 +27,48 @@ bool model_name_valid(const char *name)
     return true;
 }
 
+/* The model formats, by KServe v2 platform name: the shim's format name
+ * (shim_load_options.format) and the file extension that implies it. */
+static const struct {
+    const char *platform, *format, *extension;
+} kFormats[] = {
+    {"pytorch_torchscript", "torchscript", ".pt"},
+    {"torch_aoti", "aoti", ".pt2"},
+};
+#define N_FORMATS (sizeof kFormats / sizeof kFormats[0])
+
+/* Set out's platform and format from config.json's "platform" when given,
+ * else from the file's extension (TorchScript when neither says). */
+static int parse_platform(const cJSON *root, const char *file, struct model_config *out,
+                          char *err, size_t err_len)
+{
+    const cJSON *platform = cJSON_GetObjectItemCaseSensitive(root, "platform");
+    size_t k = 0;
+    if (platform != NULL) {
+        if (!cJSON_IsString(platform)) {
+            snprintf(err, err_len, "\"platform\" must be a string");
+            return -1;
+        }
+        while (k < N_FORMATS && strcmp(platform->valuestring, kFormats[k].platform) != 0)
+            k++;
+        if (k == N_FORMATS) {
+            snprintf(err, err_len,
+                     "unknown \"platform\" \"%.64s\" (pytorch_torchscript or torch_aoti)",
+                     platform->valuestring);
+            return -1;
+        }
+    } else {
+        const char *dot = strrchr(file, '.');
+        while (k < N_FORMATS && !(dot != NULL && strcmp(dot, kFormats[k].extension) == 0))
+            k++;
+        if (k == N_FORMATS)
+            k = 0;
+    }
+    out->platform = kFormats[k].platform;
+    out->format = kFormats[k].format;
+    return 0;
+}
+
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer.
  * Returns NULL with err set on failure. */
 static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t err_len)
@@ -304,6 +346,8 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
     }
     snprintf(out->path, sizeof out->path, "%s/%s", model_dir,
              file ? file->valuestring : "model.pt");
+    if (parse_platform(root, file ? file->valuestring : "model.pt", out, err, err_len) != 0)
+        goto out;
     if (parse_io(cJSON_GetObjectItemCaseSensitive(root, "inputs"), "inputs", out->inputs,
                  &out->n_inputs, err, err_len) != 0 ||
         parse_io(cJSON_GetObjectItemCaseSensitive(root, "outputs"), "outputs", out->outputs,

@@ -86,12 +86,44 @@ static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size
     return rc;
 }
 
+/* Check the model's batching against the batch sizes its file accepts, when
+ * the file records them (an AOTInductor package): a batching model must take
+ * every batch from 1 to max_batch_size; a static batch runs one request at a
+ * time (max_batch_size 0), at the package's own shape. Returns 0, or -1 with
+ * err set. */
+static int check_batch_range(struct worker *w, char *err, size_t err_len)
+{
+    const struct model_config *cfg = &w->model->cfg;
+    struct shim_model_info info;
+    if (shim_model_describe(w->handle, &info) != 0 || info.batch_max == 0)
+        return 0;
+    if (info.batch_min == info.batch_max && cfg->max_batch_size > 0) {
+        snprintf(err, err_len,
+                 "the package has a static batch of %lld: set max_batch_size 0 in config.json "
+                 "(one request at a time, shaped like the package)",
+                 (long long)info.batch_max);
+        return -1;
+    }
+    if (cfg->max_batch_size > 0 && info.batch_min > 1) {
+        snprintf(err, err_len, "the package's batch range starts at %lld; batching needs 1",
+                 (long long)info.batch_min);
+        return -1;
+    }
+    if (cfg->max_batch_size > info.batch_max) {
+        snprintf(err, err_len, "max_batch_size %d is above the package's batch maximum %lld",
+                 cfg->max_batch_size, (long long)info.batch_max);
+        return -1;
+    }
+    return 0;
+}
+
 static int load_and_warm(struct worker *w)
 {
     const struct model_config *cfg = w->cfg;
     char err[256], dev[32];
     device_name(w->device, dev, sizeof dev);
     struct shim_load_options opt = {
+        .format = m->cfg.format,
         .device = w->device,
         .precision = cfg->precision,
         .channels_last = cfg->channels_last,
@@ -101,6 +133,10 @@ static int load_and_warm(struct worker *w)
     memcpy(opt.cuda_graphs, cfg->cuda_graphs, sizeof opt.cuda_graphs);
     uint64_t t0 = clock_now_ns();
     if (shim_model_load(cfg->path, &opt, &w->handle, err, sizeof err) != 0) {
+        record_failure(w, "load failed", err);
+        return -1;
+    }
+    if (check_batch_range(w, err, sizeof err) != 0) {
         record_failure(w, "load failed", err);
         return -1;
     }
