@@ -194,6 +194,8 @@ static void expect_config_error(const char *json, const char *needle)
 
 #define IN(shape) "\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":" shape "}]"
 #define OUT "\"outputs\":[{\"name\":\"y\",\"datatype\":\"FP32\",\"shape\":[-1]}]"
+#define IN_SPEC IN("[-1,3]")
+#define OUT_SPEC OUT
 
 static void test_config_errors(void **state)
 {
@@ -325,6 +327,38 @@ static void test_speed_settings(void **state)
                         "at most 16");
     expect_config_error("{" IN("[-1,-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1]}",
                         "fixed dims");
+}
+
+/* The format comes from "platform" when given, else from the extension. */
+static void test_platform(void **state)
+{
+    (void)state;
+    struct inferd_config defaults;
+    config_defaults(&defaults);
+    static const struct {
+        const char *keys, *platform, *format;
+    } cases[] = {
+        {"", "pytorch_torchscript", "torchscript"},
+        {"\"file\":\"m.pt2\",", "torch_aoti", "aoti"},
+        {"\"file\":\"m.pt\",", "pytorch_torchscript", "torchscript"},
+        {"\"file\":\"weights.bin\",", "pytorch_torchscript", "torchscript"},
+        {"\"file\":\"m.bin\",\"platform\":\"torch_aoti\",", "torch_aoti", "aoti"},
+        {"\"file\":\"m.pt2\",\"platform\":\"pytorch_torchscript\",", "pytorch_torchscript",
+         "torchscript"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{%s" IN_SPEC "," OUT_SPEC "}", cases[i].keys);
+        struct model_config m;
+        char err[256];
+        assert_int_equal(model_config_parse(json, "/r/m", "m", &defaults, &m, err, sizeof err), 0);
+        assert_string_equal(m.platform, cases[i].platform);
+        assert_string_equal(m.format, cases[i].format);
+        model_config_free(&m);
+    }
+    expect_config_error("{\"platform\":\"onnx\"," IN_SPEC "," OUT_SPEC "}",
+                        "unknown \"platform\" \"onnx\"");
+    expect_config_error("{\"platform\":3," IN_SPEC "," OUT_SPEC "}", "\"platform\" must be a string");
 }
 
 static void test_labels(void **state)
@@ -619,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_defaults_from_server),
         cmocka_unit_test(test_image_input_and_top_k),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_platform),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_speed_settings),
         cmocka_unit_test(test_model_config_load_and_list),
