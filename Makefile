@@ -89,7 +89,7 @@ help:
 	@echo "  make deps            install the Debian packages needed to build, run and test"
 	@echo "  make run             serve models/ (default model fashion_mnist) on PORT=$(PORT); ARGS= adds flags"
 	@echo "  make model           retrain models/fashion_mnist/model.pt from Debian's Fashion-MNIST"
-	@echo "  make model-pt2       export the default model as an AOTInductor package into models/fashion_mnist_pt2/ (torch >= 2.6)"
+	@echo "  make model-pt2       export the default model as an AOTInductor package into PT2_OUT=$(PT2_OUT)/ (torch >= 2.6)"
 	@echo "  make examples        regenerate models/examples/ request files"
 	@echo "  make image-data      Fashion-MNIST PNGs, skimage photos and the colour model (build/image-data/)"
 	@echo "  make resnet18        generate the ResNet-18 benchmark model (build/bench-models/, not committed)"
@@ -147,8 +147,9 @@ model:
 
 # Needs python torch >= 2.6 (Debian 13's; on Debian 12 run it in the root of
 # scripts/trixie-root.sh). The package is native code for this machine: not committed.
+PT2_OUT ?= models/fashion_mnist_pt2
 model-pt2:
-	$(PYTHON) models/export_pt2.py
+	$(PYTHON) models/export_pt2.py --out $(PT2_OUT)
 
 examples:
 	$(PYTHON) models/make_examples.py

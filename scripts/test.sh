@@ -6,9 +6,13 @@
 # its CPU mode, a short fuzz run, and the deploy test (Docker engine, Compose,
 # nginx, Swarm, k8s manifests). The README's test command; .ci/run calls it.
 #
-# The deploy images are prepared in the background (mostly network-bound:
-# debootstrap and apt downloads) while the CPU-bound suites run.
-# SKIP_DEPLOY=1 leaves the deploy test out.
+# Then, in a cached Debian 13 root with libtorch 2.6 (scripts/trixie-root.sh):
+# the build, the default model exported as an AOTInductor package (make
+# model-pt2) and the integration suite again, .pt2 tests included.
+#
+# The deploy images and the Debian 13 root are prepared in the background
+# (mostly network-bound: debootstrap and apt downloads) while the CPU-bound
+# suites run. SKIP_DEPLOY=1 leaves the deploy test out.
 set -eu
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -21,6 +25,8 @@ if [ "$deploy" = 1 ]; then
     PREPARE_ONLY=1 tests/deploy/run.sh >build/deploy-prepare.log 2>&1 &
     prep=$!
 fi
+scripts/trixie-root.sh setup >build/trixie-setup.log 2>&1 &
+trixie=$!
 JOBS=$(nproc)
 say "layering: no include cycles between modules"
 make check-layers
@@ -36,6 +42,18 @@ say "GPU check script, CPU mode (tiny model)"
 tests/gpu/run.sh --cpu
 say "fuzz"
 make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+say "waiting for the Debian 13 root"
+if ! wait "$trixie"; then
+    tail -40 build/trixie-setup.log
+    echo "Debian 13 root preparation failed" >&2
+    exit 1
+fi
+say "libtorch 2.6 (Debian 13 root): build, make model-pt2, integration tests with .pt2"
+# The package goes under build/, not models/: the CPU image bakes models/ in.
+scripts/trixie-root.sh run sh -c "make -j$JOBS BUILD=build/trixie all && \
+    make model-pt2 PT2_OUT=build/trixie/fashion_mnist_pt2 && \
+    INFERD_TEST_PT2=1 INFERD_TEST_PT2_DIR=build/trixie/fashion_mnist_pt2 \
+    make BUILD=build/trixie test-integration"
 if [ -n "$prep" ]; then
     say "waiting for the deploy images"
     if ! wait "$prep"; then
