@@ -1,7 +1,7 @@
 # inferd image. Two variants from one file, chosen by one build argument:
 #
 #   docker build -t inferd:gpu .                          # default: CUDA (LibTorch from a PyTorch CUDA image)
-#   docker build -t inferd:cpu --build-arg VARIANT=cpu .  # CPU: Debian 12 + Debian's libtorch 1.13
+#   docker build -t inferd:cpu --build-arg VARIANT=cpu .  # CPU: Debian 13 + Debian's libtorch 2.6
 #
 # Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 on
 # 20.10), which builds only the stages the chosen variant uses.
@@ -18,7 +18,7 @@
 ARG VARIANT=gpu
 ARG BASE_BUILD=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-devel
 ARG BASE_RUNTIME=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
-ARG CPU_BASE=debian:bookworm-slim
+ARG CPU_BASE=debian:trixie-slim
 
 # ---------------------------------------------------------------- GPU build
 FROM ${BASE_BUILD} AS build-gpu
@@ -82,21 +82,37 @@ COPY include include
 COPY shim shim
 COPY src src
 COPY tools tools
-# No python torch here: the Makefile uses Debian's libtorch-dev.
-RUN make -j"$(nproc)" all
+# No python torch here: the Makefile uses Debian's libtorch-dev (2.6 on
+# Debian 13, whose AOTInductor loader header turns .pt2 support on).
+RUN make -j"$(nproc)" all && make help | grep -q '.pt2: yes'
+
+# ------------------------------------------------------ CPU .pt2 export
+# The default model as an AOTInductor package, exported by python torch 2.6
+# (its compile step needs g++, python3-dev and python3-setuptools). A .pt2 is
+# native code for the machine that builds the image.
+FROM build-cpu AS pt2-cpu
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-torch python3-numpy python3-setuptools python3-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY models/ models/
+RUN python3 models/export_pt2.py --out /src/pt2/fashion_mnist_pt2
 
 # -------------------------------------------------------------- CPU runtime
-# Runtime libraries only: no compiler, no headers. libtorch1.13 is the
-# package with Debian's libtorch.so.1.13 (it pulls in OpenCV and more: ~1.1 GB).
+# Runtime libraries only: no compiler, no headers. libtorch2.6 is the
+# package with Debian's libtorch.so.2.6 (it pulls in OpenCV and more).
 FROM ${CPU_BASE} AS runtime-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch1.13 libmicrohttpd12 libcjson1 libturbojpeg0 \
-      libpng16-16 \
+ && apt-get install -y --no-install-recommends libtorch2.6 libmicrohttpd12t64 libcjson1 libturbojpeg0 \
+      libpng16-16t64 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=build-cpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
+COPY --from=pt2-cpu /src/pt2/ /models/
 RUN if ldd /usr/local/bin/inferd | grep 'not found'; then echo "inferd: missing libraries" >&2; exit 1; fi
-ENV INFERD_DEVICES=cpu
+# The .pt2 package is the default model here; TorchScript stays beside it.
+ENV INFERD_DEVICES=cpu \
+    INFERD_DEFAULT_MODEL=fashion_mnist_pt2
 
 # ------------------------------------------------------------------- final
 FROM runtime-${VARIANT}

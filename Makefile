@@ -194,7 +194,11 @@ cuda-syntax:
 	  echo '#pragma once' > $(BUILD)/cuda-stub/c10/cuda/impl/cuda_cmake_macros.h
 	$(CXX) -std=c++17 -fsyntax-only $(WARN) -DSHIM_WITH_CUDA -Ishim -isystem $(BUILD)/cuda-stub \
 	  $(TORCH_INC) -isystem $(CUDA_HOME)/include shim/torch_shim.cpp
-	@echo "shim CUDA path compiles"
+ifeq ($(WITH_AOTI),yes)
+	$(CXX) -std=c++17 -fsyntax-only $(WARN) -DSHIM_WITH_CUDA -DSHIM_WITH_AOTI -Ishim \
+	  -isystem $(BUILD)/cuda-stub $(TORCH_INC) -isystem $(CUDA_HOME)/include shim/runtime_aoti.cpp
+endif
+	@echo "shim CUDA path compiles$(if $(filter yes,$(WITH_AOTI)), (with .pt2),)"
 
 check-layers:
 	scripts/check-layers.sh

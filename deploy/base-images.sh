@@ -2,7 +2,8 @@
 # base-images.sh - make the Debian base images the Dockerfiles name, without
 # Docker Hub: debootstrap a minimal root file system and `docker import` it.
 #
-#   debian:bookworm-slim  inferd's CPU image (Dockerfile, VARIANT=cpu)
+#   debian:trixie-slim    inferd's CPU image (Dockerfile, VARIANT=cpu: libtorch 2.6)
+#   debian:bookworm-slim  the previous CPU image's base (libtorch 1.13), on request
 #   debian:sid-slim       the nginx image (deploy/nginx/Dockerfile: nginx 1.30
 #                         has `server ... resolve`; bookworm's 1.22 has not)
 #
@@ -11,14 +12,14 @@
 # kept. The root file systems are cached as tarballs in $INFERD_DEPLOY_CACHE
 # (default /var/cache/inferd-deploy), so a new engine imports them in seconds.
 #
-# usage: deploy/base-images.sh [bookworm] [sid]     (default: both)
+# usage: deploy/base-images.sh [trixie] [sid] [bookworm]   (default: trixie sid)
 # env:   DOCKER (docker), INFERD_DEPLOY_CACHE, DEBIAN_MIRROR (apt's own mirror)
 set -eu
 DOCKER=${DOCKER:-docker}
 CACHE=${INFERD_DEPLOY_CACHE:-/var/cache/inferd-deploy}
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-[ $# -gt 0 ] || set -- bookworm sid
+[ $# -gt 0 ] || set -- trixie sid
 
 make_rootfs() { # suite tarball
     suite=$1 tarball=$2 root=$(mktemp -d "${TMPDIR:-/tmp}/rootfs-$1.XXXXXX")

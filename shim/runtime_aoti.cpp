@@ -27,7 +27,8 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
-namespace {
+namespace
+{
 
 using torch::inductor::AOTIModelPackageLoader;
 
@@ -43,14 +44,31 @@ struct aoti_model {
 template <typename L = AOTIModelPackageLoader>
 std::unique_ptr<L> make_loader(const std::string &path, torch::Device device)
 {
-    if constexpr (std::is_constructible_v<L, const std::string &, const std::string &, bool,
-                                          size_t, c10::DeviceIndex>) {
+    if constexpr (std::is_constructible_v<L, const std::string &, const std::string &, bool, size_t,
+                                          c10::DeviceIndex>) {
         c10::DeviceIndex index = device.is_cpu() ? -1 : device.index();
         return std::make_unique<L>(path, "model", false, 1, index);
     } else {
         (void)device;
         return std::make_unique<L>(path);
     }
+}
+
+// run(inputs, stream) where the loader takes a stream (2.6 and later), else
+// run(inputs) (2.5's loader runs on the current stream).
+template <typename L>
+auto run_loader(L &loader, std::vector<torch::Tensor> &inputs, void *stream, int)
+    -> decltype(loader.run(inputs, stream))
+{
+    return loader.run(inputs, stream);
+}
+
+template <typename L>
+std::vector<at::Tensor> run_loader(L &loader, std::vector<torch::Tensor> &inputs, void *stream,
+                                   long)
+{
+    (void)stream;
+    return loader.run(inputs);
 }
 
 // The metadata value at key as a positive integer; 0 when absent.
@@ -63,8 +81,8 @@ int64_t metadata_int(const std::unordered_map<std::string, std::string> &meta, c
     char *end = nullptr;
     long long v = strtoll(it->second.c_str(), &end, 10);
     if (errno != 0 || end == it->second.c_str() || *end != '\0' || v < 1)
-        throw std::runtime_error(std::string("package metadata ") + key + " is not a positive integer: \"" +
-                                 it->second + "\"");
+        throw std::runtime_error(std::string("package metadata ") + key +
+                                 " is not a positive integer: \"" + it->second + "\"");
     return v;
 }
 
@@ -142,10 +160,9 @@ void aoti_forward(void *handle, std::vector<torch::Tensor> &inputs, shim_runtime
         for (const auto &x : inputs) {
             int64_t rows = x.dim() > 0 ? x.size(0) : 0;
             if (rows < m->batch_min || rows > m->batch_max)
-                throw std::invalid_argument("batch of " + std::to_string(rows) +
-                                            " is outside the package's batch range " +
-                                            std::to_string(m->batch_min) + ".." +
-                                            std::to_string(m->batch_max));
+                throw std::invalid_argument(
+                    "batch of " + std::to_string(rows) + " is outside the package's batch range " +
+                    std::to_string(m->batch_min) + ".." + std::to_string(m->batch_max));
         }
     }
     void *stream = nullptr;
@@ -153,7 +170,7 @@ void aoti_forward(void *handle, std::vector<torch::Tensor> &inputs, shim_runtime
     if (!m->device.is_cpu())
         stream = c10::cuda::getCurrentCUDAStream(m->device.index()).stream();
 #endif
-    std::vector<torch::Tensor> result = m->loader->run(inputs, stream);
+    std::vector<torch::Tensor> result = run_loader(*m->loader, inputs, stream, 0);
     for (auto &t : result) {
         out.tensors.push_back(std::move(t));
         out.names.emplace_back();

@@ -39,8 +39,8 @@ static const struct {
 
 /* Set out's platform and format from config.json's "platform" when given,
  * else from the file's extension (TorchScript when neither says). */
-static int parse_platform(const cJSON *root, const char *file, struct model_config *out,
-                          char *err, size_t err_len)
+static int parse_platform(const cJSON *root, const char *file, struct model_config *out, char *err,
+                          size_t err_len)
 {
     const cJSON *platform = cJSON_GetObjectItemCaseSensitive(root, "platform");
     size_t k = 0;

@@ -109,7 +109,7 @@ say "engine $($DOCKER version --format '{{.Server.Version}}') at ${DOCKER_HOST:-
 
 # ---- 3 and 4. images
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    DOCKER=$DOCKER deploy/base-images.sh bookworm sid
+    DOCKER=$DOCKER deploy/base-images.sh trixie sid
     say "base images ready"
     # one build at a time: the machine's cores are shared
     DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \

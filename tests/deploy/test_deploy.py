@@ -215,6 +215,8 @@ def test_predictions_match_reference(stack):
         diff = float(np.max(np.abs(out - ref)))
         assert diff <= 1e-4, f"max abs diff {diff}"
         assert got["labels"] == [label]
+        # the CPU image's default model is the .pt2 package (Dockerfile)
+        assert got["model"] == "fashion_mnist_pt2", got["model"]
     # a batch of every sample in one request
     batch = [b["inputs"][0] for b, _ in samples()]  # each sample is [1,1,28,28]
     r = post_predict({"inputs": batch})

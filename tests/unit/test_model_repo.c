@@ -358,7 +358,8 @@ static void test_platform(void **state)
     }
     expect_config_error("{\"platform\":\"onnx\"," IN_SPEC "," OUT_SPEC "}",
                         "unknown \"platform\" \"onnx\"");
-    expect_config_error("{\"platform\":3," IN_SPEC "," OUT_SPEC "}", "\"platform\" must be a string");
+    expect_config_error("{\"platform\":3," IN_SPEC "," OUT_SPEC "}",
+                        "\"platform\" must be a string");
 }
 
 static void test_labels(void **state)
