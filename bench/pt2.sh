@@ -20,7 +20,7 @@ PT2_DIR=$BUILD/bench-models/fashion_mnist_pt2
 python3 -c 'import torch; assert tuple(map(int, torch.__version__.split(".")[:2])) >= (2, 6), torch.__version__' ||
     { echo "pt2.sh: needs torch >= 2.6 (run it in scripts/trixie-root.sh's root)" >&2; exit 1; }
 make -j"$(nproc)" BUILD=$BUILD all $BUILD/bench/raw_shim >/dev/null
-make help BUILD=$BUILD | grep -q '.pt2: yes' || { echo "pt2.sh: this build has no .pt2 support" >&2; exit 1; }
+[[ $(make help BUILD=$BUILD) == *".pt2: yes"* ]] || { echo "pt2.sh: this build has no .pt2 support" >&2; exit 1; }
 [ -f $PT2_DIR/model.pt2 ] || make model-pt2 PT2_OUT=$PT2_DIR
 mkdir -p "$BENCH_OUT"
 echo "pt2.sh: $(date -u '+%F %T UTC'), $(nproc) cores, torch $(python3 -c 'import torch; print(torch.__version__)'), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"

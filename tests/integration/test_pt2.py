@@ -215,11 +215,14 @@ def test_pt2_load_errors_are_unavailable_with_reason(start_daemon, tmp_path, pt2
     rewrite_metadata(Path(pt2_dir) / "model.pt2", static,
                      **{"inferd.batch_min": "4", "inferd.batch_max": "4"})
     add_pt2(repo, pt2_dir, name="static_batching", package=static)
+    add_pt2(repo, pt2_dir, name="static", package=static, max_batch_size=0,
+            inputs=[{"name": "input", "datatype": "FP32", "shape": [4, 1, 28, 28]}],
+            outputs=[{"name": "logits", "datatype": "FP32", "shape": [4, 10]}])
     daemon = start_daemon(repo=repo, wait=False)
     index = wait_settled(daemon, ["good", "fashion_mnist", "corrupt", "wrong_device", "too_big",
-                                  "static_batching"])
-    assert index["good"]["state"] == "READY", index["good"]
-    assert index["fashion_mnist"]["state"] == "READY", index["fashion_mnist"]
+                                  "static_batching", "static"])
+    for name in ("good", "fashion_mnist", "static"):
+        assert index[name]["state"] == "READY", index[name]
     expect = {
         "corrupt": "load failed",
         "wrong_device": 'compiled for device "cuda"',
@@ -234,6 +237,17 @@ def test_pt2_load_errors_are_unavailable_with_reason(start_daemon, tmp_path, pt2
         "name": "input", "datatype": "FP32", "shape": [2, 1, 28, 28],
         "data": [0.5] * (2 * 784)}]}), headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text[:300]
+    # A static batch of 4 runs requests of exactly 4, one at a time.
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    r, _ = post_json(daemon, "/v2/models/static/infer", dumps({"inputs": [{
+        "name": "input", "datatype": "FP32", "shape": [4, 1, 28, 28],
+        "data": float32_list(x.ravel())}]}))
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["outputs"][0]["shape"] == [4, 10]
+    r, _ = post_json(daemon, "/v2/models/static/infer", dumps({"inputs": [{
+        "name": "input", "datatype": "FP32", "shape": [3, 1, 28, 28],
+        "data": float32_list(x[:3].ravel())}]}))
+    assert_error(r, 400)
     r = daemon.post("/v2/models/corrupt/infer", data=dumps({"inputs": []}),
                     headers={"Content-Type": "application/json"})
     assert_error(r, 503)
