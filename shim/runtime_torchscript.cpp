@@ -2,10 +2,28 @@
 // runtime interface (shim_runtime.h): torch::jit::load, forward, free.
 #include "shim_runtime.h"
 
+#include <mutex>
 #include <stdexcept>
+
+// Declared in torch/csrc/jit/codegen/fuser/interface.h, which Debian's
+// libtorch-dev does not install; exported by libtorch_cpu since 1.x.
+namespace torch::jit
+{
+TORCH_API void overrideCanFuseOnCPU(bool value);
+}
 
 namespace
 {
+
+// TorchScript's CPU fuser (NNC, compiled with LLVM) is off in Debian's
+// libtorch 1.13 and on in its 2.6, where it was seen to hang the second
+// forward of a model with a loop (tanh(matmul) in models/make_slow_model.py)
+// for minutes. Keep it off everywhere: the same executor on every libtorch.
+void disable_cpu_fuser()
+{
+    static std::once_flag once;
+    std::call_once(once, [] { torch::jit::overrideCanFuseOnCPU(false); });
+}
 
 struct torchscript_model {
     torch::jit::Module module;
@@ -35,6 +53,7 @@ void collect(const c10::IValue &value, shim_runtime_outputs &out, const std::str
 
 void *ts_load(const char *path, const shim_load_options &opt, torch::Device device)
 {
+    disable_cpu_fuser();
     auto *m = new torchscript_model();
     try {
         m->module = torch::jit::load(path, device);
