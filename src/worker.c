@@ -93,7 +93,7 @@ static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size
  * err set. */
 static int check_batch_range(struct worker *w, char *err, size_t err_len)
 {
-    const struct model_config *cfg = &w->model->cfg;
+    const struct model_config *cfg = w->cfg;
     struct shim_model_info info;
     if (shim_model_describe(w->handle, &info) != 0 || info.batch_max == 0)
         return 0;
@@ -123,7 +123,7 @@ static int load_and_warm(struct worker *w)
     char err[256], dev[32];
     device_name(w->device, dev, sizeof dev);
     struct shim_load_options opt = {
-        .format = m->cfg.format,
+        .format = cfg->format,
         .device = w->device,
         .precision = cfg->precision,
         .channels_last = cfg->channels_last,
