@@ -28,6 +28,16 @@ def daemon(tmp_path_factory, model_repo):
     finish(d)
 
 
+def read_until_close(s):
+    """Every byte the server sends on socket s until it closes."""
+    buf = b""
+    while True:
+        data = s.recv(65536)
+        if not data:
+            return buf
+        buf += data
+
+
 def send_all_then_read(port, head, body_len, timeout=60.0):
     """Send the request head and body_len bytes of body, all of it, before
     reading anything; then read until the server closes. Returns (status,
@@ -41,12 +51,7 @@ def send_all_then_read(port, head, body_len, timeout=60.0):
             s.sendall(chunk[:n])
             left -= n
         s.shutdown(socket.SHUT_WR)
-        buf = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            buf += data
+        buf = read_until_close(s)
     head_text, _, rest = buf.partition(b"\r\n\r\n")
     lines = head_text.decode("latin-1").split("\r\n")
     assert lines[0].startswith("HTTP/1."), buf[:200]
@@ -97,12 +102,7 @@ def test_lingering_is_bounded(daemon):
     idle bound: the server has closed the socket, so sending more fails."""
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:
         s.sendall(head("/predict", BIG) + b"0" * (1 << 20))
-        buf = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            buf += data
+        buf = read_until_close(s)
         assert buf.startswith(b"HTTP/1.1 413"), buf[:200]
         time.sleep(LINGER_IDLE_S + 1.5)
         deadline = time.monotonic() + 5
