@@ -102,6 +102,38 @@ struct binary_cursor {
     const char *next, *end;
 };
 
+/* Take the next binary_data_size bytes (size_item) of input name from the
+ * body's binary part: *start and *size. Returns 0, or -1 with err when the
+ * request has no binary part, the size is not a byte count, or the body holds
+ * fewer bytes. */
+static int binary_take(struct binary_cursor *bin, const cJSON *size_item, const char *name,
+                       const char **start, size_t *size, char *err, size_t err_len)
+{
+    if (bin->next == NULL) {
+        snprintf(err, err_len,
+                 "input \"%s\" has binary_data_size but the request has no "
+                 "Inference-Header-Content-Length header",
+                 name);
+        return -1;
+    }
+    double d = cJSON_IsNumber(size_item) ? size_item->valuedouble : -1;
+    if (!(d >= 0) || d >= 0x1p63 || d != (double)(size_t)d) {
+        snprintf(err, err_len, "input \"%s\": binary_data_size must be a byte count", name);
+        return -1;
+    }
+    size_t left = (size_t)(bin->end - bin->next);
+    if ((size_t)d > left) {
+        snprintf(err, err_len,
+                 "input \"%s\": body truncated: %zu bytes of binary data left, %zu needed", name,
+                 left, (size_t)d);
+        return -1;
+    }
+    *start = bin->next;
+    *size = (size_t)d;
+    bin->next += *size;
+    return 0;
+}
+
 static int parse_shape(const struct json_doc *doc, const cJSON *item, int64_t *shape, int *ndim,
                        const char *name, char *err, size_t err_len)
 {
@@ -137,26 +169,15 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
             snprintf(err, err_len, "input \"%s\" has both \"data\" and binary_data_size", name);
             return -1;
         }
-        if (bin->next == NULL) {
-            snprintf(err, err_len,
-                     "input \"%s\" has binary_data_size but the request has no "
-                     "Inference-Header-Content-Length header",
-                     name);
+        const char *start;
+        size_t size;
+        if (binary_take(bin, size_item, name, &start, &size, err, err_len) != 0)
             return -1;
-        }
-        double size = cJSON_IsNumber(size_item) ? size_item->valuedouble : -1;
-        if (size < 0 || size != (double)(size_t)size || (size_t)size != expect) {
+        if (size != expect) {
             snprintf(err, err_len,
-                     "input \"%s\": binary_data_size %.0f does not match shape and "
+                     "input \"%s\": binary_data_size %zu does not match shape and "
                      "datatype %s (%zu bytes)",
                      name, size, dtype_name(dtype), expect);
-            return -1;
-        }
-        if ((size_t)(bin->end - bin->next) < expect) {
-            snprintf(err, err_len,
-                     "input \"%s\": body truncated: %zu bytes of binary data left, "
-                     "%zu needed",
-                     name, (size_t)(bin->end - bin->next), expect);
             return -1;
         }
         memset(t, 0, sizeof *t);
@@ -164,8 +185,8 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
         t->ndim = ndim;
         memcpy(t->shape, shape, (size_t)ndim * sizeof shape[0]);
         t->nbytes = expect;
-        if ((uintptr_t)bin->next % dtype_size(dtype) == 0) {
-            t->data = (void *)bin->next; /* no copy: the body outlives the request */
+        if ((uintptr_t)start % dtype_size(dtype) == 0) {
+            t->data = (void *)start; /* no copy: the body outlives the request */
             t->borrowed = true;
         } else {
             t->data = malloc(expect ? expect : 1);
@@ -173,9 +194,8 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
                 snprintf(err, err_len, "out of memory");
                 return -1;
             }
-            memcpy(t->data, bin->next, expect);
+            memcpy(t->data, start, expect);
         }
-        bin->next += expect;
         for (size_t i = 0; dtype == SHIM_BOOL && i < expect; i++) {
             if (((const uint8_t *)t->data)[i] > 1) {
                 snprintf(err, err_len, "input \"%s\": BOOL byte %zu is not 0 or 1", name, i);
@@ -211,23 +231,14 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
 
 /* The elements of a binary BYTES input: each a 4-byte little-endian length
  * and that many bytes, size bytes in all. Returns 0 or -1 with err. */
-static int add_binary_images(struct image_batch *b, struct binary_cursor *bin, double size,
-                             const char *name, char *err, size_t err_len)
+static int add_binary_images(struct image_batch *b, struct binary_cursor *bin,
+                             const cJSON *size_item, const char *name, char *err, size_t err_len)
 {
-    if (bin->next == NULL) {
-        snprintf(err, err_len,
-                 "input \"%s\" has binary_data_size but the request has no "
-                 "Inference-Header-Content-Length header",
-                 name);
+    const char *start;
+    size_t size;
+    if (binary_take(bin, size_item, name, &start, &size, err, err_len) != 0)
         return -1;
-    }
-    if (!(size >= 0) || size != (double)(size_t)size ||
-        (size_t)size > (size_t)(bin->end - bin->next)) {
-        snprintf(err, err_len, "input \"%s\": binary_data_size %.0f is not within the body", name,
-                 size);
-        return -1;
-    }
-    const uint8_t *p = (const uint8_t *)bin->next, *end = p + (size_t)size;
+    const uint8_t *p = (const uint8_t *)start, *end = p + size;
     while (p < end) {
         if (end - p < 4) {
             snprintf(err, err_len, "input \"%s\": a BYTES element's 4-byte length is cut short",
@@ -249,7 +260,6 @@ static int add_binary_images(struct image_batch *b, struct binary_cursor *bin, d
         }
         p += n;
     }
-    bin->next = (const char *)end;
     return 0;
 }
 
@@ -336,9 +346,7 @@ static int decode_image_input(struct http_exchange *ex, const struct json_doc *d
     }
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(input, "parameters");
     const cJSON *size_item = cJSON_GetObjectItemCaseSensitive(params, "binary_data_size");
-    int rc = size_item ? add_binary_images(b, bin,
-                                           cJSON_IsNumber(size_item) ? size_item->valuedouble : -1,
-                                           spec->name, err, err_len)
+    int rc = size_item ? add_binary_images(b, bin, size_item, spec->name, err, err_len)
                        : add_base64_images(b, cJSON_GetObjectItemCaseSensitive(input, "data"),
                                            spec->name, err, err_len, 1);
     if (rc != 0)
