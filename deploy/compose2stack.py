@@ -77,11 +77,18 @@ def main():
             else:
                 del svc["ports"]
 
-        # Swarm ignores `tmpfs:`; a tmpfs mount does the same.
+        # Swarm ignores `tmpfs:`; a tmpfs mount does the same. A service's
+        # tmpfs mount is always noexec (the stack format has no option for
+        # it before engine 27), so a tmpfs that needs exec (the .pt2
+        # loader's /tmp) becomes an anonymous volume: writable, exec, and
+        # gone with the task; the engine copies the image folder's mode.
         vols = []
         tmpfs = svc.pop("tmpfs", []) or []
         for t in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
             path, _, opts = t.partition(":")
+            if "exec" in opts.split(","):
+                vols.append({"type": "volume", "target": path})
+                continue
             mount = {"type": "tmpfs", "target": path}
             size = re.search(r"size=(\d+)([kmg]?)", opts)
             if size:
