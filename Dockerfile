@@ -25,7 +25,7 @@ FROM ${BASE_BUILD} AS build-gpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libmicrohttpd-dev libcjson-dev \
-      libturbojpeg0-dev libpng-dev \
+      libturbojpeg0-dev libpng-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -50,8 +50,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 # libmicrohttpd12 is libmicrohttpd12t64 (and libpng16-16 libpng16-16t64) on
 # Ubuntu 24.04 and later; Ubuntu's TurboJPEG runtime is libturbojpeg.
 RUN apt-get update \
- && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 libturbojpeg libpng16-16 \
-     || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1 libturbojpeg \
+ && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 libturbojpeg libpng16-16 zlib1g \
+     || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1 libturbojpeg zlib1g \
           libpng16-16t64) \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build-gpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
@@ -74,7 +74,7 @@ FROM ${CPU_BASE} AS build-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libtorch-dev libmicrohttpd-dev libcjson-dev \
-      libturbojpeg0-dev libpng-dev \
+      libturbojpeg0-dev libpng-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -104,7 +104,7 @@ RUN python3 models/export_pt2.py --out /src/pt2/fashion_mnist_pt2
 FROM ${CPU_BASE} AS runtime-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtorch2.6 libmicrohttpd12t64 libcjson1 libturbojpeg0 \
+ && apt-get install -y --no-install-recommends libtorch2.6 libmicrohttpd12t64 libcjson1 libturbojpeg0 zlib1g \
       libpng16-16t64 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=build-cpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/

@@ -56,7 +56,7 @@ else
 WITH_AOTI := no
 endif
 
-LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lpthread -lm -ldl
+LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl
 
 # DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
 # (a machine where they cannot be installed: tests/gpu/run.sh).
@@ -74,7 +74,7 @@ SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o) $(BUILD)/obj/numconv.o
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -99,7 +99,7 @@ help:
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make check-layers    fail when modules include each other in a cycle"
-	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart (FUZZ_SECONDS=$(FUZZ_SECONDS))"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater (FUZZ_SECONDS=$(FUZZ_SECONDS))"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
@@ -115,6 +115,7 @@ check-deps:
 	@test -f $(DEPS_ROOT)/usr/include/cjson/cJSON.h || { echo "missing cJSON: apt-get install libcjson-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/turbojpeg.h || test -f /usr/include/turbojpeg.h || { echo "missing TurboJPEG: apt-get install libturbojpeg0-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/png.h || test -f /usr/include/png.h || { echo "missing libpng: apt-get install libpng-dev (or: make deps)"; exit 1; }
+	@test -f $(DEPS_ROOT)/usr/include/zlib.h || test -f /usr/include/zlib.h || { echo "missing zlib: apt-get install zlib1g-dev (or: make deps)"; exit 1; }
 	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
 
 deps:
@@ -165,7 +166,7 @@ build/bench-models/resnet18/model.pt: models/make_resnet18.py
 
 # ---- tests ----
 $(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJ) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcmocka -lcjson $(IMAGE_LIBS) -lpthread -lm -lstdc++
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcmocka -lcjson $(IMAGE_LIBS) -lz -lpthread -lm -lstdc++
 
 # The GPU metrics test brings its own CUDA figures and a stand-in NVML library.
 $(BUILD)/tests/libfake_nvml.so: tests/unit/fake_nvml.c | $(BUILD)/tests
@@ -213,7 +214,7 @@ bench: all
 # JSON number codec speed, inferd's vs cJSON's (one core, no server).
 $(BUILD)/bench/codec_speed: bench/codec_speed.c $(CORE_OBJ)
 	mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson $(IMAGE_LIBS) -lm -lstdc++
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson $(IMAGE_LIBS) -lz -lm -lstdc++
 
 # Raw forward throughput through the shim, no HTTP (the GPU benchmark's ceiling).
 $(BUILD)/bench/raw_shim: bench/raw_shim.c $(SHIM_OBJ)
@@ -228,7 +229,7 @@ bench-codec: $(BUILD)/bench/codec_speed
 # torchvision, and end-to-end req/s posting a 224x224 JPEG.
 $(BUILD)/bench/image_speed: bench/image_speed.c $(CORE_OBJ)
 	mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson $(IMAGE_LIBS) -lm -lstdc++
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) -lcjson $(IMAGE_LIBS) -lz -lm -lstdc++
 
 bench-image: all $(BUILD)/bench/image_speed
 	$(PYTHON) bench/image_speed.py

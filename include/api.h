@@ -27,6 +27,10 @@ extern const size_t api_n_routes;
  * there is none. */
 struct model *api_lookup_model(struct http_exchange *ex, const char *name);
 
+/* The model and version the route names ({model}, {version}); sets a 404
+ * reply and returns NULL when there is none (api_v2.c). */
+struct model *api_lookup_version(struct http_exchange *ex);
+
 /* Set the reply to a copy of a fixed JSON text. */
 enum route_outcome api_reply_json_text(struct http_exchange *ex, int status, const char *json);
 

@@ -5,7 +5,9 @@
  * The handler of a row is api_<name> (an api_*.c file). api.c turns the
  * rows into the route table the HTTP front end dispatches through, and
  * declares the handlers; the router's tests read the same rows. The order
- * matters only where two patterns match the same path: the first wins.
+ * matters only where two patterns match the same path: the first wins
+ * (/v2/models/stats is every model's statistics, as in Triton, not the
+ * metadata of a model called "stats").
  * Pattern syntax: router.h. */
 #ifndef INFERD_API_ROUTES_H
 #define INFERD_API_ROUTES_H
@@ -23,8 +25,11 @@
     ROUTE(metrics,          "GET, HEAD",       "/metrics",             NULL)                 \
     ROUTE(server_meta,      "GET, HEAD",       "/v2",                  NULL)                 \
     ROUTE(repository_index, "GET, HEAD, POST", "/v2/repository/index", NULL)                 \
+    ROUTE(models_stats,     "GET, HEAD",  "/v2/models/stats",                              NULL) \
     ROUTE(model_meta,       "GET, HEAD",  "/v2/models/{model}[/versions/{version}]",       NULL) \
     ROUTE(model_ready,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/ready", NULL) \
+    ROUTE(model_stats,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/stats", NULL) \
+    ROUTE(model_config,     "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/config", NULL) \
     ROUTE(model_infer,      "POST",       "/v2/models/{model}[/versions/{version}]/infer",       \
           API_JSON ", " API_BINARY)
 /* clang-format on */

@@ -15,6 +15,7 @@
 
 #include "access.h"
 #include "config.h"
+#include "encoding.h"
 #include "infer_request.h"
 #include "linger.h"
 #include "router.h"
@@ -45,6 +46,10 @@ struct http_front {
 
 #define HTTP_REPLY_MAX_HEADERS 6
 
+/* JSON replies at least this long go out gzip-compressed to clients that
+ * accept it (Accept-Encoding: gzip); smaller ones gain too little. */
+#define HTTP_GZIP_MIN_BYTES 1024
+
 struct http_header {
     const char *name; /* a string that outlives the reply */
     char value[256];
@@ -57,6 +62,7 @@ struct http_reply {
     const char *content_type;
     struct http_header headers[HTTP_REPLY_MAX_HEADERS]; /* beyond the usual ones */
     int n_headers;
+    bool gzipped; /* body is gzip-compressed (Content-Encoding: gzip) */
 };
 
 struct http_exchange {
@@ -71,8 +77,12 @@ struct http_exchange {
     char content_type[128]; /* as sent, "" when absent */
     char body_type[64];     /* the row's media type the body matched (routes with a body) */
     size_t content_length;  /* as declared (0 when absent); bounded by the limit */
-    char *body;
+    char *body;             /* inflated when it came gzip- or deflate-encoded */
     size_t body_len, body_cap;
+    size_t wire_len;           /* body bytes as received */
+    struct inflater *inflater; /* a gzip or deflate body, while it arrives */
+    bool accept_gzip;          /* the client takes gzip replies */
+    bool stats_counted;        /* the answer is in the model's statistics */
     uint64_t start_ns;
     enum { EX_READING, EX_QUEUED, EX_ANSWERED } phase;
     bool reply_queued;

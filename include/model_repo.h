@@ -39,7 +39,8 @@ struct model_config {
     int max_batch_size; /* 0: the model does not batch */
     long max_queue_delay_us;
     int instances_per_device;
-    char **labels; /* n_labels class names, or NULL */
+    char labels_file[MODEL_NAME_MAX]; /* config.json's "labels", or empty */
+    char **labels;                    /* n_labels class names, or NULL */
     int n_labels;
     int top_k; /* /predict's default top_k (0: none) */
     bool warmup;

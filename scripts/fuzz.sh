@@ -12,9 +12,9 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config"
+TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate"
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo access log image preprocess multipart base64"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo access log image preprocess multipart base64 encoding"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;
@@ -43,7 +43,7 @@ done
 for t in $TARGETS; do
     # shellcheck disable=SC2086
     "$CXX" $COMMON -fsanitize=fuzzer -x c -std=c11 -D_GNU_SOURCE "tests/fuzz/$t.c" -x none \
-        $OBJS -lcjson -lturbojpeg -lpng -lstdc++ -lm -o "$OUT/$t"
+        $OBJS -lcjson -lturbojpeg -lpng -lz -lstdc++ -lm -o "$OUT/$t"
 done
 
 set -- $TARGETS

@@ -66,7 +66,8 @@ enum route_outcome api_server_meta(struct http_exchange *ex)
     struct strbuf sb = {0};
     strbuf_printf(&sb,
                   "{\"name\":\"inferd\",\"version\":\"%s\",\"extensions\":"
-                  "[\"binary_tensor_data\",\"classification\",\"model_repository\"]}",
+                  "[\"binary_tensor_data\",\"classification\",\"model_repository\","
+                  "\"statistics\",\"model_configuration\"]}",
                   INFERD_VERSION);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);

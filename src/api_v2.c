@@ -38,6 +38,11 @@ static struct model *lookup_version(struct http_exchange *ex)
     return m;
 }
 
+struct model *api_lookup_version(struct http_exchange *ex)
+{
+    return lookup_version(ex);
+}
+
 enum route_outcome api_model_meta(struct http_exchange *ex)
 {
     struct model *m = lookup_version(ex);

@@ -4,7 +4,9 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const int metrics_status_codes[METRICS_STATUS_CODES] = {400, 404, 413, 415, 499, 500, 503, 504, 0};
 
@@ -30,6 +32,24 @@ void metrics_model_init(struct metrics_model *m)
                    (int)(sizeof batch_bounds / sizeof batch_bounds[0]));
 }
 
+int metrics_model_init_batches(struct metrics_model *m, int max_batch)
+{
+    if (max_batch < 1)
+        max_batch = 1;
+    m->stats.batches = calloc((size_t)max_batch + 1, sizeof *m->stats.batches);
+    if (m->stats.batches == NULL)
+        return -1;
+    m->stats.max_batch = max_batch;
+    return 0;
+}
+
+void metrics_model_free(struct metrics_model *m)
+{
+    free(m->stats.batches);
+    m->stats.batches = NULL;
+    m->stats.max_batch = 0;
+}
+
 void metrics_observe(struct metrics_histogram *h, double value)
 {
     int i = 0;
@@ -50,6 +70,41 @@ void metrics_count_request(struct metrics_model *m, int status)
     while (i < METRICS_STATUS_CODES - 1 && metrics_status_codes[i] != status)
         i++;
     atomic_fetch_add(&m->requests_failed[i], 1); /* last slot: other codes */
+}
+
+static void add_duration(struct metrics_duration *d, uint64_t count, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&d->count, count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->ns, ns, memory_order_relaxed);
+}
+
+void metrics_stats_request(struct metrics_model *m, int status, uint64_t ns)
+{
+    add_duration(status >= 200 && status < 300 ? &m->stats.success : &m->stats.fail, 1, ns);
+}
+
+void metrics_stats_execution(struct metrics_model *m, const struct metrics_execution *e)
+{
+    struct metrics_stats *s = &m->stats;
+    uint64_t r = e->requests;
+    add_duration(&s->queue, r, e->queue_ns);
+    add_duration(&s->compute_input, r, r * e->input_ns);
+    add_duration(&s->compute_infer, r, r * e->infer_ns);
+    add_duration(&s->compute_output, r, r * e->output_ns);
+    atomic_fetch_add_explicit(&s->inference_count, (uint64_t)e->samples, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->execution_count, 1, memory_order_relaxed);
+    if (s->batches != NULL && e->samples >= 1 && e->samples <= s->max_batch) {
+        struct metrics_batch_stat *b = &s->batches[e->samples];
+        atomic_fetch_add_explicit(&b->input_ns, e->input_ns, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->infer_ns, e->infer_ns, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->output_ns, e->output_ns, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->count, 1, memory_order_relaxed);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_store_explicit(&s->last_inference_ms,
+                          (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u,
+                          memory_order_relaxed);
 }
 
 static void family_header(struct strbuf *sb, const char *name, const char *type, const char *help)

@@ -15,8 +15,14 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     m->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg); /* ownership moved */
     metrics_model_init(&m->metrics);
+    if (metrics_model_init_batches(&m->metrics, m->cfg.max_batch_size) != 0) {
+        snprintf(err, err_len, "out of memory");
+        model_config_free(&m->cfg);
+        return -1;
+    }
     if (worker_status_init(&m->instances) != 0) {
         snprintf(err, err_len, "cannot create a mutex");
+        metrics_model_free(&m->metrics);
         model_config_free(&m->cfg);
         return -1;
     }
@@ -24,6 +30,7 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
                          m->cfg.max_queue_delay_us) != 0) {
         snprintf(err, err_len, "cannot create the queue");
         worker_status_destroy(&m->instances);
+        metrics_model_free(&m->metrics);
         model_config_free(&m->cfg);
         return -1;
     }
@@ -119,5 +126,6 @@ void model_destroy(struct model *m)
     m->workers = NULL;
     batch_queue_destroy(&m->queue);
     worker_status_destroy(&m->instances);
+    metrics_model_free(&m->metrics);
     model_config_free(&m->cfg);
 }

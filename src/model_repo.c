@@ -380,6 +380,7 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
             snprintf(err, err_len, "\"labels\" must be a file name inside the model folder");
             goto out;
         }
+        snprintf(out->labels_file, sizeof out->labels_file, "%s", labels->valuestring);
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", model_dir, labels->valuestring);
         if (parse_labels(path, out, err, err_len) != 0)

@@ -367,13 +367,16 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     shim_outputs *out = NULL;
     uint64_t t0 = clock_now_ns();
     int rc = shim_model_forward(w->handle, views, n_inputs, &out, err, sizeof err);
-    uint64_t compute = clock_now_ns() - t0;
+    uint64_t t1 = clock_now_ns();
+    uint64_t compute = t1 - t0;
     if (rc == 0 && w->cfg->max_batch_size > 0)
         rc = check_batch_dim(out, total, err, sizeof err);
     atomic_fetch_add(&metrics->executions, 1);
     atomic_fetch_add(&metrics->inferences, (uint64_t)total);
     metrics_observe(&metrics->batch_size, (double)total);
     metrics_observe(&metrics->compute_seconds, (double)compute / 1e9);
+    struct metrics_execution stats = {
+        .samples = total, .input_ns = t0 - start, .infer_ns = compute};
     int64_t row = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
@@ -383,6 +386,18 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
         if (rc == 0 && split_outputs(w, out, req, row, req->samples, whole, err, sizeof err) != 0)
             free_outputs(req);
         row += req->samples;
+        if (rc == 0 && req->n_outputs > 0) {
+            stats.requests++;
+            stats.queue_ns += req->queue_ns;
+        }
+    }
+    /* Recorded before any answer leaves, so a client that has its answer
+     * sees it in the statistics. */
+    stats.output_ns = clock_now_ns() - t1;
+    if (stats.requests > 0)
+        metrics_stats_execution(metrics, &stats);
+    for (int r = 0; r < n; r++) {
+        struct infer_request *req = batch[r];
         if (rc == 0 && req->n_outputs > 0) {
             req->status = 200;
             hand_off(w, req);

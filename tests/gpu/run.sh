@@ -10,7 +10,7 @@
 #                              (CI runs this, so the script cannot rot)
 #
 # libmicrohttpd, cJSON, TurboJPEG, libpng and wrk come from .device/*.deb
-# (libturbojpeg0, libturbojpeg0-dev, libpng16-16, libpng-dev) when the machine has
+# (libturbojpeg0, libturbojpeg0-dev, libpng16-16, libpng-dev, zlib1g-dev) when the machine has
 # none installed (they are unpacked under /tmp/inferd-deps; nothing is
 # installed). Exit status 1 when a correctness check fails; benchmark targets
 # are reported, never enforced.

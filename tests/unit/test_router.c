@@ -85,6 +85,19 @@ static void test_model_endpoints(void **state)
     expect_route("GET", "/v2/models/mnist/versions/1", "model_meta", "mnist", "1", false);
     expect_route("GET", "/v2/models/mnist/versions/2/ready", "model_ready", "mnist", "2", false);
     expect_route("POST", "/v2/models/mnist/versions/12/infer", "model_infer", "mnist", "12", true);
+    /* Statistics and configuration. "/v2/models/stats" is every model's
+     * statistics (Triton's path), not a model called "stats", whose own
+     * statistics and metadata stay reachable by their longer paths. */
+    expect_route("GET", "/v2/models/stats", "models_stats", "", "", false);
+    expect_route("HEAD", "/v2/models/stats", "models_stats", "", "", false);
+    expect_route("GET", "/v2/models/mnist/stats", "model_stats", "mnist", "", false);
+    expect_route("GET", "/v2/models/mnist/versions/1/stats", "model_stats", "mnist", "1", false);
+    expect_route("GET", "/v2/models/stats/stats", "model_stats", "stats", "", false);
+    expect_route("GET", "/v2/models/stats/versions/1", "model_meta", "stats", "1", false);
+    expect_route("GET", "/v2/models/mnist/config", "model_config", "mnist", "", false);
+    expect_route("HEAD", "/v2/models/mnist/config", "model_config", "mnist", "", false);
+    expect_route("GET", "/v2/models/mnist/versions/3/config", "model_config", "mnist", "3", false);
+    expect_route("GET", "/v2/models/config", "model_meta", "config", "", false);
     /* Every character a name may hold. */
     expect_route("POST", "/v2/models/Az09._-x/infer", "model_infer", "Az09._-x", "", true);
     expect_route("GET", "/v2/models/.hidden", "model_meta", ".hidden", "", false);
@@ -136,6 +149,11 @@ static void test_not_found(void **state)
         "/v2/models/m/versions/1/",
         "/v2/models/m/versions/1/x",
         "/v2/models/m/version/1",
+        "/v2/models/stats/",
+        "/v2/models/m/stats/",
+        "/v2/models/m/statsx",
+        "/v2/models/m/config/",
+        "/v2/models/m/versions/1/config/x",
         "//v2/models/m",
         "v2/models/m",
         "/V2/models/m",
@@ -167,6 +185,9 @@ static void test_bad_method(void **state)
     expect_405("GET", "/v2/models/m/infer", "POST");
     expect_405("GET", "/v2/models/m/versions/3/infer", "POST");
     expect_405("PUT", "/v2/models/m/versions/3", "GET, HEAD");
+    expect_405("POST", "/v2/models/stats", "GET, HEAD");
+    expect_405("POST", "/v2/models/m/stats", "GET, HEAD");
+    expect_405("DELETE", "/v2/models/m/versions/1/config", "GET, HEAD");
     /* Methods are case-sensitive and matched whole. */
     expect_405("get", "/metrics", "GET, HEAD");
     expect_405("post", "/predict", "POST");

@@ -1,0 +1,90 @@
+/* model_config_json.c - the effective config.json of a model (see
+ * model_config_json.h). */
+#include "model_config_json.h"
+
+#include <string.h>
+
+#include "dtype.h"
+#include "shape.h"
+
+/* A double that reads back as the same double. */
+static void put_number(struct strbuf *sb, double v)
+{
+    strbuf_printf(sb, "%.17g", v);
+}
+
+static void put_image(struct strbuf *sb, const struct preprocess_spec *p)
+{
+    int channels = (int)p->color;
+    strbuf_printf(sb, "{\"color\":\"%s\"", p->color == IMAGE_GRAY ? "gray" : "rgb");
+    if (p->resize == PREPROCESS_RESIZE_SHORTER)
+        strbuf_printf(sb, ",\"resize\":%d", p->resize_short);
+    else if (p->resize == PREPROCESS_RESIZE_EXACT)
+        strbuf_printf(sb, ",\"resize\":[%d,%d]", p->resize_h, p->resize_w);
+    if (p->crop_h)
+        strbuf_printf(sb, ",\"crop\":[%d,%d]", p->crop_h, p->crop_w);
+    strbuf_puts(sb, ",\"scale\":");
+    put_number(sb, p->scale);
+    const char *keys[2] = {"mean", "std"};
+    const double *values[2] = {p->mean, p->std};
+    for (int k = 0; k < 2; k++) {
+        strbuf_printf(sb, ",\"%s\":[", keys[k]);
+        for (int c = 0; c < channels; c++) {
+            if (c)
+                strbuf_puts(sb, ",");
+            put_number(sb, values[k][c]);
+        }
+        strbuf_puts(sb, "]");
+    }
+    strbuf_printf(sb, ",\"layout\":\"%s\"}", p->layout == PREPROCESS_NHWC ? "NHWC" : "NCHW");
+}
+
+static void put_io(struct strbuf *sb, const struct io_spec *specs, int n)
+{
+    strbuf_puts(sb, "[");
+    for (int i = 0; i < n; i++) {
+        char shape[256];
+        shape_format(specs[i].shape, specs[i].ndim, shape, sizeof shape);
+        strbuf_puts(sb, i ? ",{\"name\":" : "{\"name\":");
+        strbuf_json_string(sb, specs[i].name);
+        strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s", dtype_name(specs[i].dtype), shape);
+        if (specs[i].is_image) {
+            strbuf_puts(sb, ",\"image\":");
+            put_image(sb, &specs[i].image);
+        }
+        strbuf_puts(sb, "}");
+    }
+    strbuf_puts(sb, "]");
+}
+
+int model_config_json(const struct model_config *cfg, struct strbuf *sb)
+{
+    const char *slash = strrchr(cfg->path, '/');
+    strbuf_puts(sb, "{\"name\":");
+    strbuf_json_string(sb, cfg->name);
+    strbuf_puts(sb, ",\"file\":");
+    strbuf_json_string(sb, slash ? slash + 1 : cfg->path);
+    strbuf_puts(sb, ",\"platform\":");
+    strbuf_json_string(sb, cfg->platform ? cfg->platform : "");
+    strbuf_puts(sb, ",\"inputs\":");
+    put_io(sb, cfg->inputs, cfg->n_inputs);
+    strbuf_puts(sb, ",\"outputs\":");
+    put_io(sb, cfg->outputs, cfg->n_outputs);
+    strbuf_printf(sb,
+                  ",\"max_batch_size\":%d,\"max_queue_delay_us\":%ld,\"instances\":%d"
+                  ",\"warmup\":%s,\"top_k\":%d",
+                  cfg->max_batch_size, cfg->max_queue_delay_us, cfg->instances_per_device,
+                  cfg->warmup ? "true" : "false", cfg->top_k);
+    if (cfg->labels_file[0]) {
+        strbuf_puts(sb, ",\"labels\":");
+        strbuf_json_string(sb, cfg->labels_file);
+    }
+    strbuf_printf(sb, ",\"precision\":\"%s\",\"channels_last\":%s,\"cudnn_benchmark\":%s",
+                  cfg->precision == SHIM_PRECISION_FP16 ? "fp16" : "fp32",
+                  cfg->channels_last ? "true" : "false", cfg->cudnn_benchmark ? "true" : "false");
+    strbuf_puts(sb, ",\"cuda_graphs\":[");
+    for (int i = 0; i < cfg->n_cuda_graphs; i++)
+        strbuf_printf(sb, i ? ",%d" : "%d", cfg->cuda_graphs[i]);
+    strbuf_puts(sb, "]}");
+    return sb->failed ? -1 : 0;
+}
