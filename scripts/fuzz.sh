@@ -14,7 +14,7 @@ CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
 TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate"
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo access log image preprocess multipart base64 encoding"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;

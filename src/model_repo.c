@@ -276,8 +276,9 @@ static int parse_speed(const cJSON *root, struct model_config *out, char *err, s
     cJSON_ArrayForEach(b, graphs)
     {
         int prev = out->n_cuda_graphs ? out->cuda_graphs[out->n_cuda_graphs - 1] : 0;
-        if (!cJSON_IsNumber(b) || b->valuedouble != (double)(int)b->valuedouble ||
-            b->valueint <= prev || b->valueint > most) {
+        /* The range first: casting a double outside int's range is undefined. */
+        if (!cJSON_IsNumber(b) || !(b->valuedouble > prev && b->valuedouble <= most) ||
+            b->valuedouble != (double)(int)b->valuedouble) {
             snprintf(err, err_len,
                      "\"cuda_graphs\" must list ascending batch sizes from 1 to the max batch "
                      "size (%d)",
@@ -286,7 +287,7 @@ static int parse_speed(const cJSON *root, struct model_config *out, char *err, s
         }
         out->cuda_graphs[out->n_cuda_graphs++] = b->valueint;
     }
-    for (int i = 0; i < out->n_inputs; i++) {
+    for (int i = 0; out->n_cuda_graphs > 0 && i < out->n_inputs; i++) { /* an empty list: none */
         for (int d = 1; d < out->inputs[i].ndim; d++) {
             if (out->inputs[i].shape[d] < 0) {
                 snprintf(err, err_len, "input \"%s\": CUDA graphs need fixed dims after the batch",

@@ -2,12 +2,14 @@
  * the input is parsed as its text. A refused config has a message and
  * holds nothing; an accepted one has its invariants: at least one input and
  * output, ranks and dims in range, a batching model's inputs batch on dim 0,
- * CUDA graph sizes ascending within the batch limit. */
+ * CUDA graph sizes ascending within the batch limit; written back as
+ * config.json (model_config_json), it parses again to the same text. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "model_config_json.h"
 #include "model_repo.h"
 #include "test_support.h"
 
@@ -50,6 +52,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(k == 0 || m.cuda_graphs[k] > m.cuda_graphs[k - 1]);
     }
     CHECK(strncmp(m.path, "/nonexistent/m/", 15) == 0);
+    struct strbuf first = {0}, second = {0};
+    CHECK(model_config_json(&m, &first) == 0);
+    struct model_config again;
+    CHECK(model_config_parse(first.data, "/nonexistent/m", "m", &defaults, &again, err,
+                             sizeof err) == 0);
+    CHECK(model_config_json(&again, &second) == 0);
+    CHECK(first.len == second.len && memcmp(first.data, second.data, first.len) == 0);
+    model_config_free(&again);
+    strbuf_free(&first);
+    strbuf_free(&second);
     model_config_free(&m);
     return 0;
 }

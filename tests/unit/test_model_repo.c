@@ -327,6 +327,18 @@ static void test_speed_settings(void **state)
                         "at most 16");
     expect_config_error("{" IN("[-1,-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1]}",
                         "fixed dims");
+    /* Far outside int's range: refused, not cast (found by fuzz_model_config). */
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[1e300]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[-3e12]}",
+                        "ascending");
+    /* An empty list captures nothing, so variable dims are fine (the
+     * effective config.json lists "cuda_graphs": [] for every model). */
+    assert_int_equal(model_config_parse("{" IN("[-1,-1]") "," OUT ",\"cuda_graphs\":[]}", "/r/m",
+                                        "m", &defaults, &m, err, sizeof err),
+                     0);
+    assert_int_equal(m.n_cuda_graphs, 0);
+    model_config_free(&m);
 }
 
 /* The format comes from "platform" when given, else from the extension. */
