@@ -13,6 +13,9 @@
 #define ACCESS_MAX_KEYS 1024  /* most keys in one file */
 #define ACCESS_MAX_ORIGINS 32 /* most origins in --cors-allow-origin */
 #define ACCESS_ORIGIN_MAX 256 /* longest origin */
+/* Paths under it (model load and unload) need no API key: their handlers
+ * check the admin token, or a loopback client, themselves. */
+#define ACCESS_CONTROL_PREFIX "/v2/repository/models/"
 
 /* The keys of one key file. Each key sits in a fixed-size, zero-padded
  * slot so that comparing takes the same time whatever the key. */
@@ -84,8 +87,9 @@ bool access_keys_on(const struct access *a);
 /* Decide what to do with a request before it is routed. Never fails. */
 struct access_result access_check(struct access *a, const struct access_request *req);
 
-/* Whether path is served without a key (health, and /metrics unless
- * metrics_need_key). */
+/* Whether path is served without a key (health, /metrics unless
+ * metrics_need_key, and the control paths under ACCESS_CONTROL_PREFIX,
+ * which have their own check). */
 bool access_path_open(const struct access *a, const char *path);
 
 /* The headers a reply needs for r: CORS headers, the preflight's, and

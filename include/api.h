@@ -23,12 +23,14 @@ API_ROUTES(API_DECLARE_HANDLER)
 extern const struct route_def api_routes[];
 extern const size_t api_n_routes;
 
-/* Find the model a request names; sets a 404 reply and returns NULL when
- * there is none. */
+/* Find the model a request names (its newest ready version); sets a 404
+ * reply and returns NULL when there is none. The exchange holds a reference
+ * to it until it ends. */
 struct model *api_lookup_model(struct http_exchange *ex, const char *name);
 
-/* The model and version the route names ({model}, {version}); sets a 404
- * reply and returns NULL when there is none (api_v2.c). */
+/* The model and version the route names ({model}, {version}: none for the
+ * newest ready one); sets a 404 reply and returns NULL when that model or
+ * version is not served. The exchange holds a reference, as above. */
 struct model *api_lookup_version(struct http_exchange *ex);
 
 /* Set the reply to a copy of a fixed JSON text. */

@@ -26,6 +26,8 @@
     ROUTE(server_meta,      "GET, HEAD",       "/v2",                  NULL)                 \
     ROUTE(repository_index, "GET, HEAD, POST", "/v2/repository/index", NULL)                 \
     ROUTE(models_stats,     "GET, HEAD",  "/v2/models/stats",                              NULL) \
+    ROUTE(repository_load,  "POST", "/v2/repository/models/{model}/load",   API_JSON)        \
+    ROUTE(repository_unload, "POST", "/v2/repository/models/{model}/unload", API_JSON)       \
     ROUTE(model_meta,       "GET, HEAD",  "/v2/models/{model}[/versions/{version}]",       NULL) \
     ROUTE(model_ready,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/ready", NULL) \
     ROUTE(model_stats,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/stats", NULL) \

@@ -13,6 +13,8 @@
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum batch_wait { BATCH_WAIT_ADAPTIVE, BATCH_WAIT_ALWAYS };
+/* Who changes the served models at run time (Triton's names). */
+enum control_mode { CONTROL_NONE, CONTROL_POLL, CONTROL_EXPLICIT };
 
 struct inferd_config {
     char host[256];
@@ -39,6 +41,9 @@ struct inferd_config {
     char api_key_file[1024];      /* empty: no keys */
     bool metrics_need_key;        /* /metrics needs a key too */
     char cors_allow_origin[2048]; /* empty: no CORS; "*" or a list */
+    enum control_mode model_control_mode;
+    int repository_poll_s;        /* poll mode: seconds between rescans */
+    char admin_token_file[1024];  /* explicit mode: the control endpoints' token */
 };
 
 enum config_result {

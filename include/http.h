@@ -91,7 +91,8 @@ struct http_exchange {
     struct http_reply reply;
 
     /* Inference hand-off. */
-    struct model *model; /* set by a handler: the answer counts in its metrics */
+    struct model *model;     /* set by a handler: the answer counts in its metrics */
+    struct model *model_ref; /* a reference the handler took, dropped as the exchange ends */
     struct infer_request infer;
     void (*encode)(struct http_exchange *ex); /* worker thread: outputs -> reply */
     void *api_state;                          /* the handler's own, freed by api_free */
@@ -134,6 +135,15 @@ const char *http_request_header(struct http_exchange *ex, const char *name);
 
 /* The value of query parameter key (?key=value), or NULL. */
 const char *http_query(const struct http_exchange *ex, const char *key);
+
+/* For a handler whose answer comes from another thread: suspend the
+ * connection (the handler then returns ROUTE_SUSPENDED); that thread sets
+ * the reply and calls http_resume. */
+void http_suspend(struct http_exchange *ex);
+void http_resume(struct http_exchange *ex);
+
+/* Whether the client is on a loopback address (127.0.0.0/8, ::1). */
+bool http_peer_loopback(struct http_exchange *ex);
 
 /* Queue ex->infer on model m and suspend the connection until a worker has
  * run it and encode() has set the reply. When the queue is full or closed

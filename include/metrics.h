@@ -83,8 +83,9 @@ struct metrics_execution {
 void metrics_stats_execution(struct metrics_model *m, const struct metrics_execution *e);
 
 /* Append every model's metrics, family by family, in Prometheus text
- * format (HELP and TYPE lines included). */
-void metrics_render_models(struct strbuf *sb, const char *const *names,
+ * format (HELP and TYPE lines included). labels[i] is model i's label set
+ * without braces, e.g. model="fashion_mnist",version="1". */
+void metrics_render_models(struct strbuf *sb, const char *const *labels,
                            const struct metrics_model *const *ms, int n);
 
 /* The status codes counted per model, in the order of requests_failed. */

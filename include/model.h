@@ -1,7 +1,12 @@
-/* model.h - a served model at run time: its configuration, its queue, its
- * instances (one worker thread each, pinned to a device) and its metrics. */
+/* model.h - one loaded version of a model at run time: its configuration,
+ * its queue, its instances (one worker thread each, pinned to a device) and
+ * its metrics; reference-counted, so that a version swapped out or unloaded
+ * is freed only once the last request using it has ended. */
 #ifndef INFERD_MODEL_H
 #define INFERD_MODEL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
 
 #include "batcher.h"
 #include "config.h"
@@ -18,6 +23,13 @@ struct model {
     int n_workers;
     struct worker_status instances; /* ready and failed counts, first failure */
     struct metrics_model metrics;
+    /* References: the registry's while the version is served, and one per
+     * request or reader using it (model_acquire/model_release). */
+    atomic_int refs;
+    void (*released)(void *arg); /* called when refs reaches 0 (may be NULL) */
+    void *released_arg;
+    uint64_t started_ns; /* when model_run started the instances */
+    struct model *next;  /* the owner's list link */
 };
 
 /* Take ownership of cfg, create the queue and the instances' slots (one
@@ -33,6 +45,14 @@ void model_run(struct model *m);
 /* Record a model whose folder could not be used (bad config.json): it is
  * listed as unavailable with why, and has no workers. Returns 0 or -1. */
 int model_init_failed(struct model *m, const char *name, const char *why);
+
+/* Take a reference (the caller already holds one, or the owner's lock). */
+void model_acquire(struct model *m);
+/* Drop a reference; the last one calls m->released. */
+void model_release(struct model *m);
+
+/* Seconds from model_run until every instance was ready (0 until then). */
+double model_load_seconds(struct model *m);
 
 enum model_state model_get_state(struct model *m);
 /* Copy the load error (empty when none). */

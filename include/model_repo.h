@@ -17,6 +17,7 @@
 #define MODEL_MAX_IO 8
 #define MODEL_NAME_MAX 128
 #define MODEL_MAX_MODELS 64
+#define MODEL_MAX_VERSIONS 16 /* versions served at once, and listed in a policy */
 
 struct io_spec {
     char name[64];
@@ -27,8 +28,21 @@ struct io_spec {
     struct preprocess_spec image;   /* how, when is_image */
 };
 
+/* Which versions of a model are served (config.json "version_policy", as
+ * Triton's): the newest n, all, or a list. Default: the newest one. */
+enum model_policy_kind { MODEL_POLICY_LATEST, MODEL_POLICY_ALL, MODEL_POLICY_SPECIFIC };
+
+struct model_version_policy {
+    enum model_policy_kind kind;
+    int latest;                       /* MODEL_POLICY_LATEST: how many */
+    int versions[MODEL_MAX_VERSIONS]; /* MODEL_POLICY_SPECIFIC, ascending */
+    int n_versions;
+};
+
 struct model_config {
     char name[MODEL_NAME_MAX];
+    int version;          /* the version folder's number (1 for a flat folder) */
+    struct model_version_policy policy;
     char path[2048];      /* the model file */
     const char *platform; /* KServe v2 platform, e.g. "torch_aoti" (static string) */
     const char *format;   /* the shim's format name for it, e.g. "aoti" (static string) */
@@ -69,6 +83,31 @@ int model_config_load(const char *dir, const char *name, const struct inferd_con
 int model_config_parse(const char *json, const char *model_dir, const char *name,
                        const struct inferd_config *defaults, struct model_config *out, char *err,
                        size_t err_len);
+
+/* As model_config_parse, for version `version` of the model: the model
+ * file is looked for in model_dir/<version>/ (version 0: a flat folder, the
+ * model's version 1, file in model_dir). Without "file", the file is
+ * model.pt, or model.pt2 when only that one is there. Labels stay at the
+ * model level. Returns 0, or -1 with err set. */
+int model_config_parse_version(const char *json, const char *model_dir, int version,
+                               const char *name, const struct inferd_config *defaults,
+                               struct model_config *out, char *err, size_t err_len);
+
+/* The text of dir/name/config.json (malloc'd, NUL-terminated), or NULL with
+ * err set. */
+char *model_repo_read_config(const char *dir, const char *name, char *err, size_t err_len);
+
+/* The versions on disk of model folder model_dir: its numbered sub-folders
+ * (1, 2, ..., ascending; at most max), or none for a flat folder (*flat is
+ * then true and the count 1, version 1). Returns the count, or -1 with err
+ * set. */
+int model_repo_versions(const char *model_dir, int *versions, int max, bool *flat, char *err,
+                        size_t err_len);
+
+/* The versions policy serves among the n on disk (ascending): written to
+ * out (room for MODEL_MAX_VERSIONS), ascending. Returns their count. */
+int model_version_select(const struct model_version_policy *policy, const int *on_disk, int n,
+                         int *out);
 
 void model_config_free(struct model_config *cfg);
 

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "registry.h"
 
 #define QUEUE_WATCH_PERIOD_MS 100
 
@@ -27,13 +27,12 @@ struct queue_watch {
     pthread_cond_t wake; /* CLOCK_MONOTONIC */
     bool stop;
     bool started;
-    struct model *models; /* fixed for the watcher's life */
-    int n_models;
+    struct registry *registry; /* whose models' queues, served or draining */
 };
 
-/* Start watching models' queues. Returns 0, or -1 with err set. */
-int queue_watch_start(struct queue_watch *w, struct model *models, int n_models, char *err,
-                      size_t err_len);
+/* Start watching the queues of the registry's models. Returns 0, or -1
+ * with err set. */
+int queue_watch_start(struct queue_watch *w, struct registry *registry, char *err, size_t err_len);
 
 /* Stop and join the thread (a no-op when it never started). Call before the
  * models' queues are destroyed. */

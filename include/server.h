@@ -12,12 +12,13 @@
 #include "http.h"
 #include "model.h"
 #include "queue_watch.h"
+#include "registry.h"
 #include "router.h"
 
 struct server {
     struct inferd_config cfg;
-    struct model *models;
-    int n_models;
+    struct registry registry;          /* the served models, by name and version */
+    struct access_keys admin_token;    /* --admin-token-file's token (n == 0: none) */
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys and CORS */
     struct http_front http;
@@ -34,12 +35,9 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
  * requests finish (up to drain_timeout_s), then stop everything. */
 void server_drain_and_stop(struct server *srv);
 
-/* SIGHUP: re-read the API key file. On failure the old keys stay and the
- * reason is logged. */
+/* SIGHUP: re-read the API key file (on failure the old keys stay and the
+ * reason is logged); in poll mode, rescan the model repository now. */
 void server_reload(struct server *srv);
-
-/* The model called name, or NULL. */
-struct model *server_find_model(struct server *srv, const char *name);
 
 /* Every model loaded and warmed up, and not draining. */
 bool server_ready(struct server *srv);

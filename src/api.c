@@ -9,12 +9,39 @@ const struct route_def api_routes[] = {API_ROUTES(API_ROW)};
 #undef API_ROW
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
+/* Model name at version ("" or NULL: the newest ready one). */
+static struct model *lookup(struct http_exchange *ex, const char *name, const char *version)
+{
+    int v = 0;
+    if (version != NULL && version[0]) {
+        size_t n = strlen(version);
+        if (n > 9 || version[0] == '0' || strspn(version, "0123456789") != n) {
+            http_reply_error(ex, 404, "model %s has no version %s (versions are numbers from 1)",
+                             name, version);
+            return NULL;
+        }
+        v = atoi(version);
+    }
+    char why[512];
+    struct model *m = registry_acquire(&ex->srv->registry, name, v, why, sizeof why);
+    if (m == NULL) {
+        http_reply_error(ex, 404, "%s", why);
+        return NULL;
+    }
+    if (ex->model_ref != NULL)
+        model_release(ex->model_ref);
+    ex->model_ref = m;
+    return m;
+}
+
 struct model *api_lookup_model(struct http_exchange *ex, const char *name)
 {
-    struct model *m = server_find_model(ex->srv, name);
-    if (m == NULL)
-        http_reply_error(ex, 404, "no model named '%s' in the repository", name);
-    return m;
+    return lookup(ex, name, "");
+}
+
+struct model *api_lookup_version(struct http_exchange *ex)
+{
+    return lookup(ex, ex->route.model, ex->route.version);
 }
 
 bool api_model_available(struct http_exchange *ex, struct model *m)

@@ -1,5 +1,5 @@
 /* api_server.c - server-level endpoints: liveness, readiness, metrics,
- * server metadata, the repository index. */
+ * server metadata. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +31,24 @@ enum route_outcome api_metrics(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     struct strbuf sb = {0};
-    const char *names[MODEL_MAX_MODELS];
-    const struct metrics_model *ms[MODEL_MAX_MODELS];
-    int n = srv->n_models < MODEL_MAX_MODELS ? srv->n_models : MODEL_MAX_MODELS;
+    struct model *models[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
+    const char *labels[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
+    char label_text[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS][MODEL_NAME_MAX + 32];
+    const struct metrics_model *ms[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
+    int n = registry_snapshot(&srv->registry, models, MODEL_MAX_MODELS * MODEL_MAX_VERSIONS, false);
     for (int i = 0; i < n; i++) {
-        struct model *m = &srv->models[i];
+        struct model *m = models[i];
         atomic_store(&m->metrics.queue_pending, batch_queue_length(&m->queue));
         atomic_store(&m->metrics.queue_capacity, m->queue.capacity);
-        names[i] = m->cfg.name;
+        snprintf(label_text[i], sizeof label_text[i], "model=\"%s\",version=\"%d\"", m->cfg.name,
+                 m->cfg.version);
+        labels[i] = label_text[i];
         ms[i] = &m->metrics;
     }
-    metrics_render_models(&sb, names, ms, n);
+    metrics_render_models(&sb, labels, ms, n);
+    registry_render_metrics(&srv->registry, &sb);
+    for (int i = 0; i < n; i++)
+        model_release(models[i]);
     strbuf_printf(
         &sb,
         "# HELP inferd_uptime_seconds Seconds since the server started.\n"
@@ -69,31 +76,6 @@ enum route_outcome api_server_meta(struct http_exchange *ex)
                   "[\"binary_tensor_data\",\"classification\",\"model_repository\","
                   "\"statistics\",\"model_configuration\"]}",
                   INFERD_VERSION);
-    size_t len = 0;
-    char *body = strbuf_detach(&sb, &len);
-    return http_reply_body(ex, 200, body, len, "application/json");
-}
-
-enum route_outcome api_repository_index(struct http_exchange *ex)
-{
-    struct server *srv = ex->srv;
-    struct strbuf sb = {0};
-    strbuf_puts(&sb, "[");
-    for (int i = 0; i < srv->n_models; i++) {
-        struct model *m = &srv->models[i];
-        enum model_state state = model_get_state(m);
-        char why[256];
-        model_get_error(m, why, sizeof why);
-        strbuf_puts(&sb, i ? ",{\"name\":" : "{\"name\":");
-        strbuf_json_string(&sb, m->cfg.name);
-        strbuf_printf(&sb, ",\"version\":\"1\",\"state\":\"%s\"", model_state_name(state));
-        if (state == MODEL_FAILED) {
-            strbuf_puts(&sb, ",\"reason\":");
-            strbuf_json_string(&sb, why);
-        }
-        strbuf_puts(&sb, "}");
-    }
-    strbuf_puts(&sb, "]");
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "application/json");

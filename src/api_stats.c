@@ -28,8 +28,9 @@ static void put_model_stats(struct strbuf *sb, const struct model *m)
     strbuf_puts(sb, "{\"name\":");
     strbuf_json_string(sb, m->cfg.name);
     strbuf_printf(sb,
-                  ",\"version\":\"1\",\"last_inference\":%llu,\"inference_count\":%llu"
+                  ",\"version\":\"%d\",\"last_inference\":%llu,\"inference_count\":%llu"
                   ",\"execution_count\":%llu,\"inference_stats\":{",
+                  m->cfg.version,
                   (unsigned long long)atomic_load(&s->last_inference_ms),
                   (unsigned long long)atomic_load(&s->inference_count),
                   (unsigned long long)atomic_load(&s->execution_count));
@@ -70,10 +71,14 @@ static enum route_outcome reply_stats(struct http_exchange *ex, struct model *on
     if (only != NULL) {
         put_model_stats(&sb, only);
     } else {
-        for (int i = 0; i < srv->n_models; i++) {
+        /* every served version (those swapped out and draining are not) */
+        struct model *all[REGISTRY_SNAPSHOT_MAX];
+        int n = registry_snapshot(&srv->registry, all, REGISTRY_SNAPSHOT_MAX, false);
+        for (int i = 0; i < n; i++) {
             if (i)
                 strbuf_puts(&sb, ",");
-            put_model_stats(&sb, &srv->models[i]);
+            put_model_stats(&sb, all[i]);
+            model_release(all[i]);
         }
     }
     strbuf_puts(&sb, "]}");

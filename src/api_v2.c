@@ -25,22 +25,22 @@ static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
     strbuf_puts(sb, "]");
 }
 
-/* The model the route names, when it has the version asked for (none, or
- * 1: the only one a model has); else NULL with a 404 reply set. */
+/* The model version the route names (none: the newest ready one); else
+ * NULL with a 404 reply set. */
 static struct model *lookup_version(struct http_exchange *ex)
 {
-    struct model *m = api_lookup_model(ex, ex->route.model);
-    if (m != NULL && ex->route.version[0] && strcmp(ex->route.version, "1") != 0) {
-        http_reply_error(ex, 404, "model %s has no version %s (only 1)", m->cfg.name,
-                         ex->route.version);
-        return NULL;
-    }
-    return m;
+    return api_lookup_version(ex);
 }
 
-struct model *api_lookup_version(struct http_exchange *ex)
+/* The served versions of model name, as a JSON list of strings. */
+static void append_versions(struct strbuf *sb, struct server *srv, const char *name)
 {
-    return lookup_version(ex);
+    int versions[MODEL_MAX_VERSIONS];
+    int n = registry_versions(&srv->registry, name, versions, MODEL_MAX_VERSIONS);
+    strbuf_puts(sb, "[");
+    for (int i = 0; i < n; i++)
+        strbuf_printf(sb, "%s\"%d\"", i ? "," : "", versions[i]);
+    strbuf_puts(sb, "]");
 }
 
 enum route_outcome api_model_meta(struct http_exchange *ex)
@@ -51,7 +51,9 @@ enum route_outcome api_model_meta(struct http_exchange *ex)
     struct strbuf sb = {0};
     strbuf_puts(&sb, "{\"name\":");
     strbuf_json_string(&sb, m->cfg.name);
-    strbuf_puts(&sb, ",\"versions\":[\"1\"],\"platform\":");
+    strbuf_puts(&sb, ",\"versions\":");
+    append_versions(&sb, ex->srv, m->cfg.name);
+    strbuf_puts(&sb, ",\"platform\":");
     strbuf_json_string(&sb, m->cfg.platform ? m->cfg.platform : "");
     strbuf_puts(&sb, ",\"inputs\":");
     append_io(&sb, m->cfg.inputs, m->cfg.n_inputs);
@@ -706,7 +708,7 @@ static void encode_v2(struct http_exchange *ex)
     bool any_binary = false;
     strbuf_puts(&sb, "{\"model_name\":");
     strbuf_json_string(&sb, ex->model->cfg.name);
-    strbuf_puts(&sb, ",\"model_version\":\"1\"");
+    strbuf_printf(&sb, ",\"model_version\":\"%d\"", ex->model->cfg.version);
     if (v2->has_id) {
         strbuf_puts(&sb, ",\"id\":");
         strbuf_json_string(&sb, v2->id);

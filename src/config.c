@@ -66,6 +66,15 @@ static const struct option_spec options[] = {
     {"cors-allow-origin", OPT_STR, STR(cors_allow_origin), 0, 0, NULL,
      "CORS for browsers: * or origins like https://app.example.com,http://localhost:3000 "
      "(empty: off)"},
+    {"model-control-mode", OPT_ENUM, FIELD(model_control_mode), 0, 0, 0, "none|poll|explicit",
+     "none: the models found at start-up, for good; poll: rescan the repository every "
+     "--repository-poll-s and on SIGHUP, (re)loading and unloading what changed; explicit: "
+     "POST /v2/repository/models/<name>/load and /unload"},
+    {"repository-poll-s", OPT_INT, FIELD(repository_poll_s), 0, 1, 86400, NULL,
+     "poll mode: seconds between repository scans"},
+    {"admin-token-file", OPT_STR, STR(admin_token_file), 0, 0, NULL,
+     "explicit mode: file holding the token that load/unload need as 'Authorization: Bearer "
+     "<token>' (without it, only loopback clients may load and unload)"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -91,6 +100,8 @@ void config_defaults(struct inferd_config *cfg)
     cfg->gpu_memory_fraction = 0.0;
     cfg->log_format = LOG_FORMAT_TEXT;
     cfg->log_level = LOG_INFO;
+    cfg->model_control_mode = CONTROL_NONE;
+    cfg->repository_poll_s = 5;
 }
 
 static int enum_index(const char *values, const char *value)

@@ -8,6 +8,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -145,6 +146,38 @@ static void on_infer_done(struct infer_request *req)
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;
     MHD_resume_connection(ex->conn);
+}
+
+void http_suspend(struct http_exchange *ex)
+{
+    ex->phase = EX_QUEUED;
+    MHD_suspend_connection(ex->conn);
+}
+
+void http_resume(struct http_exchange *ex)
+{
+    ex->phase = EX_ANSWERED;
+    MHD_resume_connection(ex->conn);
+}
+
+bool http_peer_loopback(struct http_exchange *ex)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (info == NULL || info->client_addr == NULL)
+        return false;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
 }
 
 enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
@@ -531,6 +564,8 @@ static void free_exchange(struct http_exchange *ex)
     if (ex->api_free)
         ex->api_free(ex->api_state);
     inflater_free(ex->inflater);
+    if (ex->model_ref)
+        model_release(ex->model_ref);
     free(ex->reply.body);
     free(ex->body);
     free(ex);

@@ -119,20 +119,20 @@ static void render_histogram(struct strbuf *sb, const char *name, const struct m
     for (int i = 0; i <= h->n_bounds; i++) {
         cumulative += atomic_load(&h->counts[i]);
         if (i < h->n_bounds)
-            strbuf_printf(sb, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", name, model, h->bounds[i],
+            strbuf_printf(sb, "%s_bucket{%s,le=\"%g\"} %llu\n", name, model, h->bounds[i],
                           (unsigned long long)cumulative);
         else
-            strbuf_printf(sb, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", name, model,
+            strbuf_printf(sb, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, model,
                           (unsigned long long)cumulative);
     }
-    strbuf_printf(sb, "%s_sum{model=\"%s\"} %.6f\n", name, model,
+    strbuf_printf(sb, "%s_sum{%s} %.6f\n", name, model,
                   (double)atomic_load(&h->sum_micro) / 1e6);
-    strbuf_printf(sb, "%s_count{model=\"%s\"} %llu\n", name, model, (unsigned long long)cumulative);
+    strbuf_printf(sb, "%s_count{%s} %llu\n", name, model, (unsigned long long)cumulative);
 }
 
 static void render_requests(struct strbuf *sb, const struct metrics_model *m, const char *model)
 {
-    strbuf_printf(sb, "inferd_requests_total{model=\"%s\",status=\"200\"} %llu\n", model,
+    strbuf_printf(sb, "inferd_requests_total{%s,status=\"200\"} %llu\n", model,
                   (unsigned long long)atomic_load(&m->requests_ok));
     for (int i = 0; i < METRICS_STATUS_CODES; i++) {
         char code[16];
@@ -140,12 +140,12 @@ static void render_requests(struct strbuf *sb, const struct metrics_model *m, co
             snprintf(code, sizeof code, "%d", metrics_status_codes[i]);
         else
             strcpy(code, "other");
-        strbuf_printf(sb, "inferd_requests_total{model=\"%s\",status=\"%s\"} %llu\n", model, code,
+        strbuf_printf(sb, "inferd_requests_total{%s,status=\"%s\"} %llu\n", model, code,
                       (unsigned long long)atomic_load(&m->requests_failed[i]));
     }
 }
 
-void metrics_render_models(struct strbuf *sb, const char *const *names,
+void metrics_render_models(struct strbuf *sb, const char *const *names, /* label sets */
                            const struct metrics_model *const *ms, int n)
 {
     family_header(sb, "inferd_requests_total", "counter",
@@ -154,21 +154,21 @@ void metrics_render_models(struct strbuf *sb, const char *const *names,
         render_requests(sb, ms[i], names[i]);
     family_header(sb, "inferd_inferences_total", "counter", "Samples run through the model.");
     for (int i = 0; i < n; i++)
-        strbuf_printf(sb, "inferd_inferences_total{model=\"%s\"} %llu\n", names[i],
+        strbuf_printf(sb, "inferd_inferences_total{%s} %llu\n", names[i],
                       (unsigned long long)atomic_load(&ms[i]->inferences));
     family_header(sb, "inferd_executions_total", "counter", "Forward calls (batches) run.");
     for (int i = 0; i < n; i++)
-        strbuf_printf(sb, "inferd_executions_total{model=\"%s\"} %llu\n", names[i],
+        strbuf_printf(sb, "inferd_executions_total{%s} %llu\n", names[i],
                       (unsigned long long)atomic_load(&ms[i]->executions));
     family_header(sb, "inferd_queue_pending_requests", "gauge",
                   "Requests waiting in the model's queue.");
     for (int i = 0; i < n; i++)
-        strbuf_printf(sb, "inferd_queue_pending_requests{model=\"%s\"} %lld\n", names[i],
+        strbuf_printf(sb, "inferd_queue_pending_requests{%s} %lld\n", names[i],
                       (long long)atomic_load(&ms[i]->queue_pending));
     family_header(sb, "inferd_queue_capacity_requests", "gauge",
                   "Most requests the model's queue holds; beyond it, 503.");
     for (int i = 0; i < n; i++)
-        strbuf_printf(sb, "inferd_queue_capacity_requests{model=\"%s\"} %lld\n", names[i],
+        strbuf_printf(sb, "inferd_queue_capacity_requests{%s} %lld\n", names[i],
                       (long long)atomic_load(&ms[i]->queue_capacity));
     static const struct {
         const char *name, *help;

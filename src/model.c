@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 int model_init(struct model *m, struct model_config *cfg, const struct inferd_config *server,
@@ -56,8 +57,30 @@ int model_init(struct model *m, struct model_config *cfg, const struct inferd_co
     return 0;
 }
 
+void model_acquire(struct model *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+}
+
+void model_release(struct model *m)
+{
+    void (*released)(void *) = m->released; /* m may be freed once refs is 0 */
+    void *arg = m->released_arg;
+    if (atomic_fetch_sub(&m->refs, 1) == 1 && released)
+        released(arg);
+}
+
+double model_load_seconds(struct model *m)
+{
+    uint64_t ready = atomic_load(&m->instances.last_ready_ns);
+    if (model_get_state(m) != MODEL_READY || ready < m->started_ns)
+        return 0;
+    return (double)(ready - m->started_ns) / 1e9;
+}
+
 void model_run(struct model *m)
 {
+    m->started_ns = clock_now_ns();
     for (int i = 0; i < m->n_workers; i++) {
         char err[256];
         if (worker_start(&m->workers[i], err, sizeof err) != 0) {

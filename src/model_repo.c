@@ -321,12 +321,85 @@ static int parse_images(const cJSON *inputs, struct model_config *out, char *err
     return 0;
 }
 
+/* config.json's "version_policy": {"latest": {"num_versions": n}},
+ * {"all": {}} or {"specific": {"versions": [..]}}; absent: the newest. */
+static int parse_policy(const cJSON *root, struct model_version_policy *p, char *err,
+                        size_t err_len)
+{
+    const cJSON *vp = cJSON_GetObjectItemCaseSensitive(root, "version_policy");
+    p->kind = MODEL_POLICY_LATEST;
+    p->latest = 1;
+    if (vp == NULL)
+        return 0;
+    const cJSON *latest = cJSON_GetObjectItemCaseSensitive(vp, "latest");
+    const cJSON *all = cJSON_GetObjectItemCaseSensitive(vp, "all");
+    const cJSON *specific = cJSON_GetObjectItemCaseSensitive(vp, "specific");
+    if (!cJSON_IsObject(vp) || cJSON_GetArraySize(vp) != 1 ||
+        !(cJSON_IsObject(latest) || cJSON_IsObject(all) || cJSON_IsObject(specific))) {
+        snprintf(err, err_len,
+                 "\"version_policy\" must be one of {\"latest\": {\"num_versions\": n}}, "
+                 "{\"all\": {}} or {\"specific\": {\"versions\": [..]}}");
+        return -1;
+    }
+    if (all != NULL) {
+        p->kind = MODEL_POLICY_ALL;
+        return 0;
+    }
+    if (latest != NULL) {
+        long n = 1;
+        if (get_int(latest, "num_versions", 1, MODEL_MAX_VERSIONS, &n, err, err_len) != 0)
+            return -1;
+        p->latest = (int)n;
+        return 0;
+    }
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(specific, "versions");
+    const cJSON *v;
+    p->kind = MODEL_POLICY_SPECIFIC;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 ||
+        cJSON_GetArraySize(list) > MODEL_MAX_VERSIONS)
+        goto bad;
+    cJSON_ArrayForEach(v, list)
+    {
+        int prev = p->n_versions ? p->versions[p->n_versions - 1] : 0;
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble ||
+            v->valueint <= prev)
+            goto bad;
+        p->versions[p->n_versions++] = v->valueint;
+    }
+    return 0;
+bad:
+    snprintf(err, err_len,
+             "\"version_policy\": \"specific\" needs \"versions\": a list of 1 to %d "
+             "ascending version numbers",
+             MODEL_MAX_VERSIONS);
+    return -1;
+}
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 int model_config_parse(const char *json, const char *model_dir, const char *name,
                        const struct inferd_config *defaults, struct model_config *out, char *err,
                        size_t err_len)
 {
+    return model_config_parse_version(json, model_dir, 0, name, defaults, out, err, err_len);
+}
+
+int model_config_parse_version(const char *json, const char *model_dir, int version,
+                               const char *name, const struct inferd_config *defaults,
+                               struct model_config *out, char *err, size_t err_len)
+{
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name);
+    out->version = version > 0 ? version : 1;
+    char file_dir[2048];
+    if (version > 0)
+        snprintf(file_dir, sizeof file_dir, "%s/%d", model_dir, version);
+    else
+        snprintf(file_dir, sizeof file_dir, "%s", model_dir);
     cJSON *root = cJSON_Parse(json);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -345,9 +418,17 @@ int model_config_parse(const char *json, const char *model_dir, const char *name
         snprintf(err, err_len, "\"file\" must be a file name inside the model folder");
         goto out;
     }
-    snprintf(out->path, sizeof out->path, "%s/%s", model_dir,
-             file ? file->valuestring : "model.pt");
-    if (parse_platform(root, file ? file->valuestring : "model.pt", out, err, err_len) != 0)
+    const char *file_name = file ? file->valuestring : "model.pt";
+    if (file == NULL) {
+        char pt[4096], pt2[4096];
+        snprintf(pt, sizeof pt, "%s/model.pt", file_dir);
+        snprintf(pt2, sizeof pt2, "%s/model.pt2", file_dir);
+        if (!is_file(pt) && is_file(pt2))
+            file_name = "model.pt2";
+    }
+    snprintf(out->path, sizeof out->path, "%.1900s/%.127s", file_dir, file_name);
+    if (parse_platform(root, file_name, out, err, err_len) != 0 ||
+        parse_policy(root, &out->policy, err, err_len) != 0)
         goto out;
     if (parse_io(cJSON_GetObjectItemCaseSensitive(root, "inputs"), "inputs", out->inputs,
                  &out->n_inputs, err, err_len) != 0 ||
@@ -395,23 +476,103 @@ out:
     return rc;
 }
 
+char *model_repo_read_config(const char *dir, const char *name, char *err, size_t err_len)
+{
+    if (!model_name_valid(name)) {
+        snprintf(err, err_len, "invalid model name");
+        return NULL;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/config.json", dir, name);
+    return read_file(path, CONFIG_MAX_BYTES, NULL, err, err_len);
+}
+
 int model_config_load(const char *dir, const char *name, const struct inferd_config *defaults,
                       struct model_config *out, char *err, size_t err_len)
 {
     memset(out, 0, sizeof *out);
-    if (!model_name_valid(name)) {
-        snprintf(err, err_len, "invalid model name");
-        return -1;
-    }
-    char model_dir[2048], path[4096];
-    snprintf(model_dir, sizeof model_dir, "%s/%s", dir, name);
-    snprintf(path, sizeof path, "%s/config.json", model_dir);
-    char *text = read_file(path, CONFIG_MAX_BYTES, NULL, err, err_len);
+    char *text = model_repo_read_config(dir, name, err, err_len);
     if (text == NULL)
         return -1;
+    char model_dir[2048];
+    snprintf(model_dir, sizeof model_dir, "%s/%s", dir, name);
     int rc = model_config_parse(text, model_dir, name, defaults, out, err, err_len);
     free(text);
     return rc;
+}
+
+static int compare_ints(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* A version folder's name: digits only, no leading zero, 1..999999999. */
+static int version_number(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 9 || name[0] == '0' || strspn(name, "0123456789") != n)
+        return 0;
+    return atoi(name);
+}
+
+int model_repo_versions(const char *model_dir, int *versions, int max, bool *flat, char *err,
+                        size_t err_len)
+{
+    DIR *d = opendir(model_dir);
+    if (d == NULL) {
+        snprintf(err, err_len, "cannot open model folder %s: %s", model_dir, strerror(errno));
+        return -1;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int v = version_number(e->d_name);
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", model_dir, e->d_name);
+        if (v <= 0 || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (n == max) { /* keep the newest max */
+            qsort(versions, (size_t)n, sizeof *versions, compare_ints);
+            if (v < versions[0])
+                continue;
+            versions[0] = v;
+        } else {
+            versions[n++] = v;
+        }
+    }
+    closedir(d);
+    *flat = n == 0;
+    if (n == 0 && max > 0) {
+        versions[0] = 1;
+        return 1;
+    }
+    qsort(versions, (size_t)n, sizeof *versions, compare_ints);
+    return n;
+}
+
+int model_version_select(const struct model_version_policy *policy, const int *on_disk, int n,
+                         int *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        bool take = false;
+        if (policy->kind == MODEL_POLICY_ALL)
+            take = true;
+        else if (policy->kind == MODEL_POLICY_LATEST)
+            take = i >= n - policy->latest;
+        else
+            for (int j = 0; j < policy->n_versions; j++)
+                take = take || policy->versions[j] == on_disk[i];
+        if (take && k < MODEL_MAX_VERSIONS)
+            out[k++] = on_disk[i];
+    }
+    if (policy->kind == MODEL_POLICY_ALL && n > MODEL_MAX_VERSIONS) {
+        memmove(out, on_disk + n - MODEL_MAX_VERSIONS, MODEL_MAX_VERSIONS * sizeof *out);
+        k = MODEL_MAX_VERSIONS;
+    }
+    return k;
 }
 
 void model_config_free(struct model_config *cfg)

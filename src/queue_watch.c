@@ -31,21 +31,25 @@ static bool client_gone(const struct infer_request *req, void *arg)
  * 0. */
 static uint64_t sweep(struct queue_watch *w)
 {
+    static struct model *models[REGISTRY_SNAPSHOT_MAX]; /* only the watcher thread sweeps */
     uint64_t earliest = 0;
-    for (int i = 0; i < w->n_models; i++) {
-        struct batch_queue *q = &w->models[i].queue;
+    int n = registry_snapshot(w->registry, models, REGISTRY_SNAPSHOT_MAX, true);
+    for (int i = 0; i < n; i++) {
+        struct batch_queue *q = &models[i]->queue;
         uint64_t next = 0;
         infer_request_finish_all(batch_queue_expire(q, clock_now_ns(), &next), 504,
                                  INFER_DEADLINE_PASSED);
         struct infer_request *gone = batch_queue_remove_if(q, client_gone, NULL);
         if (gone != NULL)
             log_msg(LOG_DEBUG, "model %s: dropped queued requests whose client left",
-                    w->models[i].cfg.name);
+                    models[i]->cfg.name);
         infer_request_finish_all(gone, INFER_STATUS_CLIENT_CLOSED,
                                  "the client closed the connection while the request was queued");
         if (next != 0 && (earliest == 0 || next < earliest))
             earliest = next;
     }
+    for (int i = 0; i < n; i++)
+        model_release(models[i]);
     return earliest;
 }
 
@@ -68,12 +72,10 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-int queue_watch_start(struct queue_watch *w, struct model *models, int n_models, char *err,
-                      size_t err_len)
+int queue_watch_start(struct queue_watch *w, struct registry *registry, char *err, size_t err_len)
 {
     memset(w, 0, sizeof *w);
-    w->models = models;
-    w->n_models = n_models;
+    w->registry = registry;
     if (clock_cond_init(&w->wake) != 0) {
         snprintf(err, err_len, "cannot create the queue watcher");
         return -1;

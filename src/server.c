@@ -12,14 +12,6 @@
 #include "clock.h"
 #include "log.h"
 
-struct model *server_find_model(struct server *srv, const char *name)
-{
-    for (int i = 0; i < srv->n_models; i++)
-        if (strcmp(srv->models[i].cfg.name, name) == 0)
-            return &srv->models[i];
-    return NULL;
-}
-
 bool server_draining(struct server *srv)
 {
     return http_draining(&srv->http);
@@ -27,12 +19,7 @@ bool server_draining(struct server *srv)
 
 bool server_ready(struct server *srv)
 {
-    if (server_draining(srv) || srv->n_models == 0)
-        return false;
-    for (int i = 0; i < srv->n_models; i++)
-        if (model_get_state(&srv->models[i]) != MODEL_READY)
-            return false;
-    return true;
+    return !server_draining(srv) && registry_all_ready(&srv->registry);
 }
 
 /* Split the CPU cores among CPU instances so they do not oversubscribe. */
@@ -63,61 +50,53 @@ static int configure_threads(struct server *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* Read every model folder and start the models. A folder that fails is
- * listed as unavailable; only an unreadable repository is an error. */
+/* Read every model folder (registry_init) and say when the default model
+ * is missing. A folder that fails is listed as unavailable; only an
+ * unreadable repository is an error. */
 static int load_repository(struct server *srv, char *err, size_t err_len)
 {
-    char names[MODEL_MAX_MODELS][MODEL_NAME_MAX];
     const struct inferd_config *cfg = &srv->cfg;
-    int n = model_repo_list(cfg->model_repository, names, MODEL_MAX_MODELS, err, err_len);
-    if (n < 0)
+    if (registry_init(&srv->registry, &srv->cfg, err, err_len) != 0)
         return -1;
-    if (n == 0) {
-        snprintf(err, err_len, "no model folder with a config.json in %s", cfg->model_repository);
-        return -1;
-    }
-    srv->models = calloc((size_t)n, sizeof *srv->models);
-    if (srv->models == NULL) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        struct model_config mc;
-        char why[256];
-        struct model *m = &srv->models[srv->n_models];
-        if (model_config_load(cfg->model_repository, names[i], cfg, &mc, why, sizeof why) != 0) {
-            log_msg(LOG_ERROR, "model %s: %s", names[i], why);
-            if (model_init_failed(m, names[i], why) == 0)
-                srv->n_models++;
-            continue;
-        }
-        if (model_init(m, &mc, cfg, why, sizeof why) != 0) {
-            log_msg(LOG_ERROR, "model %s: %s", names[i], why);
-            if (model_init_failed(m, names[i], why) == 0)
-                srv->n_models++;
-            continue;
-        }
-        srv->n_models++;
-        log_msg(LOG_INFO,
-                "model %s: %d instance(s) starting, max_batch_size %d, "
-                "max_queue_delay_us %ld",
-                names[i], m->n_workers, m->cfg.max_batch_size, m->cfg.max_queue_delay_us);
-    }
-    if (server_find_model(srv, cfg->default_model) == NULL)
+    if (!registry_has(&srv->registry, cfg->default_model))
         log_msg(LOG_WARN, "default model '%s' is not in %s: POST /predict will answer 404",
                 cfg->default_model, cfg->model_repository);
     return 0;
 }
 
-static void stop_models(struct server *srv)
+/* The admin token from --admin-token-file: one line, compared in constant
+ * time (access_keys_match), never logged. */
+static int read_admin_token(struct server *srv, char *err, size_t err_len)
 {
-    for (int i = 0; i < srv->n_models; i++)
-        model_close(&srv->models[i]);
-    for (int i = 0; i < srv->n_models; i++)
-        model_destroy(&srv->models[i]);
-    free(srv->models);
-    srv->models = NULL;
-    srv->n_models = 0;
+    const char *path = srv->cfg.admin_token_file;
+    if (path[0] == '\0')
+        return 0;
+    bool loose = false;
+    char why[256];
+    int n = access_read_key_file(path, &srv->admin_token, &loose, why, sizeof why);
+    if (n < 0) {
+        snprintf(err, err_len, "--admin-token-file: %s", why);
+        return -1;
+    }
+    if (n != 1) {
+        access_keys_free(&srv->admin_token);
+        snprintf(err, err_len, "--admin-token-file %s: expected exactly one token, found %d", path,
+                 n);
+        return -1;
+    }
+    if (loose)
+        log_msg(LOG_WARN, "--admin-token-file %s is readable by group or others", path);
+    if (srv->cfg.model_control_mode != CONTROL_EXPLICIT)
+        log_msg(LOG_WARN, "--admin-token-file is set but --model-control-mode is not explicit: "
+                          "load and unload stay refused");
+    return 0;
+}
+
+static void release_all(struct server *srv)
+{
+    registry_destroy(&srv->registry);
+    access_keys_free(&srv->admin_token);
+    access_destroy(&srv->access);
 }
 
 int server_start(struct server *srv, const struct inferd_config *cfg,
@@ -129,30 +108,38 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     if (access_init(&srv->access, cfg->api_key_file, cfg->metrics_need_key, cfg->cors_allow_origin,
                     err, err_len) != 0)
         return -1;
+    if (read_admin_token(srv, err, err_len) != 0) {
+        access_destroy(&srv->access);
+        return -1;
+    }
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0 || load_repository(srv, err, err_len) != 0) {
+        access_keys_free(&srv->admin_token);
         access_destroy(&srv->access);
         return -1;
     }
-    /* The model list is complete and fixed before HTTP starts (the HTTP
-     * threads read it without a lock); the models load and warm up in their
-     * workers, started last, while liveness already answers. A port in use
-     * fails before any model loads. */
+    /* The start-up models are known before HTTP starts; they load and warm
+     * up in their workers, started last, while liveness already answers. A
+     * port in use fails before any model loads. */
     if (http_start(&srv->http, &srv->cfg, routes, n_routes, &srv->access, srv, err, err_len) != 0) {
-        stop_models(srv);
-        access_destroy(&srv->access);
+        release_all(srv);
         return -1;
     }
-    if (queue_watch_start(&srv->queue_watch, srv->models, srv->n_models, err, err_len) != 0) {
+    if (queue_watch_start(&srv->queue_watch, &srv->registry, err, err_len) != 0) {
         http_stop(&srv->http);
-        stop_models(srv);
-        access_destroy(&srv->access);
+        release_all(srv);
         return -1;
     }
-    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s)", srv->cfg.host, srv->http.bound_port,
-            srv->cfg.http_threads);
-    for (int i = 0; i < srv->n_models; i++)
-        model_run(&srv->models[i]);
+    if (registry_start(&srv->registry, err, err_len) != 0) {
+        queue_watch_stop(&srv->queue_watch);
+        http_stop(&srv->http);
+        release_all(srv);
+        return -1;
+    }
+    static const char *const modes[] = {"none", "poll", "explicit"};
+    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s), model control mode %s",
+            srv->cfg.host, srv->http.bound_port, srv->cfg.http_threads,
+            modes[srv->cfg.model_control_mode]);
     return 0;
 }
 
@@ -166,13 +153,17 @@ void server_drain_and_stop(struct server *srv)
             atomic_load(&srv->http.inflight), srv->cfg.drain_timeout_s);
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
     bool clean = http_wait_idle(&srv->http, deadline);
+    /* No more loads or unloads: a control request still waiting gets 503. */
+    registry_stop(&srv->registry);
+    static struct model *all[REGISTRY_SNAPSHOT_MAX]; /* only the main thread drains */
+    int n = registry_snapshot(&srv->registry, all, REGISTRY_SNAPSHOT_MAX, true);
     if (!clean) {
         int dropped = 0;
-        for (int i = 0; i < srv->n_models; i++) {
-            struct infer_request *all = batch_queue_steal_all(&srv->models[i].queue);
-            for (const struct infer_request *r = all; r != NULL; r = r->next)
+        for (int i = 0; i < n; i++) {
+            struct infer_request *left = batch_queue_steal_all(&all[i]->queue);
+            for (const struct infer_request *r = left; r != NULL; r = r->next)
                 dropped++;
-            infer_request_finish_all(all, 503, "the server shut down before this request ran");
+            infer_request_finish_all(left, 503, "the server shut down before this request ran");
         }
         log_msg(LOG_WARN, "drain timeout: %d queued request(s) answered 503", dropped);
     }
@@ -180,22 +171,27 @@ void server_drain_and_stop(struct server *srv)
      * workers finish any batch in progress and resume its connections. The
      * models stay allocated until the HTTP threads are gone: a request on a
      * kept-alive connection may still look one up. */
-    for (int i = 0; i < srv->n_models; i++)
-        model_close(&srv->models[i]);
-    for (int i = 0; i < srv->n_models; i++)
-        model_join(&srv->models[i]);
+    for (int i = 0; i < n; i++)
+        model_close(all[i]);
+    for (int i = 0; i < n; i++)
+        model_join(all[i]);
+    for (int i = 0; i < n; i++)
+        model_release(all[i]);
     http_wait_idle(&srv->http, clock_now_ns() + 1000000000u);
     queue_watch_stop(&srv->queue_watch);
     http_stop(&srv->http);
-    stop_models(srv);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
-    access_destroy(&srv->access);
+    release_all(srv);
 }
 
 void server_reload(struct server *srv)
 {
     char err[512];
+    if (srv->cfg.model_control_mode == CONTROL_POLL) {
+        log_msg(LOG_INFO, "SIGHUP: rescanning the model repository");
+        registry_request_rescan(&srv->registry);
+    }
     if (!access_keys_on(&srv->access)) {
         log_msg(LOG_INFO, "SIGHUP: no --api-key-file, nothing to re-read");
         return;

@@ -13,6 +13,7 @@ int worker_status_init(struct worker_status *s)
 {
     atomic_store(&s->ready, 0);
     atomic_store(&s->failed, 0);
+    atomic_store(&s->last_ready_ns, 0);
     s->error[0] = '\0';
     return pthread_mutex_init(&s->lock, NULL) == 0 ? 0 : -1;
 }
@@ -169,12 +170,14 @@ static int load_and_warm(struct worker *w)
     uint64_t t2 = clock_now_ns();
     struct log_field fields[] = {
         {"model", LOG_STR, cfg->name, 0},
+        {"version", LOG_INT, NULL, cfg->version},
         {"instance", LOG_INT, NULL, w->index},
         {"device", LOG_STR, dev, 0},
         {"load_ms", LOG_MS, NULL, (int64_t)(t1 - t0)},
         {"warmup_ms", LOG_MS, NULL, (int64_t)(t2 - t1)},
     };
-    log_fields(LOG_INFO, "instance ready", fields, 5);
+    log_fields(LOG_INFO, "instance ready", fields, 6);
+    atomic_store(&w->status->last_ready_ns, clock_now_ns());
     atomic_fetch_add(&w->status->ready, 1);
     return 0;
 }

@@ -1,0 +1,156 @@
+/* api_repository.c - the repository endpoints (Triton's repository
+ * extension): the index, and model load and unload in explicit mode for a
+ * caller with the admin token (or, without a token file, on loopback). The
+ * work runs on the registry's manager thread; the connection waits
+ * suspended meanwhile. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#include "api.h"
+
+enum route_outcome api_repository_index(struct http_exchange *ex)
+{
+    struct strbuf sb = {0};
+    registry_index_json(&ex->srv->registry, &sb);
+    size_t len = 0;
+    char *body = strbuf_detach(&sb, &len);
+    return http_reply_body(ex, 200, body, len, "application/json");
+}
+
+/* Whether ex may load or unload models; else sets a 403 reply. The token
+ * is compared in constant time and never logged or echoed. */
+static bool control_allowed(struct http_exchange *ex)
+{
+    struct server *srv = ex->srv;
+    if (srv->cfg.model_control_mode != CONTROL_EXPLICIT) {
+        http_reply_error(ex, 403,
+                         "model control is off: start inferd with --model-control-mode explicit "
+                         "to load and unload models");
+        return false;
+    }
+    if (srv->admin_token.n == 0) {
+        if (http_peer_loopback(ex))
+            return true;
+        http_reply_error(ex, 403,
+                         "without --admin-token-file, only clients on loopback may load and "
+                         "unload models");
+        return false;
+    }
+    const char *auth = http_request_header(ex, "Authorization");
+    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *token = auth + 7;
+        while (*token == ' ')
+            token++;
+        if (access_keys_match(&srv->admin_token, token, strlen(token)))
+            return true;
+    }
+    http_reply_error(ex, 403,
+                     "loading and unloading models needs the admin token: send "
+                     "'Authorization: Bearer <token>' (the token in --admin-token-file)");
+    return false;
+}
+
+/* Runs on the manager thread when the job is done. */
+static void job_done(struct registry_job *job)
+{
+    struct http_exchange *ex = job->arg;
+    if (job->status == 200) {
+        struct strbuf sb = {0};
+        int versions[MODEL_MAX_VERSIONS];
+        int n = registry_versions(&ex->srv->registry, job->name, versions, MODEL_MAX_VERSIONS);
+        strbuf_puts(&sb, "{\"name\":");
+        strbuf_json_string(&sb, job->name);
+        strbuf_puts(&sb, job->kind == REGISTRY_LOAD ? ",\"loaded\":true" : ",\"unloaded\":true");
+        strbuf_puts(&sb, ",\"versions\":[");
+        for (int i = 0; i < n; i++)
+            strbuf_printf(&sb, "%s\"%d\"", i ? "," : "", versions[i]);
+        strbuf_puts(&sb, "]}");
+        size_t len = 0;
+        char *body = strbuf_detach(&sb, &len);
+        http_reply_body(ex, 200, body, len, "application/json");
+    } else if (job->status == 503) {
+        http_reply_unavailable(ex, 1, "%s", job->message);
+    } else {
+        http_reply_error(ex, job->status, "%s", job->message);
+    }
+    free(job->config);
+    free(job);
+    http_resume(ex);
+}
+
+static enum route_outcome submit(struct http_exchange *ex, enum registry_job_kind kind,
+                                 char *config)
+{
+    struct registry_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        free(config);
+        return http_reply_error(ex, 500, "out of memory");
+    }
+    job->kind = kind;
+    snprintf(job->name, sizeof job->name, "%s", ex->route.model);
+    job->config = config;
+    job->done = job_done;
+    job->arg = ex;
+    http_suspend(ex); /* before the manager can answer */
+    if (registry_submit(&ex->srv->registry, job) != 0) {
+        free(job->config);
+        free(job);
+        http_reply_unavailable(ex, 1, "the server is shutting down");
+        http_resume(ex);
+    }
+    return ROUTE_SUSPENDED;
+}
+
+/* The body's config override: {"parameters": {"config": ...}} (Triton's)
+ * or {"config": ...}, a config.json as a string or an object. Returns 0
+ * with *config set (NULL: none), or -1 with a 400 reply set. */
+static int read_override(struct http_exchange *ex, char **config)
+{
+    *config = NULL;
+    if (ex->body_len == 0)
+        return 0;
+    cJSON *root = cJSON_ParseWithLength(ex->body, ex->body_len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        http_reply_error(ex, 400, "the load request's body must be a JSON object");
+        return -1;
+    }
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "parameters");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(params ? params : root, "config");
+    int rc = 0;
+    if (c == NULL)
+        ;
+    else if (cJSON_IsString(c))
+        *config = strdup(c->valuestring);
+    else if (cJSON_IsObject(c))
+        *config = cJSON_PrintUnformatted(c);
+    else
+        rc = -1;
+    if (rc == 0 && c != NULL && *config == NULL) {
+        http_reply_error(ex, 500, "out of memory");
+        rc = -2;
+    }
+    cJSON_Delete(root);
+    if (rc == -1)
+        http_reply_error(ex, 400, "\"config\" must be a config.json, as a string or an object");
+    return rc == 0 ? 0 : -1;
+}
+
+enum route_outcome api_repository_load(struct http_exchange *ex)
+{
+    char *config;
+    if (!control_allowed(ex) || read_override(ex, &config) != 0)
+        return ROUTE_REPLIED;
+    return submit(ex, REGISTRY_LOAD, config);
+}
+
+enum route_outcome api_repository_unload(struct http_exchange *ex)
+{
+    if (!control_allowed(ex))
+        return ROUTE_REPLIED;
+    return submit(ex, REGISTRY_UNLOAD, NULL);
+}
