@@ -309,7 +309,9 @@ static int reload(struct registry *r, const char *name, const char *text, bool f
     uint64_t stamps[MODEL_MAX_VERSIONS];
     struct model *keep[MODEL_MAX_VERSIONS] = {0};
     int n_build = 0;
+    int versions[MODEL_MAX_VERSIONS]; /* cfgs[i] is emptied when a build takes it */
     for (int i = 0; i < n; i++) {
+        versions[i] = cfgs[i].version;
         stamps[i] = stamp_of(text, cfgs[i].path);
         for (int j = 0; j < e->n_served && !e->placeholder; j++)
             if (e->served[j]->cfg.version == cfgs[i].version && e->stamps[j] == stamps[i])
@@ -374,7 +376,7 @@ static int reload(struct registry *r, const char *name, const char *text, bool f
         uint64_t stamp = stamps[i];
         if (m == NULL && !e->placeholder) {
             for (int j = 0; j < e->n_served; j++) {
-                if (e->served[j]->cfg.version == cfgs[i].version) {
+                if (e->served[j]->cfg.version == versions[i]) {
                     m = e->served[j];
                     stamp = e->stamps[j];
                 }

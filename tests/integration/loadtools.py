@@ -110,11 +110,17 @@ def scrape(daemon):
 
 
 def metric(samples, name, **labels):
-    """The value of one sample; fails when it is missing."""
+    """The value of one sample: the one with exactly these labels, else the
+    only one whose labels include them (a per-model series also carries the
+    served version); fails when there is none or more than one."""
     key = (name, frozenset(labels.items()))
-    assert key in samples, f"no sample {name}{labels} in /metrics; have " \
+    if key in samples:
+        return samples[key]
+    wanted = set(labels.items())
+    found = [v for (n, l), v in samples.items() if n == name and wanted <= l]
+    assert len(found) == 1, f"{len(found)} samples {name}{labels} in /metrics; have " \
         f"{sorted(n for n, l in samples if n.startswith(name))[:10]}"
-    return samples[key]
+    return found[0]
 
 
 def model_counters(daemon, model):

@@ -87,15 +87,15 @@ def scrape(daemon):
 def counters(m, model="fashion_mnist"):
     """The numbers the counting test follows, for one model."""
     return {
-        "ok": m.value("inferd_requests_total", model=model, status="200"),
-        "bad": m.value("inferd_requests_total", model=model, status="400"),
-        "inferences": m.value("inferd_inferences_total", model=model),
-        "executions": m.value("inferd_executions_total", model=model),
-        "batch_count": m.value("inferd_batch_size_count", model=model),
-        "batch_sum": m.value("inferd_batch_size_sum", model=model),
-        "compute_count": m.value("inferd_compute_duration_seconds_count", model=model),
-        "queue_count": m.value("inferd_queue_duration_seconds_count", model=model),
-        "request_count": m.value("inferd_request_duration_seconds_count", model=model),
+        "ok": m.value("inferd_requests_total", model=model, version="1", status="200"),
+        "bad": m.value("inferd_requests_total", model=model, version="1", status="400"),
+        "inferences": m.value("inferd_inferences_total", model=model, version="1"),
+        "executions": m.value("inferd_executions_total", model=model, version="1"),
+        "batch_count": m.value("inferd_batch_size_count", model=model, version="1"),
+        "batch_sum": m.value("inferd_batch_size_sum", model=model, version="1"),
+        "compute_count": m.value("inferd_compute_duration_seconds_count", model=model, version="1"),
+        "queue_count": m.value("inferd_queue_duration_seconds_count", model=model, version="1"),
+        "request_count": m.value("inferd_request_duration_seconds_count", model=model, version="1"),
     }
 
 
@@ -218,10 +218,10 @@ def test_histograms_present_and_consistent(server, images):
         ordered = sorted(buckets, key=lambda b: float(b[0]))   # float("+Inf") is inf
         values = [v for _, v in ordered]
         assert values == sorted(values), f"{family} buckets not cumulative: {ordered}"
-        count = m.value(family + "_count", model="fashion_mnist")
+        count = m.value(family + "_count", model="fashion_mnist", version="1")
         assert dict(buckets)["+Inf"] == count, f"{family}: +Inf bucket != count"
         assert count >= 1, family
-        assert m.value(family + "_sum", model="fashion_mnist") >= 0
+        assert m.value(family + "_sum", model="fashion_mnist", version="1") >= 0
 
 
 def test_build_info_and_uptime(server):
@@ -242,7 +242,7 @@ def test_queue_capacity_gauge(server):
     saturation rule (deploy/prometheus/rules.yml)."""
     m = scrape(server)
     assert m.types.get("inferd_queue_capacity_requests") == "gauge"
-    assert m.value("inferd_queue_capacity_requests", model="fashion_mnist") == 256
+    assert m.value("inferd_queue_capacity_requests", model="fashion_mnist", version="1") == 256
 
 
 # --------------------------------------------------------------------------
