@@ -1,6 +1,7 @@
 /* main.c - inferd's entry point: flags, signals and the server's life:
  * start, re-read the API keys on SIGHUP, wait for SIGTERM or SIGINT, drain,
  * exit 0. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,14 @@ int main(int argc, char **argv)
     }
     prefer_passive_openmp(argv);
     bool malloc_tuned = image_tune_malloc() == 0;
+    /* Reloads start new threads; with glibc's default (8 arenas per core)
+     * each may take a fresh malloc arena, and memory that outlives a
+     * version (libtorch's caches) pins pages in each: RSS then grows by
+     * several MB per arena over the first reloads. One arena per core
+     * keeps it flat (tests/integration/test_model_leak.py). */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cfg.model_control_mode != CONTROL_NONE)
+        mallopt(M_ARENA_MAX, cores > 2 ? (int)cores : 2);
 
     /* Block the stop signals in every thread; main waits for them. */
     sigset_t stop_signals;

@@ -3,6 +3,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,6 +570,10 @@ static void housekeeping_locked(struct registry *r)
         int version = m->cfg.version;
         snprintf(name, sizeof name, "%s", m->cfg.name);
         free_model(m);
+        /* Hand the version's memory back to the system: without this, the
+         * malloc arenas of its exited threads keep it (the image path sets a
+         * high trim threshold), and RSS grows with each reload. */
+        malloc_trim(0);
         log_msg(LOG_INFO, "model %s version %d: freed after draining for %.3f s", name, version,
                 drained);
         pthread_mutex_lock(&r->lock);
