@@ -28,6 +28,12 @@ BASE_URL = f"https://127.0.0.1:{HTTPS_PORT}"
 HTTP_URL = f"http://127.0.0.1:{HTTP_PORT}"
 PROMETHEUS_URL = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 CPU_FILES = "docker-compose.yml:docker-compose.cpu.yml"
+# The test stack also reads its models from a polled volume
+# (docker-compose.models.yml), so that test_model_update_under_load can
+# replace a model file.
+STACK_FILES = CPU_FILES + ":docker-compose.models.yml"
+MODELS_VOLUME = PROJECT + "_models"
+POLL_S = 2
 PROFILES = ["--profile", "monitoring"]
 CORS_ORIGIN = "https://app.example.com"
 INFERD_UID = 10001  # the inferd image's user
@@ -98,7 +104,8 @@ NGINX_TEST_ENV = {"NGINX_TLS": "on", "NGINX_HTTP": "redirect", "NGINX_RATE": "10
 
 def compose_env():
     sec = secrets()
-    return {"COMPOSE_FILE": CPU_FILES, "COMPOSE_PROJECT_NAME": PROJECT,
+    return {"COMPOSE_FILE": STACK_FILES, "COMPOSE_PROJECT_NAME": PROJECT,
+            "INFERD_REPOSITORY_POLL_S": str(POLL_S),
             "NGINX_BIND": "127.0.0.1", "NGINX_HTTPS_PORT": str(HTTPS_PORT),
             "NGINX_HTTP_PORT": str(HTTP_PORT), "NGINX_TLS_DIR": sec["tls"],
             "INFERD_SECRETS_DIR": sec["secrets"], "INFERD_CORS_ALLOW_ORIGIN": CORS_ORIGIN,

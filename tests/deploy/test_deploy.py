@@ -18,8 +18,10 @@ import os
 import pathlib
 import socket
 import ssl
+import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -28,9 +30,10 @@ import requests
 import yaml
 
 from deploy_support import (BASE_URL, COMPOSE, CORS_ORIGIN, CPU_FILES, HTTP_URL, HTTPS_PORT,
-                            PROJECT, PROMETHEUS_PORT, ROOT, Load, auth, compose,
+                            MODELS_VOLUME, POLL_S, PROJECT, PROMETHEUS_PORT, ROOT, Load, auth, compose,
                             compose_env, docker, first_healthy_time, https_session, log,
-                            prom_query, prom_targets, reference_outputs, remove_secrets,
+                            last_upstream, prom_query, prom_targets, reference_outputs,
+                            remove_secrets,
                             replicas, run, samples, secrets, summarize, wait_for)
 
 COMPOSE_TIMEOUT = 180
@@ -421,6 +424,126 @@ def test_requests_reach_all_three_replicas(stack):
 
 
 # ------------------------------------------------------ scaling under load
+
+def _doubled_model(folder):
+    """The committed fashion_mnist model with its logits doubled (same
+    labels, outputs exactly 2x), saved by Debian's torch into folder."""
+    import torch
+
+    class Doubled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x) * 2.0
+
+    inner = torch.jit.load(str(ROOT / "models" / "fashion_mnist" / "model.pt"), map_location="cpu")
+    torch.jit.script(Doubled(inner).eval()).save(str(folder / "doubled.pt"))
+    (folder / "original.pt").write_bytes((ROOT / "models" / "fashion_mnist" / "model.pt")
+                                         .read_bytes())
+
+
+def _put_model(src_dir, name):
+    """Write src_dir/name into the models volume as fashion_mnist/model.pt:
+    beside it first, then renamed over it (atomic), as README's recipe says."""
+    docker("run", "--rm", "--user", "0", "--network", "none", "--entrypoint", "sh",
+           "-v", f"{MODELS_VOLUME}:/models", "-v", f"{src_dir}:/src:ro", compose_image(), "-c",
+           f"cp /src/{name} /models/fashion_mnist/model.pt.new && "
+           f"mv -f /models/fashion_mnist/model.pt.new /models/fashion_mnist/model.pt")
+
+
+def test_model_update_under_load(stack):
+    """The repository on a volume, poll mode on (docker-compose.models.yml):
+    replace fashion_mnist's model.pt with one whose logits are doubled while
+    8 clients send v2 requests through nginx, then put the original back.
+    Every replica switches within the poll interval plus the warm-up, each
+    answer is the old or the new model's whole, and no request fails."""
+    bodies = []
+    for body, _ in samples():
+        x = np.asarray(body["inputs"], dtype=np.float32).reshape(1, 1, 28, 28)
+        bodies.append((json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                               "shape": [1, 1, 28, 28],
+                                               "data": x.ravel().tolist()}]}),
+                       reference_outputs(x.ravel().tolist())[0]))
+    src = pathlib.Path(tempfile.mkdtemp(prefix="inferd-model-update-"))
+    os.chmod(src, 0o755)
+    _doubled_model(src)
+    results = []  # (t_start, t_end, replica, status, factor or None, text)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(k):
+        session = https_session()
+        deadline = time.time() + 150
+        i = k
+        while not stop.is_set() and time.time() < deadline:
+            body, ref = bodies[i % len(bodies)]
+            i += 1
+            factor, text, status, up = None, "", None, None
+            t0 = time.time()
+            try:
+                r = session.post(f"{BASE_URL}/v2/models/fashion_mnist/infer", data=body,
+                                 headers={"Content-Type": "application/json"}, timeout=30)
+                status, up = r.status_code, last_upstream(r)
+                if status == 200:
+                    y = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float32)
+                    for f in (1.0, 2.0):
+                        if np.allclose(y, f * ref, rtol=1e-3, atol=1e-3):
+                            factor = f
+                    if factor is None:
+                        text = f"outputs match neither model: {y[:3]} vs {ref[:3]}"
+                else:
+                    text = r.text[:200]
+            except Exception as e:  # a failed request is data here
+                text = repr(e)[:200]
+                session = https_session()
+            with lock:
+                results.append((t0, time.time(), up, status, factor, text))
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(3)
+        ips = serving_ips()
+        swaps = []
+        for name, factor in (("doubled.pt", 2.0), ("original.pt", 1.0)):
+            t_put = time.time()
+            _put_model(src, name)
+            switched = {}
+            deadline = t_put + POLL_S + 30
+            while time.time() < deadline and set(switched) != ips:
+                with lock:
+                    for _, t, up, status, f, _ in results:
+                        if t > t_put and f == factor and up not in switched:
+                            switched[up] = t - t_put
+                time.sleep(0.2)
+            swaps.append((t_put, factor, switched))
+            log(f"model update to x{factor:g}: replicas switched after "
+                f"{ {ip: round(v, 2) for ip, v in switched.items()} } s")
+            assert set(switched) == ips, f"replicas that never switched: {ips - set(switched)}"
+            # within the poll interval plus the warm-up (a few seconds on a CPU)
+            assert max(switched.values()) <= POLL_S + 15, switched
+            time.sleep(2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(40)
+        shutil.rmtree(src, ignore_errors=True)
+    failed = [r for r in results if r[3] != 200 or r[4] is None]
+    log(f"model update under load: {len(results)} requests, {len(failed)} failed")
+    assert not failed, failed[:5]
+    # once a replica answered from the new model, no request sent to it later
+    # got the old one
+    for t_put, factor, switched in swaps:
+        nxt = [s[0] for s in swaps if s[0] > t_put]
+        end = nxt[0] if nxt else float("inf")
+        for ip, after in switched.items():
+            old = [r for r in results if r[2] == ip and t_put + after < r[0] < end
+                   and r[4] != factor]
+            assert not old, f"{ip} answered from the old model after switching: {old[:3]}"
+
 
 def test_scale_up_to_5_under_load(stack):
     """New replicas get traffic within 15 s of reporting healthy, nginx

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtools import log_records, metric, scrape, wait_log_records
+from loadtools import metric, scrape, wait_log_records
 from support import HTTP_TIMEOUT_S, http_session
 
 ROWS = 4  # rows per request: an answer mixing two models would show it

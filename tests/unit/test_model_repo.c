@@ -659,6 +659,115 @@ static void test_io_spec_conform(void **state)
     expect_conform(&fixed3, false, 1, S(6), 3, S(1, 2, 3));
 }
 
+/* ---- versions ---- */
+
+static void test_version_policy(void **state)
+{
+    (void)state;
+    struct inferd_config defaults;
+    config_defaults(&defaults);
+    const int disk[] = {1, 2, 5, 7};
+    static const struct {
+        const char *policy;
+        int n;
+        int served[4];
+    } cases[] = {
+        {"", 1, {7}},
+        {"\"version_policy\":{\"latest\":{\"num_versions\":2}},", 2, {5, 7}},
+        {"\"version_policy\":{\"latest\":{\"num_versions\":9}},", 4, {1, 2, 5, 7}},
+        {"\"version_policy\":{\"all\":{}},", 4, {1, 2, 5, 7}},
+        {"\"version_policy\":{\"specific\":{\"versions\":[2,3,7]}},", 2, {2, 7}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{%s" IN_SPEC "," OUT_SPEC "}", cases[i].policy);
+        struct model_config m;
+        char err[256];
+        assert_int_equal(model_config_parse(json, "/r/m", "m", &defaults, &m, err, sizeof err), 0);
+        int out[MODEL_MAX_VERSIONS];
+        int n = model_version_select(&m.policy, disk, 4, out);
+        assert_int_equal(n, cases[i].n);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(out[k], cases[i].served[k]);
+        model_config_free(&m);
+    }
+    expect_config_error("{\"version_policy\":{}," IN_SPEC "," OUT_SPEC "}", "\"version_policy\"");
+    expect_config_error("{\"version_policy\":{\"latest\":{\"num_versions\":0}}," IN_SPEC
+                        "," OUT_SPEC "}",
+                        "\"num_versions\"");
+    expect_config_error("{\"version_policy\":{\"specific\":{\"versions\":[3,1]}}," IN_SPEC
+                        "," OUT_SPEC "}",
+                        "ascending");
+    expect_config_error("{\"version_policy\":{\"all\":{},\"latest\":{}}," IN_SPEC "," OUT_SPEC
+                        "}",
+                        "\"version_policy\"");
+}
+
+static void test_version_folders(void **state)
+{
+    (void)state;
+    char dir[600], sub[700];
+    snprintf(dir, sizeof dir, "%s/versioned", scratch);
+    make_dir(dir);
+    static const char *const folders[] = {"10", "2", "1", "007", "x3", "0"};
+    for (size_t i = 0; i < sizeof folders / sizeof folders[0]; i++) {
+        snprintf(sub, sizeof sub, "%s/%s", dir, folders[i]);
+        make_dir(sub);
+    }
+    write_file(dir, "3", "a file, not a version folder");
+    int v[8];
+    bool flat = true;
+    char err[256];
+    assert_int_equal(model_repo_versions(dir, v, 8, &flat, err, sizeof err), 3);
+    assert_false(flat);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(v[2], 10);
+    assert_int_equal(model_repo_versions(dir, v, 2, &flat, err, sizeof err), 2);
+    assert_int_equal(v[0], 2); /* the newest two */
+    assert_int_equal(v[1], 10);
+
+    /* the model file of a version: model.pt, else model.pt2 (.pt2: aoti) */
+    snprintf(sub, sizeof sub, "%s/2", dir);
+    write_file(sub, "model.pt2", "x");
+    snprintf(sub, sizeof sub, "%s/10", dir);
+    write_file(sub, "model.pt", "x");
+    write_file(sub, "model.pt2", "x");
+    struct inferd_config defaults;
+    config_defaults(&defaults);
+    struct model_config m;
+    const char *json = "{" IN_SPEC "," OUT_SPEC "}";
+    assert_int_equal(model_config_parse_version(json, dir, 2, "v", &defaults, &m, err, sizeof err),
+                     0);
+    snprintf(sub, sizeof sub, "%s/2/model.pt2", dir);
+    assert_string_equal(m.path, sub);
+    assert_string_equal(m.format, "aoti");
+    assert_int_equal(m.version, 2);
+    model_config_free(&m);
+    assert_int_equal(
+        model_config_parse_version(json, dir, 10, "v", &defaults, &m, err, sizeof err), 0);
+    snprintf(sub, sizeof sub, "%s/10/model.pt", dir);
+    assert_string_equal(m.path, sub);
+    assert_string_equal(m.format, "torchscript");
+    model_config_free(&m);
+
+    /* a flat folder is version 1 */
+    snprintf(dir, sizeof dir, "%s/flat", scratch);
+    make_dir(dir);
+    write_file(dir, "model.pt", "x");
+    assert_int_equal(model_repo_versions(dir, v, 8, &flat, err, sizeof err), 1);
+    assert_true(flat);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(model_config_parse_version(json, dir, 0, "f", &defaults, &m, err, sizeof err),
+                     0);
+    assert_int_equal(m.version, 1);
+    snprintf(sub, sizeof sub, "%s/model.pt", dir);
+    assert_string_equal(m.path, sub);
+    model_config_free(&m);
+    snprintf(dir, sizeof dir, "%s/nowhere", scratch);
+    assert_int_equal(model_repo_versions(dir, v, 8, &flat, err, sizeof err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +782,8 @@ int main(void)
         cmocka_unit_test(test_model_name_valid),
         cmocka_unit_test(test_io_spec_conform),
         cmocka_unit_test(test_labels_with_cr_line_ends),
+        cmocka_unit_test(test_version_policy),
+        cmocka_unit_test(test_version_folders),
     };
     return cmocka_run_group_tests(tests, make_scratch, remove_scratch);
 }
