@@ -42,8 +42,8 @@ struct inferd_config {
     bool metrics_need_key;        /* /metrics needs a key too */
     char cors_allow_origin[2048]; /* empty: no CORS; "*" or a list */
     enum control_mode model_control_mode;
-    int repository_poll_s;        /* poll mode: seconds between rescans */
-    char admin_token_file[1024];  /* explicit mode: the control endpoints' token */
+    int repository_poll_s;       /* poll mode: seconds between rescans */
+    char admin_token_file[1024]; /* explicit mode: the control endpoints' token */
 };
 
 enum config_result {

@@ -41,7 +41,7 @@ struct model_version_policy {
 
 struct model_config {
     char name[MODEL_NAME_MAX];
-    int version;          /* the version folder's number (1 for a flat folder) */
+    int version; /* the version folder's number (1 for a flat folder) */
     struct model_version_policy policy;
     char path[2048];      /* the model file */
     const char *platform; /* KServe v2 platform, e.g. "torch_aoti" (static string) */

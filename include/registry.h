@@ -45,7 +45,7 @@ struct registry_entry {
     int n_served;
     struct registry_failure failures[MODEL_MAX_VERSIONS + 1];
     int n_failures;
-    bool unloaded; /* explicitly unloaded: requests get 404 */
+    bool unloaded;    /* explicitly unloaded: requests get 404 */
     bool placeholder; /* served[] holds start-up failures, not loaded versions */
     uint64_t load_failures;
 };

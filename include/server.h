@@ -17,8 +17,8 @@
 
 struct server {
     struct inferd_config cfg;
-    struct registry registry;          /* the served models, by name and version */
-    struct access_keys admin_token;    /* --admin-token-file's token (n == 0: none) */
+    struct registry registry;       /* the served models, by name and version */
+    struct access_keys admin_token; /* --admin-token-file's token (n == 0: none) */
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys and CORS */
     struct http_front http;

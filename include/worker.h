@@ -22,7 +22,7 @@ struct worker_status {
     atomic_int ready;
     atomic_int failed;
     atomic_uint_least64_t last_ready_ns; /* when the latest instance became ready */
-    pthread_mutex_t lock; /* guards error */
+    pthread_mutex_t lock;                /* guards error */
     char error[256];
 };
 

@@ -31,24 +31,34 @@ enum route_outcome api_metrics(struct http_exchange *ex)
 {
     struct server *srv = ex->srv;
     struct strbuf sb = {0};
-    struct model *models[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
-    const char *labels[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
-    char label_text[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS][MODEL_NAME_MAX + 32];
-    const struct metrics_model *ms[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
-    int n = registry_snapshot(&srv->registry, models, MODEL_MAX_MODELS * MODEL_MAX_VERSIONS, false);
+    enum { MOST = MODEL_MAX_MODELS * MODEL_MAX_VERSIONS };
+    char(*text)[MODEL_NAME_MAX + 32] = calloc(MOST, sizeof *text); /* label sets */
+    const char **labels = calloc(MOST, sizeof *labels);
+    const struct metrics_model **ms = calloc(MOST, sizeof *ms);
+    if (text == NULL || labels == NULL || ms == NULL) {
+        free(text);
+        free(labels);
+        free(ms);
+        return http_reply_error(ex, 500, "out of memory");
+    }
+    struct model *models[MOST];
+    int n = registry_snapshot(&srv->registry, models, MOST, false);
     for (int i = 0; i < n; i++) {
         struct model *m = models[i];
         atomic_store(&m->metrics.queue_pending, batch_queue_length(&m->queue));
         atomic_store(&m->metrics.queue_capacity, m->queue.capacity);
-        snprintf(label_text[i], sizeof label_text[i], "model=\"%s\",version=\"%d\"", m->cfg.name,
+        snprintf(text[i], sizeof text[i], "model=\"%s\",version=\"%d\"", m->cfg.name,
                  m->cfg.version);
-        labels[i] = label_text[i];
+        labels[i] = text[i];
         ms[i] = &m->metrics;
     }
     metrics_render_models(&sb, labels, ms, n);
     registry_render_metrics(&srv->registry, &sb);
     for (int i = 0; i < n; i++)
         model_release(models[i]);
+    free(text);
+    free(labels);
+    free(ms);
     strbuf_printf(
         &sb,
         "# HELP inferd_uptime_seconds Seconds since the server started.\n"

@@ -125,8 +125,7 @@ static void render_histogram(struct strbuf *sb, const char *name, const struct m
             strbuf_printf(sb, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, model,
                           (unsigned long long)cumulative);
     }
-    strbuf_printf(sb, "%s_sum{%s} %.6f\n", name, model,
-                  (double)atomic_load(&h->sum_micro) / 1e6);
+    strbuf_printf(sb, "%s_sum{%s} %.6f\n", name, model, (double)atomic_load(&h->sum_micro) / 1e6);
     strbuf_printf(sb, "%s_count{%s} %llu\n", name, model, (unsigned long long)cumulative);
 }
 

@@ -43,8 +43,7 @@ static uint64_t stamp_of(const char *config_text, const char *path)
 }
 
 /* A new model for cfg (taken over), not started. NULL with err set. */
-static struct model *build(struct registry *r, struct model_config *cfg, char *err,
-                           size_t err_len)
+static struct model *build(struct registry *r, struct model_config *cfg, char *err, size_t err_len)
 {
     struct model *m = calloc(1, sizeof *m);
     if (m == NULL) {
@@ -202,8 +201,7 @@ static int install_initial(struct registry *r, const char *name)
             log_msg(LOG_INFO,
                     "model %s version %d: %d instance(s) starting, max_batch_size %d, "
                     "max_queue_delay_us %ld",
-                    name, version, m->n_workers, m->cfg.max_batch_size,
-                    m->cfg.max_queue_delay_us);
+                    name, version, m->n_workers, m->cfg.max_batch_size, m->cfg.max_queue_delay_us);
         }
         e->stamps[e->n_served] = stamp;
         e->served[e->n_served++] = m;
@@ -589,8 +587,8 @@ static void housekeeping_locked(struct registry *r)
         *p = m->next;
         m->next = NULL;
         if (state == MODEL_READY) {
-            log_msg(LOG_INFO, "model %s version %d: loaded in %.3f s", m->cfg.name,
-                    m->cfg.version, model_load_seconds(m));
+            log_msg(LOG_INFO, "model %s version %d: loaded in %.3f s", m->cfg.name, m->cfg.version,
+                    model_load_seconds(m));
         } else {
             char why[256];
             model_get_error(m, why, sizeof why);
@@ -601,8 +599,8 @@ static void housekeeping_locked(struct registry *r)
                     e->placeholder = true;
                 }
             }
-            log_msg(LOG_ERROR, "model %s version %d: load failed: %s", m->cfg.name,
-                    m->cfg.version, why);
+            log_msg(LOG_ERROR, "model %s version %d: load failed: %s", m->cfg.name, m->cfg.version,
+                    why);
         }
         pthread_mutex_unlock(&r->lock);
         model_release(m);
@@ -902,7 +900,8 @@ void registry_render_metrics(struct registry *r, struct strbuf *sb)
                     "load and warm up.\n# TYPE inferd_model_load_duration_seconds gauge\n");
     for (int i = 0; i < r->n_entries; i++)
         for (int j = 0; j < r->entries[i]->n_served; j++)
-            strbuf_printf(sb, "inferd_model_load_duration_seconds{model=\"%s\",version=\"%d\"} %.6f\n",
+            strbuf_printf(sb,
+                          "inferd_model_load_duration_seconds{model=\"%s\",version=\"%d\"} %.6f\n",
                           r->entries[i]->name, r->entries[i]->served[j]->cfg.version,
                           model_load_seconds(r->entries[i]->served[j]));
     strbuf_puts(sb, "# HELP inferd_model_state The served version's state (1 for the current "
@@ -912,7 +911,8 @@ void registry_render_metrics(struct registry *r, struct strbuf *sb)
             struct model *m = r->entries[i]->served[j];
             enum model_state now = model_get_state(m);
             for (size_t s = 0; s < sizeof states / sizeof states[0]; s++)
-                strbuf_printf(sb, "inferd_model_state{model=\"%s\",version=\"%d\",state=\"%s\"} %d\n",
+                strbuf_printf(sb,
+                              "inferd_model_state{model=\"%s\",version=\"%d\",state=\"%s\"} %d\n",
                               r->entries[i]->name, m->cfg.version, model_state_name(states[s]),
                               now == states[s]);
         }

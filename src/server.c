@@ -137,9 +137,8 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
         return -1;
     }
     static const char *const modes[] = {"none", "poll", "explicit"};
-    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s), model control mode %s",
-            srv->cfg.host, srv->http.bound_port, srv->cfg.http_threads,
-            modes[srv->cfg.model_control_mode]);
+    log_msg(LOG_INFO, "listening on %s:%d, %d HTTP thread(s), model control mode %s", srv->cfg.host,
+            srv->http.bound_port, srv->cfg.http_threads, modes[srv->cfg.model_control_mode]);
     return 0;
 }
 

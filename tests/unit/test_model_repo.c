@@ -698,8 +698,7 @@ static void test_version_policy(void **state)
     expect_config_error("{\"version_policy\":{\"specific\":{\"versions\":[3,1]}}," IN_SPEC
                         "," OUT_SPEC "}",
                         "ascending");
-    expect_config_error("{\"version_policy\":{\"all\":{},\"latest\":{}}," IN_SPEC "," OUT_SPEC
-                        "}",
+    expect_config_error("{\"version_policy\":{\"all\":{},\"latest\":{}}," IN_SPEC "," OUT_SPEC "}",
                         "\"version_policy\"");
 }
 
@@ -744,8 +743,8 @@ static void test_version_folders(void **state)
     assert_string_equal(m.format, "aoti");
     assert_int_equal(m.version, 2);
     model_config_free(&m);
-    assert_int_equal(
-        model_config_parse_version(json, dir, 10, "v", &defaults, &m, err, sizeof err), 0);
+    assert_int_equal(model_config_parse_version(json, dir, 10, "v", &defaults, &m, err, sizeof err),
+                     0);
     snprintf(sub, sizeof sub, "%s/10/model.pt", dir);
     assert_string_equal(m.path, sub);
     assert_string_equal(m.format, "torchscript");
