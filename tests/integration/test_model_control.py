@@ -160,44 +160,57 @@ def index(daemon):
 # --------------------------------------------------------------------------
 # Versions and policies
 
-POLICIES = [
-    (None, ["3"]),
-    ({"latest": {"num_versions": 2}}, ["2", "3"]),
-    ({"all": {}}, ["1", "2", "3"]),
-    ({"specific": {"versions": [1, 3]}}, ["1", "3"]),
-]
+POLICIES = {  # model name: (version_policy, versions served of 1, 2, 3)
+    "ver_default": (None, ["3"]),
+    "ver_latest2": ({"latest": {"num_versions": 2}}, ["2", "3"]),
+    "ver_all": ({"all": {}}, ["1", "2", "3"]),
+    "ver_specific": ({"specific": {"versions": [1, 3]}}, ["1", "3"]),
+}
 
 
-@pytest.mark.parametrize("policy,served", POLICIES)
-def test_version_policy(start_daemon, tmp_path, policy, served):
+def test_version_policies(start_daemon, tmp_path):
+    """One model per policy, each with version folders 1, 2, 3 (y = v * x)."""
     repo = tmp_path / "repo"
-    extra = {"version_policy": policy} if policy else {}
-    add_scale_model(repo, "ver", versions={1: 1.0, 2: 2.0, 3: 3.0}, **extra)
-    d = start_daemon(repo=repo, model="ver")
-    meta = d.get("/v2/models/ver").json()
-    assert meta["versions"] == served
-    with http_session() as s:
-        for v in ["1", "2", "3"]:
-            status, factor, reply = infer(s, d, "ver", 7, version=v)
-            ready = d.get(f"/v2/models/ver/versions/{v}/ready").status_code
-            if v in served:
-                assert (status, factor) == (200, float(v))
-                assert reply["model_version"] == v
-                assert ready == 200
-                assert d.get(f"/v2/models/ver/versions/{v}").json()["versions"] == served
-            else:
-                assert status == 404 and f"no version {v}" in reply, reply
-                assert ready == 404
-        # without a version: the newest served one
-        status, factor, reply = infer(s, d, "ver", 8)
-        assert (status, factor, reply["model_version"]) == (200, float(served[-1]), served[-1])
-    rows = [(row["version"], row["state"]) for row in index(d) if row["name"] == "ver"]
-    assert rows == [(v, "READY") for v in served]
+    for name, (policy, _) in POLICIES.items():
+        extra = {"version_policy": policy} if policy else {}
+        add_scale_model(repo, name, versions={1: 1.0, 2: 2.0, 3: 3.0}, **extra)
+    d = start_daemon(repo=repo, model="ver_default")
+    rows = index(d)
     s = scrape(d)
-    for v in served:
-        assert metric(s, "inferd_model_state", model="ver", version=v, state="READY") == 1
-        assert metric(s, "inferd_model_load_duration_seconds", model="ver", version=v) > 0
-    assert metric(s, "inferd_model_load_failures_total", model="ver") == 0
+    with http_session() as session:
+        for name, (_, served) in POLICIES.items():
+            assert d.get(f"/v2/models/{name}").json()["versions"] == served, name
+            for v in ["1", "2", "3"]:
+                status, factor, reply = infer(session, d, name, 7, version=v)
+                ready = d.get(f"/v2/models/{name}/versions/{v}/ready").status_code
+                if v in served:
+                    assert (status, factor) == (200, float(v)), (name, v)
+                    assert reply["model_version"] == v
+                    assert ready == 200
+                    meta = d.get(f"/v2/models/{name}/versions/{v}").json()
+                    assert meta["versions"] == served
+                else:
+                    assert status == 404 and f"no version {v}" in reply, reply
+                    assert ready == 404
+            # without a version: the newest served one
+            status, factor, reply = infer(session, d, name, 8)
+            assert (status, factor, reply["model_version"]) == (200, float(served[-1]),
+                                                                served[-1])
+            assert [(r["version"], r["state"]) for r in rows if r["name"] == name] == \
+                [(v, "READY") for v in served]
+            for v in served:
+                assert metric(s, "inferd_model_state", model=name, version=v,
+                              state="READY") == 1
+                assert metric(s, "inferd_model_state", model=name, version=v,
+                              state="LOADING") == 0
+                assert metric(s, "inferd_model_load_duration_seconds", model=name,
+                              version=v) > 0
+                assert metric(s, "inferd_requests_total", model=name, version=v,
+                              status="200") >= 0
+            assert metric(s, "inferd_model_load_failures_total", model=name) == 0
+    # /predict: the default model's newest version
+    r = d.predict({"inputs": [[1.0, 2.0, 3.0, 4.0]]})
+    assert r.status_code == 200 and r.json()["outputs"] == [[3.0, 6.0, 9.0, 12.0]], r.text
 
 
 def test_bad_version_policy_is_reported(start_daemon, tmp_path):
