@@ -52,6 +52,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(k == 0 || m.cuda_graphs[k] > m.cuda_graphs[k - 1]);
     }
     CHECK(strncmp(m.path, "/nonexistent/m/", 15) == 0);
+    /* the version policy: a sane kind, and what it selects is ascending
+     * and on disk */
+    const struct model_version_policy *p = &m.policy;
+    CHECK(p->kind == MODEL_POLICY_LATEST || p->kind == MODEL_POLICY_ALL ||
+          p->kind == MODEL_POLICY_SPECIFIC);
+    CHECK(p->kind != MODEL_POLICY_LATEST || (p->latest >= 1 && p->latest <= MODEL_MAX_VERSIONS));
+    CHECK(p->kind != MODEL_POLICY_SPECIFIC ||
+          (p->n_versions >= 1 && p->n_versions <= MODEL_MAX_VERSIONS));
+    for (int k = 1; p->kind == MODEL_POLICY_SPECIFIC && k < p->n_versions; k++)
+        CHECK(p->versions[k] > p->versions[k - 1]);
+    const int disk[] = {1, 2, 3, 5, 8, 13, 21};
+    int picked[MODEL_MAX_VERSIONS];
+    int n = model_version_select(p, disk, 7, picked);
+    CHECK(n >= 0 && n <= 7);
+    for (int k = 0; k < n; k++) {
+        bool found = false;
+        for (int j = 0; j < 7; j++)
+            found = found || disk[j] == picked[k];
+        CHECK(found && (k == 0 || picked[k] > picked[k - 1]));
+    }
     struct strbuf first = {0}, second = {0};
     CHECK(model_config_json(&m, &first) == 0);
     struct model_config again;
