@@ -219,6 +219,14 @@ static int parse_labels(const char *path, struct model_config *out, char *err, s
     return 0;
 }
 
+/* Whether item is a whole number in [lo, hi] (checked before any cast to
+ * int, which is undefined for a value out of range). */
+static bool whole_in(const cJSON *item, double lo, double hi)
+{
+    return cJSON_IsNumber(item) && item->valuedouble >= lo && item->valuedouble <= hi &&
+           item->valuedouble == (double)(long)item->valuedouble;
+}
+
 static int get_int(const cJSON *obj, const char *key, long lo, long hi, long *value, char *err,
                    size_t err_len)
 {
@@ -361,8 +369,7 @@ static int parse_policy(const cJSON *root, struct model_version_policy *p, char 
     cJSON_ArrayForEach(v, list)
     {
         int prev = p->n_versions ? p->versions[p->n_versions - 1] : 0;
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble ||
-            v->valueint <= prev)
+        if (!whole_in(v, 1, 1e9) || v->valueint <= prev)
             goto bad;
         p->versions[p->n_versions++] = v->valueint;
     }
