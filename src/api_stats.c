@@ -30,8 +30,7 @@ static void put_model_stats(struct strbuf *sb, const struct model *m)
     strbuf_printf(sb,
                   ",\"version\":\"%d\",\"last_inference\":%llu,\"inference_count\":%llu"
                   ",\"execution_count\":%llu,\"inference_stats\":{",
-                  m->cfg.version,
-                  (unsigned long long)atomic_load(&s->last_inference_ms),
+                  m->cfg.version, (unsigned long long)atomic_load(&s->last_inference_ms),
                   (unsigned long long)atomic_load(&s->inference_count),
                   (unsigned long long)atomic_load(&s->execution_count));
     put_duration(sb, "success", &s->success);

@@ -85,6 +85,16 @@ int model_config_json(const struct model_config *cfg, struct strbuf *sb)
     strbuf_puts(sb, ",\"cuda_graphs\":[");
     for (int i = 0; i < cfg->n_cuda_graphs; i++)
         strbuf_printf(sb, i ? ",%d" : "%d", cfg->cuda_graphs[i]);
-    strbuf_puts(sb, "]}");
+    const struct model_version_policy *p = &cfg->policy;
+    if (p->kind == MODEL_POLICY_ALL) {
+        strbuf_puts(sb, "],\"version_policy\":{\"all\":{}}}");
+    } else if (p->kind == MODEL_POLICY_LATEST) {
+        strbuf_printf(sb, "],\"version_policy\":{\"latest\":{\"num_versions\":%d}}}", p->latest);
+    } else {
+        strbuf_puts(sb, "],\"version_policy\":{\"specific\":{\"versions\":[");
+        for (int i = 0; i < p->n_versions; i++)
+            strbuf_printf(sb, i ? ",%d" : "%d", p->versions[i]);
+        strbuf_puts(sb, "]}}}");
+    }
     return sb->failed ? -1 : 0;
 }

@@ -267,7 +267,8 @@ def test_config_is_the_effective_one(start_daemon, tmp_path):
         "inputs": FASHION_CONFIG["inputs"], "outputs": FASHION_CONFIG["outputs"],
         "max_batch_size": 12, "max_queue_delay_us": 750, "instances": 2, "warmup": True,
         "top_k": 0, "labels": "labels.txt", "precision": "fp32", "channels_last": False,
-        "cudnn_benchmark": False, "cuda_graphs": []}, config
+        "cudnn_benchmark": False, "cuda_graphs": [],
+        "version_policy": {"latest": {"num_versions": 1}}}, config
     assert daemon.get("/v2/models/fashion_mnist/versions/1/config").json() == config
 
     # written back, with other flags: the file now decides

@@ -124,7 +124,8 @@ static void test_everything(void **state)
         "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP16\",\"shape\":[-1,1000]}],"
         "\"max_batch_size\":8,\"max_queue_delay_us\":0,\"instances\":2,\"labels\":\"classes.txt\","
         "\"top_k\":5,\"warmup\":false,\"precision\":\"fp16\",\"channels_last\":true,"
-        "\"cudnn_benchmark\":true,\"cuda_graphs\":[1,4,8]}";
+        "\"cudnn_benchmark\":true,\"cuda_graphs\":[1,4,8],"
+        "\"version_policy\":{\"specific\":{\"versions\":[2,5]}}}";
     char *text = round_trip(json, &defaults);
     cJSON *root = cJSON_Parse(text);
     assert_non_null(root);
@@ -133,6 +134,9 @@ static void test_everything(void **state)
     assert_int_equal(get(root, "max_batch_size")->valueint, 8);
     assert_int_equal(get(root, "max_queue_delay_us")->valueint, 0);
     assert_int_equal(get(root, "top_k")->valueint, 5);
+    const cJSON *specific = get(get(get(root, "version_policy"), "specific"), "versions");
+    assert_int_equal(cJSON_GetArraySize(specific), 2);
+    assert_int_equal(cJSON_GetArrayItem(specific, 1)->valueint, 5);
     assert_true(cJSON_IsFalse(get(root, "warmup")));
     assert_string_equal(get(root, "precision")->valuestring, "fp16");
     assert_true(cJSON_IsTrue(get(root, "cudnn_benchmark")));
