@@ -208,6 +208,16 @@ def test_version_policies(start_daemon, tmp_path):
                 assert metric(s, "inferd_requests_total", model=name, version=v,
                               status="200") >= 0
             assert metric(s, "inferd_model_load_failures_total", model=name) == 0
+    # statistics per version: each served version counts its own requests
+    st = d.get("/v2/models/ver_all/versions/2/stats").json()["model_stats"]
+    assert [(x["name"], x["version"], x["inference_count"]) for x in st] == \
+        [("ver_all", "2", ROWS)], st
+    everything = d.get("/v2/models/stats").json()["model_stats"]
+    assert sorted((x["name"], x["version"]) for x in everything) == sorted(
+        (name, v) for name, (_, served) in POLICIES.items() for v in served)
+    assert d.get("/v2/models/ver_all/versions/2/config").json()["version_policy"] == \
+        {"all": {}}
+    assert d.get("/v2/models/ver_default/versions/1/stats").status_code == 404
     # /predict: the default model's newest version
     r = d.predict({"inputs": [[1.0, 2.0, 3.0, 4.0]]})
     assert r.status_code == 200 and r.json()["outputs"] == [[3.0, 6.0, 9.0, 12.0]], r.text

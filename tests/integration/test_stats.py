@@ -167,12 +167,12 @@ def test_counts_as_predicted(start_daemon, stats_repo, images):
     deadline = time.monotonic() + METRICS_WAIT_S
     while True:
         text = daemon.get("/metrics").text
-        ok = f'inferd_requests_total{{model="fashion_mnist",status="200"}} {k}\n' in text
+        ok = f'inferd_requests_total{{model="fashion_mnist",version="1",status="200"}} {k}\n' in text
         if ok or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert ok, text[:2000]
-    assert f'inferd_requests_total{{model="fashion_mnist",status="400"}} 3\n' in text
+    assert f'inferd_requests_total{{model="fashion_mnist",version="1",status="400"}} 3\n' in text
 
 
 def test_model_failures_count_as_fail_not_executions(start_daemon, stats_repo):
