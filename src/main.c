@@ -56,11 +56,11 @@ int main(int argc, char **argv)
     /* Reloads start new threads; with glibc's default (8 arenas per core)
      * each may take a fresh malloc arena, and memory that outlives a
      * version (libtorch's caches) pins pages in each: RSS then grows by
-     * several MB per arena over the first reloads. One arena per core
-     * keeps it flat (tests/integration/test_model_leak.py). */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cfg.model_control_mode != CONTROL_NONE)
-        mallopt(M_ARENA_MAX, cores > 2 ? (int)cores : 2);
+     * several MB per arena over the first reloads. With model control on,
+     * two arenas keep it flat (tests/integration/test_model_leak.py), on
+     * any number of cores; MALLOC_ARENA_MAX, when set, decides instead. */
+    if (cfg.model_control_mode != CONTROL_NONE && getenv("MALLOC_ARENA_MAX") == NULL)
+        mallopt(M_ARENA_MAX, 2);
 
     /* Block the stop signals in every thread; main waits for them. */
     sigset_t stop_signals;

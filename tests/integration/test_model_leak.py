@@ -15,7 +15,7 @@ import numpy as np
 from loadtools import fashion_body, log_records
 from support import Daemon, HTTP_TIMEOUT_S, daemon_devices, finish, free_port
 
-CYCLES = int(os.environ.get("T_CYCLES", "50"))
+CYCLES = 50
 RSS_SLACK = 0.10
 
 
@@ -45,8 +45,7 @@ def test_load_unload_cycles_do_not_grow_memory(tmp_path, model_repo):
             "--model-control-mode", "explicit", "--log-format", "json"]
     # ASan's quarantine keeps freed memory resident; a small one (ignored by
     # a build without ASan) lets RSS follow live memory.
-    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16",
-           **({"MALLOC_ARENA_MAX": os.environ["T_ARENA"]} if "T_ARENA" in os.environ else {})}
+    env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16"}
     d = Daemon(args, tmp_path / "inferd.log", port, env=env, cwd=tmp_path)
     try:
         d.wait_ready()
