@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -121,6 +122,14 @@ void *aoti_load(const char *path, const shim_load_options &opt, torch::Device de
         throw std::invalid_argument("cuda_graphs is not supported for .pt2 packages");
     auto m = std::make_unique<aoti_model>();
     m->device = device;
+    // Loaders are built one at a time in the process: libtorch 2.6's
+    // constructor parses the package's JSON files into one function-static
+    // object, so instances loading at once race on it. Seen with two threads
+    // loading one package (bench/raw_shim, 40 runs): "No device information
+    // found.", a JSON type error and a segmentation fault; none in 56 runs
+    // with this lock.
+    static std::mutex load_lock;
+    std::lock_guard<std::mutex> lock(load_lock);
     try {
 #ifdef SHIM_WITH_CUDA
         c10::optional<c10::cuda::CUDAGuard> guard;
