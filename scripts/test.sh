@@ -8,7 +8,9 @@
 #
 # Then, in a cached Debian 13 root with libtorch 2.6 (scripts/trixie-root.sh):
 # the build, the default model exported as an AOTInductor package (make
-# model-pt2) and the integration suite again, .pt2 tests included.
+# model-pt2), the integration suite again, .pt2 tests included, and the GPU
+# check script's CPU mode again, whose .pt2 part runs there (export, checks
+# against the eager model and python's loader, raw_shim and wrk rows).
 #
 # The deploy images and the Debian 13 root are prepared in the background
 # (mostly network-bound: debootstrap and apt downloads) while the CPU-bound
@@ -48,12 +50,13 @@ if ! wait "$trixie"; then
     echo "Debian 13 root preparation failed" >&2
     exit 1
 fi
-say "libtorch 2.6 (Debian 13 root): build, make model-pt2, integration tests with .pt2"
+say "libtorch 2.6 (Debian 13 root): build, make model-pt2, integration tests with .pt2, GPU check script (CPU mode, with .pt2)"
 # The package goes under build/, not models/: the CPU image bakes models/ in.
 scripts/trixie-root.sh run sh -c "make -j$JOBS BUILD=build/trixie all && \
     make model-pt2 PT2_OUT=build/trixie/fashion_mnist_pt2 && \
     INFERD_TEST_PT2=1 INFERD_TEST_PT2_DIR=build/trixie/fashion_mnist_pt2 \
-    make BUILD=build/trixie test-integration"
+    make BUILD=build/trixie test-integration && \
+    INFERD_TEST_PT2=1 BUILD=build/trixie tests/gpu/run.sh --cpu"
 if [ -n "$prep" ]; then
     say "waiting for the deploy images"
     if ! wait "$prep"; then

@@ -26,8 +26,34 @@ Benchmark (never fails the run; targets reported as met or missed):
   image per v2 binary request at c=1, 8, 32, 128 to base, and the speed
   settings on and off.
 
+The AOTInductor package (--pt2; make_models.py --pt2 exported the same
+weights as MODELS/pt2/pt2/model.pt2, a CUDA package on the GPU, a CPU one in
+--mode cpu), served by a server of its own with the main server's settings
+(2 instances per device, model folder `pt2`, platform torch_aoti):
+  pt2 export      make_models.py exported it (MODELS/pt2-export.json)
+  pt2 raw         raw_shim ran the package at every point below (1 and 2
+                  threads, each with its own loader)
+  pt2 metadata    /v2/models/pt2 says platform torch_aoti, max_batch_size the
+                  package's maximum (128)
+  pt2 random      the 256 random batches of `random` equal the eager model on
+                  the CPU in fp32 (|d| <= 1e-4 + 1e-4 |ref|)
+  pt2 concurrent  the same 256 batches from 16 clients at once (dynamic
+                  batching inside the package's range): each equals the eager
+                  model
+  pt2 python      torch._inductor.aoti_load_package runs the package in this
+                  process on the same batches (on the GPU in --mode gpu): its
+                  outputs equal the eager model's and inferd's (same
+                  tolerance)
+  bench           raw_shim on the package (AOTIModelPackageLoader, batch 1,
+                  8, 32, 64 with 1 and 2 threads) and inferd serving it (c=1,
+                  8, 32, 128), side by side with the TorchScript rows, and
+                  the ratios .pt2 / TorchScript
+With --pt2-skip REASON (run.sh: the python torch cannot export packages, or
+the build does not serve them) these are reported as skipped, with REASON.
+
 Usage: gpu_check.py --mode gpu|cpu --inferd BIN --raw BIN --models DIR
                     --out DIR [--seconds S] [--wrk wrk] [--command "..."]
+                    [--pt2 | --pt2-skip REASON]
 """
 import argparse
 import concurrent.futures
@@ -49,6 +75,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import make_models  # noqa: E402  (the architectures, for the eager reference)
+
 FP32_ATOL = FP32_RTOL = 1e-4
 # fp16 keeps 11 significant bits (unit roundoff 4.9e-4). Through ResNet-18's
 # 20 weighted layers the rounding of activations and accumulations compounds
@@ -87,7 +116,12 @@ class Server:
             try:
                 if self.session.get(self.url("/v2/health/ready"), timeout=2).status_code == 200:
                     return
-            except requests.RequestException:
+                index = self.session.get(self.url("/v2/repository/index"), timeout=2).json()
+                down = [f"{m['name']}: {m.get('reason', '?')}" for m in index
+                        if m.get("state") == "UNAVAILABLE"]
+                if down:
+                    raise RuntimeError(f"model UNAVAILABLE: {'; '.join(down)}")
+            except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"inferd not ready after {READY_TIMEOUT_S} s: {self.tail()}")
@@ -134,6 +168,7 @@ class Results:
         self.checks = []  # (name, status, detail): status pass | FAIL | skipped
         self.bench = []   # dicts
         self.targets = []
+        self.pt2_ratios = []  # dicts: what, torchscript, pt2, ratio
 
     def check(self, name, ok, detail):
         status = "pass" if ok else "FAIL"
@@ -190,10 +225,14 @@ def check_examples(res, srv, fm_model):
     res.check("examples", ok and n > 0, f"{n} example requests, max |diff| {worst:.2e} (<= 1e-4)")
 
 
-def check_model(res, srv, model, name, batches, refs, fp16):
+def check_model(res, srv, model, name, batches, refs, fp16, keep=None):
+    """Each batch through model equals its reference; keep (a list) gets
+    the outputs."""
     worst, bad = 0.0, []
     for i, (b, ref) in enumerate(zip(batches, refs)):
         status, got = infer(srv.session, srv, model, b)
+        if keep is not None:
+            keep.append(got if status == 200 else None)
         if status != 200:
             bad.append(f"batch {i}: {status} {str(got)[:200]}")
             continue
@@ -212,10 +251,10 @@ def check_model(res, srv, model, name, batches, refs, fp16):
               (f"; {len(bad)} bad, first: {bad[0]}" if bad else ""))
 
 
-def check_concurrent(res, srv, batches, refs):
+def check_concurrent(res, srv, batches, refs, model="base", name="concurrent"):
     def one(i):
         s = requests.Session()
-        return infer(s, srv, "base", batches[i])
+        return infer(s, srv, model, batches[i])
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(one, range(len(batches))))
@@ -224,10 +263,10 @@ def check_concurrent(res, srv, batches, refs):
         if status != 200 or not close_fp32(got, ref).all():
             bad += 1
     hist = srv.session.get(srv.url("/metrics"), timeout=10).text
-    m = re.search(r'inferd_batch_size_sum\{model="base"[^}]*\} ([0-9.e+]+)', hist)
-    c = re.search(r'inferd_batch_size_count\{model="base"[^}]*\} ([0-9.e+]+)', hist)
+    m = re.search(rf'inferd_batch_size_sum\{{model="{model}"[^}}]*\}} ([0-9.e+]+)', hist)
+    c = re.search(rf'inferd_batch_size_count\{{model="{model}"[^}}]*\}} ([0-9.e+]+)', hist)
     mean = float(m.group(1)) / float(c.group(1)) if m and c and float(c.group(1)) else 0
-    res.check("concurrent", bad == 0,
+    res.check(name, bad == 0,
               f"{len(batches)} requests from 16 clients on 2 instances: {bad} wrong or failed; "
               f"mean batch so far {mean:.2f} samples")
 
@@ -435,9 +474,10 @@ def measured_wrk(args, srv, model, conc, body_file, header_len, seconds):
     return r
 
 
-def run_raw(args, shape, batches, threads, extra=()):
+def run_raw(args, shape, batches, threads, extra=(), model_file=None):
     dev = "0" if args.mode == "gpu" else "cpu"
-    cmd = [args.raw, "--model", os.path.join(args.models, "model.pt"), "--device", dev,
+    model_file = model_file or os.path.join(args.models, "model.pt")
+    cmd = [args.raw, "--model", model_file, "--device", dev,
            "--shape", ",".join(map(str, shape)), "--batches", ",".join(map(str, batches)),
            "--threads", ",".join(map(str, threads)), "--seconds", str(args.raw_seconds)] + list(extra)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -446,7 +486,9 @@ def run_raw(args, shape, batches, threads, extra=()):
         if line.startswith("RAW "):
             rows.append({k: float(v) for k, v in (kv.split("=") for kv in line[4:].split())})
     if out.returncode != 0:
-        print(f"raw_shim failed: {out.stderr[-400:]}", flush=True)
+        said = [line for line in out.stderr.splitlines() if line.startswith("raw_shim:")]
+        print(f"raw_shim failed (exit {out.returncode}): {' | '.join(said)[:600]} ... "
+              f"{out.stderr[-300:]}", flush=True)
     return rows
 
 
@@ -469,14 +511,29 @@ def bench(res, args, srv_main, shape):
     for model, conc in plan:
         if "fp16" in model and args.mode == "cpu":
             continue
-        r = measured_wrk(args, srv_main, model, conc, body_file, len(header), secs)
-        r.update(stack="inferd", model=model, conc=conc)
-        res.bench.append(r)
-        print(f"[bench] inferd {model} c={conc}: {r['rps']:.0f} img/s p50 {r['p50_us'] / 1e3:.2f} ms "
-              f"p99 {r['p99_us'] / 1e3:.2f} ms non2xx {int(r['non2xx'])}; server: mean batch "
-              f"{r.get('srv_batch', 0):.1f}, queue {r.get('srv_queue_ms', 0):.2f} ms, compute "
-              f"{r.get('srv_compute_ms', 0):.2f} ms, total {r.get('srv_total_ms', 0):.2f} ms; "
-              f"cores: {r['cpu']}", flush=True)
+        bench_row(res, args, srv_main, model, conc, body_file, len(header), secs)
+
+
+def request_file(args, shape):
+    """The one-image v2 binary request wrk posts: (path, header length)."""
+    x = np.random.default_rng(3).standard_normal((1, *shape)).astype(np.float32)
+    header, body = v2_body(x)
+    body_file = os.path.join(args.out, "request.bin")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    return body_file, len(header)
+
+
+def bench_row(res, args, srv, model, conc, body_file, header_len, secs):
+    r = measured_wrk(args, srv, model, conc, body_file, header_len, secs)
+    r.update(stack="inferd", model=model, conc=conc)
+    res.bench.append(r)
+    print(f"[bench] inferd {model} c={conc}: {r['rps']:.0f} img/s p50 {r['p50_us'] / 1e3:.2f} ms "
+          f"p99 {r['p99_us'] / 1e3:.2f} ms non2xx {int(r['non2xx'])}; server: mean batch "
+          f"{r.get('srv_batch', 0):.1f}, queue {r.get('srv_queue_ms', 0):.2f} ms, compute "
+          f"{r.get('srv_compute_ms', 0):.2f} ms, total {r.get('srv_total_ms', 0):.2f} ms; "
+          f"cores: {r['cpu']}", flush=True)
+    return r
 
 
 def bench_cudnn(res, args, shape, dev_flags):
@@ -497,6 +554,146 @@ def bench_cudnn(res, args, shape, dev_flags):
             print(f"[bench] inferd cudnn c={conc}: {r['rps']:.0f} img/s", flush=True)
     finally:
         srv.stop()
+
+
+PT2_NAMES = ["pt2 export", "pt2 raw", "pt2 metadata", "pt2 random", "pt2 concurrent",
+             "pt2 python"]
+PT2_RAW_BATCHES = [1, 8, 32, 64]
+PT2_RAW_THREADS = [1, 2]
+
+
+def pt2_part(res, args, shape, dev_flags, batches, raw):
+    """The AOTInductor package: checks, raw_shim rows and inferd rows (see
+    the module's docstring). Every failure is recorded, none raised."""
+    if not args.pt2:
+        res.skip(PT2_NAMES[0], args.pt2_skip or "not asked for (no --pt2)")
+        for name in PT2_NAMES[1:]:
+            res.skip(name, "no package (see pt2 export)")
+        return
+    gpu = args.mode == "gpu"
+    report_path = os.path.join(args.models, "pt2-export.json")
+    try:
+        with open(report_path) as f:
+            export = json.load(f)
+    except (OSError, ValueError) as e:
+        export = {"ok": False, "error": f"cannot read {report_path}: {e}"}
+    package = os.path.join(args.models, "pt2", "pt2", "model.pt2")
+    if not export.get("ok") or not os.path.isfile(package):
+        took = f"after {export['seconds']} s; " if "seconds" in export else ""
+        res.check("pt2 export", False, f"{export.get('error', 'no ' + package)} "
+                  f"({took}see pt2-export.log)")
+        for name in PT2_NAMES[1:]:
+            res.skip(name, "no package: the export failed")
+        return
+    res.check("pt2 export", True, f"{export['device']} package, batch {export['batch_min']}.."
+              f"{export['batch_max']}, torch {export['torch']}, {export['seconds']} s "
+              f"(in the background while inferd built)")
+    t0 = time.time()
+    eager = make_models.eager_from(os.path.join(args.models, "model.pt"), export["size"])
+    refs = reference(eager, batches)
+    print(f"[pt2] eager CPU reference for {len(batches)} batches in {time.time() - t0:.1f} s",
+          flush=True)
+
+    t0 = time.time()
+    rows = run_raw(args, shape, PT2_RAW_BATCHES, PT2_RAW_THREADS, model_file=package)
+    for r in rows:
+        r["variant"] = "pt2"
+        raw.append(r)
+    want = len(PT2_RAW_BATCHES) * len(PT2_RAW_THREADS)
+    res.check("pt2 raw", len(rows) == want,
+              f"raw_shim on the package (each thread its own loader, loaded at once): "
+              f"{len(rows)} of {want} (threads, batch) points ran, in {time.time() - t0:.0f} s")
+
+    flags = dev_flags + ["--instances-per-device", "2", "--drain-timeout-s", "30"]
+    if gpu:
+        flags += ["--http-threads", "8"]
+    srv = Server(args.inferd, os.path.join(args.models, "pt2"), flags,
+                 os.path.join(args.out, "inferd-pt2.log"))
+    served = []
+    try:
+        srv.wait_ready()
+        meta = srv.session.get(srv.url("/v2/models/pt2"), timeout=10).json()
+        res.check("pt2 metadata", meta.get("platform") == "torch_aoti" and
+                  meta.get("max_batch_size") == export["batch_max"],
+                  f"platform {meta.get('platform')}, max_batch_size {meta.get('max_batch_size')}"
+                  f" (package range {export['batch_min']}..{export['batch_max']})")
+        check_model(res, srv, "pt2", "pt2 random", batches, refs, fp16=False, keep=served)
+        check_concurrent(res, srv, batches, refs, model="pt2", name="pt2 concurrent")
+        body_file, header_len = request_file(args, shape)
+        run_wrk(args, srv, "pt2", 32, body_file, header_len, max(1, args.seconds // 3))  # warm-up
+        for conc in (1, 8, 32, 128):
+            bench_row(res, args, srv, "pt2", conc, body_file, header_len, args.seconds)
+    except Exception as e:  # noqa: BLE001 - record, report, fail
+        res.check("pt2 server", False, f"{type(e).__name__}: {e}; log: {srv.tail(8)}")
+    finally:
+        srv.stop()
+    check_pt2_python(res, package, batches, refs, served, gpu)
+    pt2_ratios(res, raw)
+
+
+def check_pt2_python(res, package, batches, refs, served, gpu):
+    """python's own loader on the package: equal to the eager model and to
+    what inferd served for the same batches."""
+    dev = "cuda" if gpu else "cpu"
+    try:
+        if gpu:  # IEEE fp32, as inferd runs it
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        t0 = time.time()
+        runner = torch._inductor.aoti_load_package(package)
+        vs_eager = vs_served = 0.0
+        bad, compared = [], 0
+        with torch.no_grad():
+            for i, (b, ref) in enumerate(zip(batches, refs)):
+                out = runner(torch.from_numpy(b).to(dev))
+                if isinstance(out, (list, tuple)):
+                    out = out[0]
+                got = out.float().cpu().numpy()
+                vs_eager = max(vs_eager, float(np.abs(got - ref).max()))
+                if not close_fp32(got, ref).all():
+                    bad.append(f"batch {i}: vs eager {float(np.abs(got - ref).max()):.3g}")
+                mine = served[i] if i < len(served) else None
+                if mine is not None:
+                    compared += 1
+                    vs_served = max(vs_served, float(np.abs(mine - got).max()))
+                    if not close_fp32(mine, got).all():
+                        bad.append(f"batch {i}: inferd vs loader "
+                                   f"{float(np.abs(mine - got).max()):.3g}")
+        del runner
+        res.check("pt2 python", not bad and compared == len(batches),
+                  f"aoti_load_package on {dev}, {len(batches)} batches in {time.time() - t0:.1f} s:"
+                  f" max |diff| vs eager {vs_eager:.2e}, vs inferd {vs_served:.2e} on {compared}"
+                  f" served batches (<= 1e-4 + 1e-4|ref|)" +
+                  (f"; {len(bad)} bad, first: {bad[0]}" if bad else ""))
+    except Exception as e:  # noqa: BLE001 - record, report, fail
+        res.check("pt2 python", False, f"aoti_load_package on {dev}: {type(e).__name__}: {e}")
+    finally:
+        if gpu and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def pt2_ratios(res, raw):
+    """.pt2 / TorchScript at the same threads and batch (raw_shim) and the
+    same concurrency (inferd)."""
+    for r in raw:
+        if r.get("variant") != "pt2":
+            continue
+        ts = [t for t in raw if t.get("variant") == "fp32" and t["threads"] == r["threads"]
+              and t["batch"] == r["batch"]]
+        if ts:
+            res.pt2_ratios.append({
+                "what": f"raw_shim, {int(r['threads'])} thread(s), batch {int(r['batch'])}",
+                "torchscript": ts[0]["img_s"], "pt2": r["img_s"],
+                "ratio": r["img_s"] / ts[0]["img_s"] if ts[0]["img_s"] else 0.0})
+    for conc in (1, 8, 32, 128):
+        ts, p = find(res, "base", conc), find(res, "pt2", conc)
+        if ts and p:
+            res.pt2_ratios.append({
+                "what": f"inferd, c={conc}", "torchscript": ts["rps"], "pt2": p["rps"],
+                "ratio": p["rps"] / ts["rps"] if ts["rps"] else 0.0})
+    for r in res.pt2_ratios:
+        print(f"[pt2] {r['what']}: .pt2 {r['pt2']:.0f} / TorchScript {r['torchscript']:.0f} img/s "
+              f"= {r['ratio']:.2f}", flush=True)
 
 
 def find(res, model, conc):
@@ -552,8 +749,11 @@ def write_report(res, args, raw, started):
             gpu = ", ".join(nvidia_smi("name,driver_version,memory.total"))
         except Exception as e:  # noqa: BLE001 - report what we can
             gpu = f"? ({e})"
-    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:  # no git (the Debian 13 root)
+        rev = "?"
     lines = [f"# tests/gpu/run.sh results ({args.mode})", "",
              f"- date: {started.isoformat(timespec='seconds')}",
              f"- device: {gpu}; {os.cpu_count()} CPU cores; {platform.platform()}",
@@ -575,6 +775,18 @@ def write_report(res, args, raw, started):
               f"{r['p99_us'] / 1e3:.2f} | {int(r['non2xx'])} | {r.get('srv_batch', 0):.1f} | "
               f"{r.get('srv_queue_ms', 0):.2f} | {r.get('srv_compute_ms', 0):.2f} | "
               f"{r.get('srv_total_ms', 0):.2f} | {r.get('cpu', '')} |" for r in res.bench]
+    lines += ["", "## .pt2 (AOTInductor) against TorchScript", ""]
+    if res.pt2_ratios:
+        lines += ["Same weights, fp32; raw: raw_shim (AOTIModelPackageLoader against "
+                  "torch::jit::Module), one thread per instance; inferd: model `pt2` (its own "
+                  "server, same settings) against `base`, one image per request.", "",
+                  "| what | TorchScript img/s | .pt2 img/s | .pt2 / TorchScript |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['what']} | {r['torchscript']:.0f} | {r['pt2']:.0f} | "
+                  f"{r['ratio']:.2f} |" for r in res.pt2_ratios]
+    else:
+        why = [d for n, s, d in res.checks if n.startswith("pt2") and s != "pass"]
+        lines += [f"No .pt2 rows: {why[0] if why else 'none measured'}"]
     lines += ["", "## Targets", "", "| target | result | measured |", "|---|---|---|"]
     lines += [f"| {n} | {'met' if ok else 'missed'} | {d} |" for n, ok, d in res.targets]
     text = "\n".join(lines) + "\n"
@@ -582,7 +794,7 @@ def write_report(res, args, raw, started):
         f.write(text)
     with open(os.path.join(args.out, "gpu-results.json"), "w") as f:
         json.dump({"checks": res.checks, "raw": raw, "bench": res.bench,
-                   "targets": res.targets}, f, indent=1)
+                   "targets": res.targets, "pt2_vs_torchscript": res.pt2_ratios}, f, indent=1)
     print(text)
 
 
@@ -598,6 +810,9 @@ def main():
     ap.add_argument("--raw-seconds", type=float, default=2)
     ap.add_argument("--command", default=" ".join(sys.argv))
     ap.add_argument("--only", default="", help="comma list of steps (debugging)")
+    ap.add_argument("--pt2", action="store_true",
+                    help="check and benchmark MODELS/pt2 (make_models.py --pt2)")
+    ap.add_argument("--pt2-skip", default="", help="why the .pt2 part is not run (reported)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -677,6 +892,7 @@ def main():
         bench_cudnn(res, args, shape, dev_flags)
     except Exception as e:  # noqa: BLE001
         res.check("memory/cudnn servers", False, f"{type(e).__name__}: {e}")
+    pt2_part(res, args, shape, dev_flags, batches, raw)
     targets(res, raw)
     write_report(res, args, raw, started)
     if res.failed:
