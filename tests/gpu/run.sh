@@ -5,7 +5,7 @@
 #
 #   tests/gpu/run.sh           on a GPU machine (python3 with a CUDA torch);
 #                              results in $OUT (the device tool's folder) or
-#                              build-gpu/results/
+#                              $BUILD/gpu-results/
 #   tests/gpu/run.sh --cpu     the same steps on the CPU with a tiny model
 #                              (CI runs this, so the script cannot rot)
 #
@@ -23,11 +23,18 @@
 # INFERD_TEST_PT2=1 (the .pt2 part must run: a skip is a failure; CI sets it
 # in the Debian 13 root)
 #
-# libmicrohttpd, cJSON, TurboJPEG, libpng and wrk come from .device/*.deb
-# (libturbojpeg0, libturbojpeg0-dev, libpng16-16, libpng-dev, zlib1g-dev) when the machine has
-# none installed (they are unpacked under /tmp/inferd-deps; nothing is
-# installed). Exit status 1 when a correctness check fails; benchmark targets
-# are reported, never enforced.
+# libmicrohttpd, cJSON, TurboJPEG, libpng, zlib's headers and wrk come from
+# .device/*.deb when the machine has none installed (they are unpacked under
+# /tmp/inferd-deps; nothing is installed). Made here, on Debian 12:
+#   mkdir -p .device && cd .device && apt-get download libmicrohttpd12 \
+#     libmicrohttpd-dev libcjson1 libcjson-dev libturbojpeg0 libturbojpeg0-dev \
+#     libpng16-16 libpng-dev zlib1g-dev wrk libluajit-5.1-2
+# The .pt2 part needs nothing more from .device: its compile step uses the
+# machine's g++ and python3 (Python's headers too: a missing Python.h is
+# named in the log and pt2-export.json).
+#
+# Exit status 1 when a correctness check fails; benchmark targets are
+# reported, never enforced.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
