@@ -17,8 +17,8 @@ The package carries its batch range in its metadata ("inferd.batch_min",
 OpenMP teams at run time (cpp.dynamic_threads), so that each inferd CPU
 instance uses its own share of the cores rather than the exporter's count.
 
-Usage: python3 models/export_pt2.py [--out DIR] [--max-batch N] [--static-batch N]
-                                    [--device-key cpu]
+Usage: python3 models/export_pt2.py [--weights model.pt] [--out DIR] [--max-batch N]
+                                    [--static-batch N]
 """
 import argparse
 import json
