@@ -8,22 +8,10 @@
 #include "base64.h"
 #include "image_batch.h"
 #include "json_numbers.h"
+#include "model_config_json.h"
 #include "shape.h"
 #include "tensor_json.h"
 #include "topk.h"
-
-static void append_io(struct strbuf *sb, const struct io_spec *specs, int n)
-{
-    strbuf_puts(sb, "[");
-    for (int i = 0; i < n; i++) {
-        char shape[128];
-        shape_format(specs[i].shape, specs[i].ndim, shape, sizeof shape);
-        strbuf_puts(sb, i ? ",{\"name\":" : "{\"name\":");
-        strbuf_json_string(sb, specs[i].name);
-        strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s}", dtype_name(specs[i].dtype), shape);
-    }
-    strbuf_puts(sb, "]");
-}
 
 /* The model version the route names (none: the newest ready one); else
  * NULL with a 404 reply set. */
@@ -56,9 +44,9 @@ enum route_outcome api_model_meta(struct http_exchange *ex)
     strbuf_puts(&sb, ",\"platform\":");
     strbuf_json_string(&sb, m->cfg.platform ? m->cfg.platform : "");
     strbuf_puts(&sb, ",\"inputs\":");
-    append_io(&sb, m->cfg.inputs, m->cfg.n_inputs);
+    model_config_json_io(&sb, m->cfg.inputs, m->cfg.n_inputs, false);
     strbuf_puts(&sb, ",\"outputs\":");
-    append_io(&sb, m->cfg.outputs, m->cfg.n_outputs);
+    model_config_json_io(&sb, m->cfg.outputs, m->cfg.n_outputs, false);
     strbuf_printf(&sb, ",\"max_batch_size\":%d,\"state\":\"%s\"}", m->cfg.max_batch_size,
                   model_state_name(model_get_state(m)));
     size_t len = 0;

@@ -39,7 +39,7 @@ static void put_image(struct strbuf *sb, const struct preprocess_spec *p)
     strbuf_printf(sb, ",\"layout\":\"%s\"}", p->layout == PREPROCESS_NHWC ? "NHWC" : "NCHW");
 }
 
-static void put_io(struct strbuf *sb, const struct io_spec *specs, int n)
+void model_config_json_io(struct strbuf *sb, const struct io_spec *specs, int n, bool with_image)
 {
     strbuf_puts(sb, "[");
     for (int i = 0; i < n; i++) {
@@ -48,7 +48,7 @@ static void put_io(struct strbuf *sb, const struct io_spec *specs, int n)
         strbuf_puts(sb, i ? ",{\"name\":" : "{\"name\":");
         strbuf_json_string(sb, specs[i].name);
         strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s", dtype_name(specs[i].dtype), shape);
-        if (specs[i].is_image) {
+        if (with_image && specs[i].is_image) {
             strbuf_puts(sb, ",\"image\":");
             put_image(sb, &specs[i].image);
         }
@@ -67,9 +67,9 @@ int model_config_json(const struct model_config *cfg, struct strbuf *sb)
     strbuf_puts(sb, ",\"platform\":");
     strbuf_json_string(sb, cfg->platform ? cfg->platform : "");
     strbuf_puts(sb, ",\"inputs\":");
-    put_io(sb, cfg->inputs, cfg->n_inputs);
+    model_config_json_io(sb, cfg->inputs, cfg->n_inputs, true);
     strbuf_puts(sb, ",\"outputs\":");
-    put_io(sb, cfg->outputs, cfg->n_outputs);
+    model_config_json_io(sb, cfg->outputs, cfg->n_outputs, true);
     strbuf_printf(sb,
                   ",\"max_batch_size\":%d,\"max_queue_delay_us\":%ld,\"instances\":%d"
                   ",\"warmup\":%s,\"top_k\":%d",
