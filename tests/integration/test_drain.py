@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from support import assert_error
-from loadtools import (SLOW_TARGET_MS, SLOWER_FACTOR, Client, KeepAlive, add_slow, as_response,
-                       join_clients, log_records, model_counters, new_connection_ready_status,
+from loadtools import (SLOW_MARGIN_FACTOR, SLOW_TARGET_MS, SLOWER_FACTOR, Client, KeepAlive,
+                       add_slow, as_response, join_clients, log_records, model_counters, new_connection_ready_status,
                        slow_body, slow_input)
 
 
@@ -26,16 +26,10 @@ def slower_repo(tmp_path_factory):
     return repo
 
 
-# The drain-timeout test's model: slow enough that the queued work outlasts
-# the 1 s drain even when the session's calibration (one forward timed at
-# start, maybe during a load spike) overstates the forward several times.
-SLOWEST_FACTOR = 5
-
-
 @pytest.fixture(scope="module")
 def slowest_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("drain_cut_repo")
-    add_slow(repo, factor=SLOWEST_FACTOR)
+    add_slow(repo, factor=SLOW_MARGIN_FACTOR)
     return repo
 
 
@@ -179,7 +173,7 @@ def test_drain_timeout_answers_the_rest_503(start_daemon, slowest_repo):
     records = log_records(daemon)
     forwards_ms = [r["compute_ms"] for r in records
                    if r.get("msg") == "request" and r.get("status") == 200]
-    model_s = SLOWEST_FACTOR * SLOW_TARGET_MS / 1000
+    model_s = SLOW_MARGIN_FACTOR * SLOW_TARGET_MS / 1000
     assert dropped, (f"{before['pending']:.0f} requests queued behind a ~{model_s:.1f} s model "
                      f"(forwards took {sorted(set(forwards_ms))} ms) and a {drain_timeout_s} s "
                      f"drain, yet all ran: {results}\n{daemon.describe()}")

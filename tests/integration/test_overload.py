@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from support import assert_error, predict_head
-from loadtools import (SLOW_TARGET_MS, Client, add_slow, as_response, metric,
-                       model_counters, request_lines, run_threads, scrape, slow_body,
+from loadtools import (SLOW_MARGIN_FACTOR, SLOW_TARGET_MS, Client, add_slow, as_response,
+                       metric, model_counters, request_lines, run_threads, scrape, slow_body,
                        slow_input)
 
 
@@ -25,16 +25,10 @@ def slow_repo(tmp_path_factory):
     return repo
 
 
-# The deadline test's model: the second batch must wait past the 100 ms
-# deadline even when the session's calibration (one forward timed at start,
-# maybe during a load spike) overstates the forward several times.
-DEADLINE_FACTOR = 5
-
-
 @pytest.fixture(scope="module")
 def deadline_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("deadline_repo")
-    add_slow(repo, factor=DEADLINE_FACTOR)
+    add_slow(repo, factor=SLOW_MARGIN_FACTOR)
     return repo
 
 
@@ -118,7 +112,7 @@ def test_request_queued_past_its_deadline_gets_504_and_never_runs(start_daemon, 
     assert len(ok) + len(late) == len(results), \
         f"answers other than 200/504: {[r for r in results if r.status not in (200, 504)]}"
     assert ok, f"no request ran at all: {results}"
-    model_s = DEADLINE_FACTOR * SLOW_TARGET_MS / 1000
+    model_s = SLOW_MARGIN_FACTOR * SLOW_TARGET_MS / 1000
     assert late, (f"8 concurrent requests on a ~{model_s:.1f} s model, max batch 4, "
                   f"--request-timeout-ms {timeout_ms}: none got 504: {results}")
     lines = request_lines(daemon, [r.tag for r in results])
