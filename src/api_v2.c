@@ -13,13 +13,6 @@
 #include "tensor_json.h"
 #include "topk.h"
 
-/* The model version the route names (none: the newest ready one); else
- * NULL with a 404 reply set. */
-static struct model *lookup_version(struct http_exchange *ex)
-{
-    return api_lookup_version(ex);
-}
-
 /* The served versions of model name, as a JSON list of strings. */
 static void append_versions(struct strbuf *sb, struct server *srv, const char *name)
 {
@@ -33,7 +26,7 @@ static void append_versions(struct strbuf *sb, struct server *srv, const char *n
 
 enum route_outcome api_model_meta(struct http_exchange *ex)
 {
-    struct model *m = lookup_version(ex);
+    struct model *m = api_lookup_version(ex);
     if (m == NULL)
         return ROUTE_REPLIED;
     struct strbuf sb = {0};
@@ -56,7 +49,7 @@ enum route_outcome api_model_meta(struct http_exchange *ex)
 
 enum route_outcome api_model_ready(struct http_exchange *ex)
 {
-    struct model *m = lookup_version(ex);
+    struct model *m = api_lookup_version(ex);
     if (m == NULL)
         return ROUTE_REPLIED;
     if (model_get_state(m) == MODEL_READY && !server_draining(ex->srv))
@@ -745,7 +738,7 @@ static void encode_v2(struct http_exchange *ex)
 
 enum route_outcome api_model_infer(struct http_exchange *ex)
 {
-    struct model *m = lookup_version(ex);
+    struct model *m = api_lookup_version(ex);
     if (m == NULL)
         return ROUTE_REPLIED;
     ex->model = m; /* from here on, every answer counts in m's metrics */
