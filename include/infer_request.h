@@ -5,6 +5,7 @@
 #ifndef INFERD_INFER_REQUEST_H
 #define INFERD_INFER_REQUEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model_repo.h"
@@ -46,6 +47,15 @@ struct infer_request {
     int batch_samples; /* samples in the forward call it ran in */
     uint64_t queue_ns, compute_ns;
 };
+
+/* Check req's inputs as one unit of batching and set req->samples: every
+ * input has at least one element, and for a batching model (max_batch > 0)
+ * every input has the same dim 0, from 1 to max_batch samples; otherwise
+ * samples is 1. model names the model in messages. Returns 0, or -1 with
+ * err saying what is wrong (the client's error: a 400). Nothing downstream
+ * (batcher, worker, split) has to handle an empty input. */
+int infer_request_check(struct infer_request *req, int max_batch, const char *model, char *err,
+                        size_t err_len);
 
 /* End req: record status and error (NULL or "" for none; cut to fit) and
  * call req->done, which owns req from then on. Call it exactly once per

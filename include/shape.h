@@ -13,6 +13,12 @@
 
 /* Product of the dims, or -1 on a negative dim or overflow. */
 int64_t shape_numel(const int64_t *shape, int ndim);
+/* The checked element count and byte size of a tensor of this shape whose
+ * elements take elem bytes: every size computed from a client's shape comes
+ * from here (or shape_numel). Returns 0 with *numel and *nbytes set (either
+ * may be NULL), or -1 on a negative dim, or a count or byte size that
+ * overflows. */
+int shape_size(const int64_t *shape, int ndim, size_t elem, int64_t *numel, size_t *nbytes);
 /* "[1,28,28]" into buf. */
 void shape_format(const int64_t *shape, int ndim, char *buf, size_t len);
 

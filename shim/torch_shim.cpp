@@ -515,10 +515,9 @@ extern "C" int shim_model_forward(shim_model *model, const struct shim_tensor *i
             set_error(err, err_len, "input tensor has an invalid type or rank");
             return SHIM_ERR_ARG;
         }
-        size_t expect = shim_dtype_size(t.dtype);
-        for (int d = 0; d < t.ndim; d++)
-            expect *= (size_t)t.shape[d];
-        if (expect != t.nbytes) {
+        size_t expect = 0;
+        if (shim_shape_size(t.shape, t.ndim, shim_dtype_size(t.dtype), nullptr, &expect) != 0 ||
+            expect != t.nbytes || (expect > 0 && t.data == nullptr)) {
             set_error(err, err_len, "input tensor size does not match shape");
             return SHIM_ERR_ARG;
         }

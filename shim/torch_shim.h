@@ -44,6 +44,33 @@ struct shim_tensor {
     size_t nbytes;
 };
 
+/* The one checked size computation for a shape that came from a client:
+ * the element count (product of the dims) and the byte size (count times
+ * elem). Returns 0 with *numel and *nbytes set, or -1 when a dim is negative
+ * or the count overflows int64_t or the bytes overflow size_t. numel or
+ * nbytes may be NULL. Inline and plain C, so that the daemon (shape.h) and
+ * the shim's own check share it. */
+static inline int shim_shape_size(const int64_t *shape, int ndim, size_t elem, int64_t *numel,
+                                  size_t *nbytes)
+{
+    uint64_t n = 1;
+    size_t bytes;
+    if (ndim < 0)
+        return -1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0 || __builtin_mul_overflow(n, (uint64_t)shape[d], &n))
+            return -1;
+    }
+    if (n > (uint64_t)INT64_MAX || n > (uint64_t)SIZE_MAX ||
+        __builtin_mul_overflow((size_t)n, elem, &bytes))
+        return -1;
+    if (numel != NULL)
+        *numel = (int64_t)n;
+    if (nbytes != NULL)
+        *nbytes = bytes;
+    return 0;
+}
+
 typedef struct shim_model shim_model; /* one loaded module on one device */
 
 enum shim_precision {

@@ -51,6 +51,10 @@ static int apply_shape(const struct json_doc *doc, const cJSON *shape_item, stru
     }
     int64_t want = shape_numel(dims, ndim);
     int64_t have = shape_numel(t->shape, t->ndim);
+    if (want < 0) {
+        snprintf(err, err_len, "\"shape\" holds too many elements");
+        return -1;
+    }
     if (want != have) {
         char text[128];
         shape_format(dims, ndim, text, sizeof text);
@@ -317,13 +321,8 @@ enum route_outcome api_predict(struct http_exchange *ex)
                                                                  : 0;
     if (status != 0)
         return http_reply_error(ex, status, "%s", err);
-    struct tensor *t = &ex->infer.inputs[0];
-    ex->infer.samples = cfg->max_batch_size > 0 ? t->shape[0] : 1;
-    if (cfg->max_batch_size > 0 && t->shape[0] > cfg->max_batch_size)
-        return http_reply_error(ex, 400,
-                                "batch of %lld samples is over model %s's "
-                                "max_batch_size of %d; split the request",
-                                (long long)t->shape[0], cfg->name, cfg->max_batch_size);
+    if (infer_request_check(&ex->infer, cfg->max_batch_size, cfg->name, err, sizeof err) != 0)
+        return http_reply_error(ex, 400, "%s", err);
     ex->encode = encode_predict;
     return http_submit(ex, m);
 }

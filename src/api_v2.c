@@ -136,7 +136,8 @@ static int parse_shape(const struct json_doc *doc, const cJSON *item, int64_t *s
                  name, TENSOR_MAX_DIMS);
         return -1;
     case SHAPE_BAD_DIM:
-        snprintf(err, err_len, "input \"%s\": \"shape\" dims must be integers >= 0", name);
+        snprintf(err, err_len, "input \"%s\": \"shape\" dims must be integers from 0 to 10^12",
+                 name);
         return -1;
     }
     return -1;
@@ -150,8 +151,15 @@ static int decode_input_data(const struct json_doc *doc, const cJSON *input, con
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(input, "parameters");
     const cJSON *size_item = cJSON_GetObjectItemCaseSensitive(params, "binary_data_size");
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(input, "data");
-    int64_t numel = shape_numel(shape, ndim);
-    size_t expect = (size_t)numel * dtype_size(dtype);
+    int64_t numel;
+    size_t expect;
+    if (shape_size(shape, ndim, dtype_size(dtype), &numel, &expect) != 0) {
+        char text[128];
+        shape_format(shape, ndim, text, sizeof text);
+        snprintf(err, err_len, "input \"%s\": shape %s of %s is too large", name, text,
+                 dtype_name(dtype));
+        return -1;
+    }
     if (size_item != NULL) {
         if (data != NULL) {
             snprintf(err, err_len, "input \"%s\" has both \"data\" and binary_data_size", name);
@@ -752,14 +760,8 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     char err[400] = "";
     if (decode_v2(ex, v2, err, sizeof err) != 0)
         return http_reply_error(ex, v2->status ? v2->status : 400, "%s", err);
-    const struct model_config *cfg = &m->cfg;
-    int64_t batch = cfg->max_batch_size > 0 ? ex->infer.inputs[0].shape[0] : 1;
-    if (cfg->max_batch_size > 0 && batch > cfg->max_batch_size)
-        return http_reply_error(ex, 400,
-                                "batch of %lld samples is over model %s's "
-                                "max_batch_size of %d; split the request",
-                                (long long)batch, cfg->name, cfg->max_batch_size);
-    ex->infer.samples = batch;
+    if (infer_request_check(&ex->infer, m->cfg.max_batch_size, m->cfg.name, err, sizeof err) != 0)
+        return http_reply_error(ex, 400, "%s", err);
     ex->encode = encode_v2;
     return http_submit(ex, m);
 }

@@ -91,6 +91,10 @@ int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, ch
 
 int image_batch_decode(const struct image_batch *b, struct tensor *t, char *err, size_t err_len)
 {
+    if (b->n < 1) {
+        snprintf(err, err_len, "no images to decode");
+        return 400;
+    }
     size_t sample = t->nbytes / (size_t)b->n;
     char where[48], why[256];
     for (int i = 0; i < b->n; i++) {

@@ -2,7 +2,44 @@
  * infer_request.h). */
 #include "infer_request.h"
 
+#include <stdio.h>
 #include <string.h>
+
+int infer_request_check(struct infer_request *req, int max_batch, const char *model, char *err,
+                        size_t err_len)
+{
+    char text[128];
+    if (req->n_inputs < 1) {
+        snprintf(err, err_len, "the request has no inputs");
+        return -1;
+    }
+    for (int i = 0; i < req->n_inputs; i++) {
+        const struct tensor *t = &req->inputs[i];
+        int64_t numel = shape_numel(t->shape, t->ndim);
+        shape_format(t->shape, t->ndim, text, sizeof text);
+        if (numel <= 0) {
+            snprintf(err, err_len, "input %d has shape %s: %s", i, text,
+                     numel == 0 ? "no elements; send at least one sample" : "too many elements");
+            return -1;
+        }
+        if (max_batch > 0 && (t->ndim < 1 || t->shape[0] != req->inputs[0].shape[0])) {
+            snprintf(err, err_len, "inputs disagree on the batch size (dim 0)");
+            return -1;
+        }
+    }
+    req->samples = 1;
+    if (max_batch <= 0)
+        return 0;
+    req->samples = req->inputs[0].shape[0];
+    if (req->samples > max_batch) {
+        snprintf(err, err_len,
+                 "batch of %lld samples is over model %s's max_batch_size of %d; split the "
+                 "request",
+                 (long long)req->samples, model, max_batch);
+        return -1;
+    }
+    return 0;
+}
 
 void infer_request_finish(struct infer_request *req, int status, const char *error)
 {

@@ -4,15 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "torch_shim.h"
+
 int64_t shape_numel(const int64_t *shape, int ndim)
 {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 0 || (shape[d] > 0 && n > INT64_MAX / shape[d]))
-            return -1;
-        n *= shape[d];
-    }
-    return n;
+    int64_t n;
+    return shim_shape_size(shape, ndim, 1, &n, NULL) == 0 ? n : -1;
+}
+
+int shape_size(const int64_t *shape, int ndim, size_t elem, int64_t *numel, size_t *nbytes)
+{
+    return shim_shape_size(shape, ndim, elem, numel, nbytes);
 }
 
 void shape_format(const int64_t *shape, int ndim, char *buf, size_t len)

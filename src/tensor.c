@@ -10,11 +10,9 @@
 int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape)
 {
     memset(t, 0, sizeof *t);
-    int64_t numel = shape_numel(shape, ndim);
     size_t elem = dtype_size(dtype);
-    if (numel < 0 || ndim > TENSOR_MAX_DIMS || elem == 0 || (uint64_t)numel > SIZE_MAX / elem)
+    if (ndim > TENSOR_MAX_DIMS || elem == 0 || shape_size(shape, ndim, elem, NULL, &t->nbytes) != 0)
         return -1;
-    t->nbytes = (size_t)numel * elem;
     t->data = malloc(t->nbytes ? t->nbytes : 1);
     if (t->data == NULL)
         return -1;

@@ -232,8 +232,17 @@ static int split_outputs(struct worker *w, shim_outputs *out, struct infer_reque
         memcpy(shape, v.shape, sizeof shape);
         size_t offset = 0;
         if (!whole) {
+            /* check_batch_dim saw dim 0 equal to the batch's samples, each
+             * request has at least one (infer_request_check), and the bytes
+             * of a row come from the checked helper: no division here. */
+            size_t row_bytes = 0;
+            if (shape_size(v.shape + 1, v.ndim - 1, dtype_size(v.dtype), NULL, &row_bytes) != 0 ||
+                v.shape[0] < row0 + rows) {
+                snprintf(err, err_len, "output %d has an invalid shape", o);
+                return -1;
+            }
             shape[0] = rows;
-            offset = v.nbytes / (size_t)v.shape[0] * (size_t)row0;
+            offset = row_bytes * (size_t)row0;
         }
         struct tensor *t = &req->outputs[o];
         if (tensor_alloc(t, v.dtype, v.ndim, shape) != 0) {
