@@ -5,6 +5,9 @@
 # tests/fuzz/corpus/<target>/; what the fuzzer adds goes to
 # build/fuzz/corpus/<target>/ and crash inputs to build/fuzz/artifacts/.
 # Exits non-zero if any target crashes, leaks, times out or fails to build.
+#
+# Long runs outside CI: FUZZ_RUNS=10000000 runs each target for that many
+# executions instead (no time limit); FUZZ_TARGETS="a b" picks targets.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -12,9 +15,11 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate"
+ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_v2_decode fuzz_v2_batch"
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
+RUNS=${FUZZ_RUNS:-}
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;
@@ -55,9 +60,12 @@ for t in $TARGETS; do
     mkdir -p "$corpus"
     dict=""
     [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
-    echo "== $t for ${PER}s"
+    limit="-max_total_time=$PER"
+    [ -n "$RUNS" ] && limit="-runs=$RUNS"
+    echo "== $t ($limit)"
+    t0=$(date +%s)
     # shellcheck disable=SC2086
-    if ! "$OUT/$t" -max_total_time="$PER" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+    if ! "$OUT/$t" $limit -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
         -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" $dict \
         "$corpus" "tests/fuzz/corpus/$t" >"$OUT/$t.log" 2>&1; then
         failed="$failed $t"
@@ -65,6 +73,7 @@ for t in $TARGETS; do
         tail -n 40 "$OUT/$t.log" >&2
     else
         grep -E "^stat::number_of_executed_units|^stat::new_units_added" "$OUT/$t.log" || true
+        echo "   $(($(date +%s) - t0)) s"
     fi
 done
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "clock.h"
 #include "log.h"
 
@@ -188,10 +189,7 @@ static int load_and_warm(struct worker *w)
 static int stage_input(struct worker *w, struct infer_request **batch, int n, int i, int64_t total,
                        struct shim_tensor *view)
 {
-    const struct tensor *first = &batch[0]->inputs[i];
-    size_t need = 0;
-    for (int r = 0; r < n; r++)
-        need += batch[r]->inputs[i].nbytes;
+    size_t need = batch_input_bytes(batch, n, i);
     if (w->staging[i] == NULL || w->staging_cap[i] < need) {
         shim_host_free(w->staging[i], w->device);
         w->staging[i] = NULL;
@@ -200,64 +198,26 @@ static int stage_input(struct worker *w, struct infer_request **batch, int n, in
             return -1;
         w->staging_cap[i] = need;
     }
-    size_t offset = 0;
-    for (int r = 0; r < n; r++) {
-        memcpy((char *)w->staging[i] + offset, batch[r]->inputs[i].data,
-               batch[r]->inputs[i].nbytes);
-        offset += batch[r]->inputs[i].nbytes;
-    }
-    *view = tensor_view(first);
-    if (w->cfg->max_batch_size > 0)
-        view->shape[0] = total;
-    view->data = w->staging[i];
-    view->nbytes = need;
+    batch_gather(batch, n, i, total, w->cfg->max_batch_size > 0, w->staging[i], view);
     return 0;
 }
 
-/* Copy rows [row0, row0+rows) of every output into req. */
-static int split_outputs(struct worker *w, shim_outputs *out, struct infer_request *req,
-                         int64_t row0, int64_t rows, bool whole, char *err, size_t err_len)
+/* The forward's outputs as views, named as config.json names them (else
+ * as the model does). Returns their count, or -1 with err set. */
+static int output_views(const struct worker *w, shim_outputs *out, struct shim_tensor *views,
+                        const char **names, char *err, size_t err_len)
 {
-    const struct model_config *cfg = w->cfg;
     int n = shim_outputs_count(out);
     if (n > MODEL_MAX_IO)
         n = MODEL_MAX_IO;
     for (int o = 0; o < n; o++) {
-        struct shim_tensor v;
-        if (shim_outputs_get(out, o, &v) != 0) {
+        if (shim_outputs_get(out, o, &views[o]) != 0) {
             snprintf(err, err_len, "output %d has an unsupported type", o);
             return -1;
         }
-        int64_t shape[TENSOR_MAX_DIMS];
-        memcpy(shape, v.shape, sizeof shape);
-        size_t offset = 0;
-        if (!whole) {
-            /* check_batch_dim saw dim 0 equal to the batch's samples, each
-             * request has at least one (infer_request_check), and the bytes
-             * of a row come from the checked helper: no division here. */
-            size_t row_bytes = 0;
-            if (shape_size(v.shape + 1, v.ndim - 1, dtype_size(v.dtype), NULL, &row_bytes) != 0 ||
-                v.shape[0] < row0 + rows) {
-                snprintf(err, err_len, "output %d has an invalid shape", o);
-                return -1;
-            }
-            shape[0] = rows;
-            offset = row_bytes * (size_t)row0;
-        }
-        struct tensor *t = &req->outputs[o];
-        if (tensor_alloc(t, v.dtype, v.ndim, shape) != 0) {
-            snprintf(err, err_len, "out of memory copying outputs");
-            return -1;
-        }
-        req->n_outputs = o + 1;
-        memcpy(t->data, (const char *)v.data + offset, t->nbytes);
-        const char *name = o < cfg->n_outputs ? cfg->outputs[o].name : shim_outputs_name(out, o);
-        if (name[0] == '\0')
-            snprintf(req->output_names[o], sizeof req->output_names[o], "output__%d", o);
-        else
-            snprintf(req->output_names[o], sizeof req->output_names[o], "%s", name);
+        names[o] = o < w->cfg->n_outputs ? w->cfg->outputs[o].name : shim_outputs_name(out, o);
     }
-    return 0;
+    return n;
 }
 
 static void free_outputs(struct infer_request *req)
@@ -265,20 +225,6 @@ static void free_outputs(struct infer_request *req)
     for (int o = 0; o < req->n_outputs; o++)
         tensor_free(&req->outputs[o]);
     req->n_outputs = 0;
-}
-
-/* Check that every output's dim 0 is the batch's sample count. */
-static int check_batch_dim(shim_outputs *out, int64_t total, char *err, size_t err_len)
-{
-    for (int o = 0; o < shim_outputs_count(out); o++) {
-        struct shim_tensor v;
-        if (shim_outputs_get(out, o, &v) != 0 || v.ndim == 0 || v.shape[0] != total) {
-            snprintf(err, err_len, "model output %d does not have the batch's %lld rows in dim 0",
-                     o, (long long)total);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 /* Name the calling thread <kind><instance>-<model> (top -H, the GPU check's
@@ -381,8 +327,13 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     int rc = shim_model_forward(w->handle, views, n_inputs, &out, err, sizeof err);
     uint64_t t1 = clock_now_ns();
     uint64_t compute = t1 - t0;
+    struct shim_tensor outs[MODEL_MAX_IO];
+    const char *names[MODEL_MAX_IO];
+    int n_out = 0;
+    if (rc == 0 && (n_out = output_views(w, out, outs, names, err, sizeof err)) < 0)
+        rc = -1;
     if (rc == 0 && w->cfg->max_batch_size > 0)
-        rc = check_batch_dim(out, total, err, sizeof err);
+        rc = batch_check_rows(outs, n_out, total, err, sizeof err);
     atomic_fetch_add(&metrics->executions, 1);
     atomic_fetch_add(&metrics->inferences, (uint64_t)total);
     metrics_observe(&metrics->batch_size, (double)total);
@@ -395,7 +346,8 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
         req->batch_samples = (int)total;
         req->compute_ns = compute;
         metrics_observe(&metrics->queue_seconds, (double)req->queue_ns / 1e9);
-        if (rc == 0 && split_outputs(w, out, req, row, req->samples, whole, err, sizeof err) != 0)
+        if (rc == 0 &&
+            batch_split(outs, names, n_out, req, row, req->samples, whole, err, sizeof err) != 0)
             free_outputs(req);
         row += req->samples;
         if (rc == 0 && req->n_outputs > 0) {
