@@ -3,23 +3,33 @@
 # Docker Hub: debootstrap a minimal root file system and `docker import` it.
 #
 #   debian:trixie-slim    inferd's CPU image (Dockerfile, VARIANT=cpu: libtorch 2.6)
-#   debian:bookworm-slim  the previous CPU image's base (libtorch 1.13), on request
+#   debian:bookworm-slim  the Prometheus image (deploy/prometheus/Dockerfile)
 #   debian:sid-slim       the nginx image (deploy/nginx/Dockerfile: nginx 1.30
 #                         has `server ... resolve`; bookworm's 1.22 has not)
+#
+# That list is not kept by hand: without arguments the suites are read from
+# the Dockerfiles the deploy test builds (deploy/dockerfile_bases.py), and
+# tests/deploy/run.sh does the same from its own list of builds.
 #
 # Only for machines that cannot pull from a registry: with Docker Hub at hand,
 # `docker pull debian:bookworm-slim` does the same. Images already present are
 # kept. The root file systems are cached as tarballs in $INFERD_DEPLOY_CACHE
 # (default /var/cache/inferd-deploy), so a new engine imports them in seconds.
 #
-# usage: deploy/base-images.sh [trixie] [sid] [bookworm]   (default: trixie sid)
+# usage: deploy/base-images.sh [SUITE...]   (default: what the Dockerfiles name)
 # env:   DOCKER (docker), INFERD_DEPLOY_CACHE, DEBIAN_MIRROR (apt's own mirror)
 set -eu
 DOCKER=${DOCKER:-docker}
 CACHE=${INFERD_DEPLOY_CACHE:-/var/cache/inferd-deploy}
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-[ $# -gt 0 ] || set -- trixie sid
+if [ $# -eq 0 ]; then
+    here=$(dirname "$0")
+    # shellcheck disable=SC2046
+    set -- $(/usr/bin/python3 "$here/dockerfile_bases.py" --suites "$here/../Dockerfile:VARIANT=cpu" \
+             "$here/nginx/Dockerfile" "$here/prometheus/Dockerfile")
+    [ $# -gt 0 ] || { echo "base-images: no suites found in the Dockerfiles" >&2; exit 1; }
+fi
 
 make_rootfs() { # suite tarball
     suite=$1 tarball=$2 root=$(mktemp -d "${TMPDIR:-/tmp}/rootfs-$1.XXXXXX")

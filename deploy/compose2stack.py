@@ -9,6 +9,9 @@ loader rejects or ignores); this keeps the meaning and rewrites the form:
   has no start order: nginx copes, it answers 502 JSON until a replica is up
   and finds replicas by DNS as they come);
 - `tmpfs:` (ignored by Swarm) -> tmpfs mounts;
+- `mem_limit:` -> deploy.resources.limits.memory; `pids_limit:` is dropped
+  (the 3.9 stack format has no process limit; after deploying,
+  `docker service update --limit-pids N <stack>_inference` sets one);
 - `build:`, `restart:` (Swarm restarts by deploy.restart_policy),
   `container_name:` and `expose:` are dropped;
 - `ports:` -> long syntax. Swarm cannot bind a host address: by default the
@@ -113,6 +116,13 @@ def main():
             svc["volumes"] = vols
         else:
             svc.pop("volumes", None)
+
+        mem = svc.pop("mem_limit", None)
+        if mem is not None:
+            limits = svc.setdefault("deploy", {}).setdefault("resources", {}) \
+                .setdefault("limits", {})
+            limits.setdefault("memory", str(mem))
+        svc.pop("pids_limit", None)
 
         res = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
         if res.pop("devices", None):

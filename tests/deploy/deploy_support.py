@@ -98,7 +98,8 @@ def docker(*args, **kw):
 # limit far above what the load tests send, and X-Upstream on (the scaling
 # tests read which replica answered). The defaults (X-Upstream off, and a
 # low rate for the 429 test, and plain HTTP) are tried on a recreated nginx.
-NGINX_TEST_ENV = {"NGINX_TLS": "on", "NGINX_HTTP": "redirect", "NGINX_RATE": "10000r/s",
+NGINX_TEST_ENV = {"NGINX_SERVER_NAME": "localhost", "NGINX_TLS": "on", "NGINX_HTTP": "redirect",
+                  "NGINX_RATE": "10000r/s",
                   "NGINX_BURST": "10000", "NGINX_DEBUG_UPSTREAM": "1"}
 
 

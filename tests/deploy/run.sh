@@ -108,22 +108,31 @@ mkdir -p "$DOCKER_CONFIG"
 say "engine $($DOCKER version --format '{{.Server.Version}}') at ${DOCKER_HOST:-default socket}"
 
 # ---- 3 and 4. images
+# The images the tests run, one per line: tag, build context, Dockerfile,
+# build arguments (comma-separated). The base images to make are read from
+# these same Dockerfiles and arguments (deploy/dockerfile_bases.py), never
+# listed by hand: a Dockerfile that changes its FROM changes what is made.
+BUILDS="inferd:cpu . Dockerfile VARIANT=cpu
+inferd-nginx:1.30 deploy/nginx deploy/nginx/Dockerfile -
+inferd-prometheus:2 deploy/prometheus deploy/prometheus/Dockerfile -"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    DOCKER=$DOCKER deploy/base-images.sh trixie sid
+    specs=$(echo "$BUILDS" | awk '{print $3 ($4 == "-" ? "" : ":" $4)}')
+    # shellcheck disable=SC2086
+    suites=$(/usr/bin/python3 deploy/dockerfile_bases.py --suites $specs) ||
+        { echo "deploy-run: the Dockerfiles need base images this machine cannot make" >&2; exit 1; }
+    say "base images the Dockerfiles need: $suites"
+    # shellcheck disable=SC2086
+    DOCKER=$DOCKER deploy/base-images.sh $suites
     say "base images ready"
     # one build at a time: the machine's cores are shared
-    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
-        --build-arg VARIANT=cpu -t inferd:cpu . >"$STATE/build-inferd.log" 2>&1 ||
-        { tail -40 "$STATE/build-inferd.log" >&2; exit 1; }
-    say "built inferd:cpu ($($DOCKER image inspect -f '{{.Size}}' inferd:cpu | awk '{printf "%.0f MB", $1/1e6}'))"
-    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
-        -t inferd-nginx:1.30 deploy/nginx >"$STATE/build-nginx.log" 2>&1 ||
-        { tail -40 "$STATE/build-nginx.log" >&2; exit 1; }
-    say "built inferd-nginx:1.30"
-    DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
-        -t inferd-prometheus:2 deploy/prometheus >"$STATE/build-prometheus.log" 2>&1 ||
-        { tail -40 "$STATE/build-prometheus.log" >&2; exit 1; }
-    say "built inferd-prometheus:2"
+    echo "$BUILDS" | while read -r tag ctx file bargs; do
+        set -- -t "$tag" -f "$file"
+        [ "$bargs" = - ] || for a in $(echo "$bargs" | tr , ' '); do set -- "$@" --build-arg "$a"; done
+        log="$STATE/build-$(echo "$tag" | tr ':/' '__').log"
+        DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain "$@" "$ctx" >"$log" 2>&1 ||
+            { tail -40 "$log" >&2; echo "deploy-run: building $tag failed ($log)" >&2; exit 1; }
+        say "built $tag ($($DOCKER image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
+    done
     # the private engine keeps images between runs: drop the replaced ones
     [ -n "$STARTED_PID" ] && $DOCKER image prune -f >/dev/null
 fi

@@ -16,6 +16,7 @@ import collections
 import json
 import os
 import pathlib
+import re
 import socket
 import ssl
 import shutil
@@ -164,6 +165,21 @@ def test_compose_files_static():
     assert int(inf["environment"]["INFERD_MAX_BODY_BYTES"]) == 40 * 1024 * 1024
     api = (ROOT / "deploy" / "nginx" / "inferd-api.conf.template").read_text()
     assert "client_max_body_size 40m;" in api
+    # memory and process bounds on both (docker-compose 1.29 honours these)
+    ngx = cpu["services"]["nginx"]
+    for name, svc in (("inference", inf), ("nginx", ngx)):
+        assert svc.get("mem_limit") and int(svc.get("pids_limit", 0)) > 0, name
+    # /tmp holds every large body nginx may buffer at once: NGINX_BIG_BODIES
+    # x 40 MiB (client_max_body_size), plus room for the rendered config
+    big = int(ngx["environment"]["NGINX_BIG_BODIES"])
+    (tmp,) = [t for t in ngx["tmpfs"] if t.startswith("/tmp:")]
+    size = re.search(r"size=(\d+)m", tmp)
+    assert size and int(size.group(1)) >= big * 40 + 16, (tmp, big)
+    assert "limit_conn big_bodies @NGINX_BIG_BODIES@;" in api
+    assert "limit_conn conn_per_client @NGINX_CONN@;" in api
+    # no model control over HTTP: explicit mode would trust any loopback
+    # client without an admin token file (README, "Model control")
+    assert inf["environment"]["INFERD_MODEL_CONTROL_MODE"] in ("none", "poll")
 
 
 def test_images():
@@ -263,7 +279,13 @@ def test_port_80_redirects(stack):
     s.trust_env = False
     r = s.post(f"{HTTP_URL}/predict?x=1", data=b"{}", allow_redirects=False, timeout=10)
     assert r.status_code == 308
-    assert r.headers["Location"] == f"https://127.0.0.1:{HTTPS_PORT}/predict?x=1"
+    # the configured name (NGINX_SERVER_NAME), not the Host the client sent
+    want = f"https://localhost:{HTTPS_PORT}/predict?x=1"
+    assert r.headers["Location"] == want
+    for host in ("evil.example", "evil.example:443", "127.0.0.1"):
+        r = s.post(f"{HTTP_URL}/predict?x=1", data=b"{}", allow_redirects=False, timeout=10,
+                   headers={"Host": host})
+        assert r.status_code == 308 and r.headers["Location"] == want, (host, r.headers)
     # followed, with the key and the body (308 keeps the method). X-API-Key:
     # requests drops Authorization when a redirect changes the port.
     r = s.post(f"{HTTP_URL}/predict", data=json.dumps(samples()[0][0]), timeout=30,
@@ -321,6 +343,11 @@ def test_public_surface(stack):
                          ("POST", "/v2/repository/index"),
                          ("POST", "/v2/repository/models/fashion_mnist/load"),
                          ("GET", "/v2/models/fashion_mnist/stats"),
+                         # every model's statistics: "stats" must not pass
+                         # as a model name
+                         ("GET", "/v2/models/stats"), ("GET", "/v2/models/%73tats"),
+                         ("GET", "/v2/models/stats/ready"),
+                         ("GET", "/v2/models/stats/versions/1"),
                          ("GET", "/nginx_status"), ("GET", "/stub_status"),
                          ("GET", "/v2/health/../../metrics")]:
         r = https_session().request(method, f"{BASE_URL}{path}", timeout=10)
@@ -381,6 +408,145 @@ def test_request_id_passes_through(stack):
     time.sleep(0.5)
     logs = compose("logs", "--no-color", "inference").stdout
     assert rid in logs and "deploy-test-42" in logs
+
+
+def test_invalid_request_id_is_replaced_once(stack):
+    """nginx checks X-Request-ID by inferd's rule (1 to 64 of A-Z a-z 0-9
+    - _ . :): an invalid one is replaced by nginx's $request_id, and nginx's
+    access log, the replica's log and the answer name that same id."""
+    body = samples()[0][0]
+    tag = f"{time.time_ns()}"
+    for bad in (f"bad id {tag}", "x" * 60 + tag, f"bad;{tag}", f"bad\u00e9{tag}".encode()):
+        r = post_predict(body, headers={"X-Request-ID": bad})
+        assert r.status_code == 200, r.text
+        rid = r.headers["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", rid), (bad, rid)
+        time.sleep(0.5)
+        ngx = [json.loads(line.split("|", 1)[1]) for line in
+               compose("logs", "--no-color", "nginx").stdout.splitlines()
+               if "|" in line and line.split("|", 1)[1].strip().startswith("{")]
+        mine = [e for e in ngx if e.get("request_id") == rid]
+        assert len(mine) == 1 and mine[0]["uri"] == "/predict", (rid, mine)
+        inf = compose("logs", "--no-color", "inference").stdout
+        assert f'"request_id":"{rid}"' in inf.replace(" ", ""), rid
+        text = bad.decode("latin-1") if isinstance(bad, bytes) else bad
+        assert tag not in inf or text not in inf, bad
+    # a valid one is kept by both, unchanged
+    good = f"Ok-{tag}_a.b:c"
+    r = post_predict(body, headers={"X-Request-ID": good})
+    assert r.headers["X-Request-ID"] == good
+    time.sleep(0.5)
+    assert f'"request_id":"{good}"' in compose("logs", "--no-color", "nginx").stdout
+    assert good in compose("logs", "--no-color", "inference").stdout
+
+
+def _tls_socket():
+    ctx = ssl.create_default_context(cafile=secrets()["ca"])
+    raw = socket.create_connection(("127.0.0.1", HTTPS_PORT), 5)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def _stalled_upload(length, sent, path="/v2/models/fashion_mnist/infer"):
+    """A TLS connection that sent a POST's headers (Content-Length: length)
+    and `sent` bytes of the body, then stalls."""
+    s = _tls_socket()
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\n"
+              f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n"
+              f"Authorization: Bearer {secrets()['key']}\r\n\r\n".encode() + bytes(sent))
+    return s
+
+
+def _answer_within(s, seconds):
+    """The status line nginx sent on s within `seconds`, or None."""
+    s.settimeout(seconds)
+    try:
+        data = s.recv(65536)
+    except (socket.timeout, TimeoutError):
+        return None
+    return data.split(b"\r\n", 1)[0].decode() if data else "closed"
+
+
+def test_large_uploads_are_bounded(stack):
+    """Stalled uploads cannot fill nginx's /tmp: past NGINX_BIG_BODIES (8)
+    bodies over 2 MB in progress, a new one is refused at once with 429,
+    while small requests still pass; a slot frees when an upload ends."""
+    big = 30_000_000  # under client_max_body_size (40m), over the 2 MB buffer
+    held = []
+    try:
+        for _ in range(8):  # each past the 2 MB buffer: now in /tmp
+            held.append(_stalled_upload(big, 3 * 2**20))
+        time.sleep(0.5)
+        for s in held:
+            assert _answer_within(s, 0.05) is None  # accepted, waiting for the body
+        extra = _stalled_upload(big, 1024)
+        line = _answer_within(extra, 5)
+        extra.close()
+        assert line and line.startswith("HTTP/1.1 429"), line
+        r = post_predict(samples()[0][0])
+        assert r.status_code == 200, r.text
+        df = docker("exec", _nginx_container(), "df", "-m", "/tmp").stdout.split("\n")[1].split()
+        log(f"nginx /tmp with 8 stalled uploads: {df[2]} of {df[1]} MiB used")
+        assert int(df[2]) >= 8 * 2  # the bodies are buffered there
+        assert int(df[1]) >= 8 * 40  # and 8 whole ones would fit
+        held.pop().close()
+        time.sleep(1)
+        again = _stalled_upload(big, 1024)
+        held.append(again)
+        assert _answer_within(again, 1) is None  # a slot was free
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_connections_per_address_are_limited(stack):
+    """Past NGINX_CONN (64) requests in progress from one address, nginx
+    answers 429 at once; the limit lifts when they end."""
+    held = []
+    try:
+        for _ in range(64):
+            held.append(_stalled_upload(1000, 10, path="/predict"))
+        time.sleep(0.5)
+        r = public_get("/v2/health/ready", timeout=10)
+        assert r.status_code == 429, r.status_code
+        assert r.json()["error"].startswith("too many requests")
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(1)
+    assert public_get("/v2/health/ready", timeout=10).status_code == 200
+
+
+def _nginx_container():
+    (c,) = replicas(service="nginx")
+    return c["id"]
+
+
+def test_containers_run_with_limits(stack):
+    """Memory and process limits, a read-only root and a bounded /tmp on
+    every replica and on nginx, as the engine applied them."""
+    ids = [r["id"] for r in replicas()] + [_nginx_container()]
+    for c in json.loads(docker("inspect", *ids).stdout):
+        hc, name = c["HostConfig"], c["Name"]
+        assert hc["Memory"] > 0 and hc["PidsLimit"] and hc["PidsLimit"] > 0, (name, hc["Memory"],
+                                                                               hc["PidsLimit"])
+        assert hc["ReadonlyRootfs"] is True, name
+        assert "size=" in hc["Tmpfs"]["/tmp"], (name, hc["Tmpfs"])
+        if "nginx" in name:
+            assert hc["Memory"] >= 352 * 2**20 + 256 * 2**20, hc["Memory"]  # the tmpfs counts
+
+
+def test_loopback_cannot_control_models(stack):
+    """Inside a replica, where a proxy in the same network namespace would
+    put every client: loading and unloading are still refused (model
+    control is off in the shipped Compose files)."""
+    rid = replicas()[0]["id"]
+    script = ("exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'POST "
+              "/v2/repository/models/fashion_mnist/unload HTTP/1.1\\r\\nHost: x\\r\\n"
+              "Content-Length: 0\\r\\nConnection: close\\r\\n\\r\\n' >&3 && cat <&3")
+    p = docker("exec", rid, "bash", "-c", script)
+    assert p.stdout.startswith("HTTP/1.1 403"), p.stdout[:300]
+    assert "model control is off" in p.stdout
+    assert post_predict(samples()[0][0]).status_code == 200
 
 
 def test_nginx_errors_are_json(stack):

@@ -122,3 +122,22 @@ def test_runtime_matches_inferd():
     assert model["runtime"] == rt["metadata"]["name"]
     assert model["modelFormat"]["name"] == "pytorch"
     assert model["protocolVersion"] == "v2"
+
+
+def test_runtime_pod_is_locked_down():
+    """A writable /tmp (a memory emptyDir) beside the read-only root, where
+    libtorch unpacks a .pt2 package; no service-account token; no model
+    control over HTTP (a sidecar proxy makes every client loopback)."""
+    docs = manifests()
+    spec = docs["ServingRuntime"]["spec"]
+    (c,) = spec["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in vols[mounts["/tmp"]], vols
+    assert not any(m.get("readOnly") for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
+    env = {e["name"]: e["value"] for e in c["env"]}
+    args = dict(a.lstrip("-").split("=", 1) for a in c["args"])
+    mode = args.get("model-control-mode", env.get("INFERD_MODEL_CONTROL_MODE", "none"))
+    assert mode != "explicit" or "admin-token-file" in args or "INFERD_ADMIN_TOKEN_FILE" in env
+    assert docs["InferenceService"]["spec"]["predictor"]["automountServiceAccountToken"] is False
