@@ -157,3 +157,204 @@ def test_answers_do_not_show_server_paths(start_daemon, tmp_path):
     assert answers[0].status_code == 503 and "broken" in answers[0].text
     assert "secret-dir-name" in d.log_text(), "the log should keep the detail"
     survives(d)
+
+
+# ---------------------------------------------------------------------------
+# Connection floods and slow clients
+#
+# Small limits keep these quick: 24 connections in all, 8 per address, 1 s
+# for a header, 2 s for a body. A connection the guard refuses gets a 503
+# and is closed; one past its header or body deadline gets a 408 and is
+# closed (either may reach a client as a reset instead when it was sending).
+
+SMALL_LIMITS = ["--max-connections", "24", "--max-connections-per-address", "8",
+                "--header-timeout-s", "1", "--body-timeout-s", "2"]
+HALF_HEADER = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+
+def connect(daemon, source="127.0.0.1", first=HALF_HEADER):
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=2,
+                                 source_address=(source, 0))
+    try:
+        s.sendall(first)
+    except OSError:
+        pass  # refused already: read_until_closed says how
+    return s
+
+
+def read_until_closed(s, timeout):
+    """What the server sent before it closed s, or None when it is still
+    open after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        s.settimeout(left)
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            return None
+        except ConnectionResetError:
+            return buf
+        if not chunk:
+            return buf
+        buf += chunk
+
+
+def close_all(socks):
+    for s in socks:
+        s.close()
+
+
+def predict_from(daemon, source):
+    """A normal /predict from `source`; returns the status."""
+    import http.client
+    import json
+    from support import rounded_list, sample_image
+    c = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10,
+                                   source_address=(source, 0))
+    try:
+        c.request("POST", "/predict", json.dumps({"inputs": rounded_list(sample_image()[None])}),
+                  {"Content-Type": "application/json"})
+        return c.getresponse().status
+    finally:
+        c.close()
+
+
+def test_one_address_cannot_take_every_connection(start_daemon):
+    d = start_daemon(SMALL_LIMITS[:4] + ["--header-timeout-s", "30"])
+    held = [connect(d) for _ in range(8)]
+    try:
+        extra = [connect(d) for _ in range(12)]
+        answers = [read_until_closed(s, 2) for s in extra]
+        close_all(extra)
+        assert all(a is not None for a in answers), "a connection past the per-address limit stayed"
+        assert sum(a.startswith(b"HTTP/1.1 503") for a in answers) >= 1, answers
+        assert all(read_until_closed(s, 0.05) is None for s in held), "held ones were dropped"
+        assert health_from(d, "127.0.0.2") == 200  # other addresses are still answered
+        assert predict_from(d, "127.0.0.2") == 200
+    finally:
+        close_all(held)
+    survives(d)
+
+
+def test_total_limit_answers_503_and_frees_up(start_daemon):
+    d = start_daemon(SMALL_LIMITS[:4] + ["--header-timeout-s", "30"])
+    held = [connect(d, f"127.0.0.{3 + i // 8}") for i in range(24)]
+    try:
+        s = connect(d, "127.0.0.9")
+        answer = read_until_closed(s, 2)
+        s.close()
+        assert answer is not None and (answer == b"" or answer.startswith(b"HTTP/1.1 503")), answer
+    finally:
+        close_all(held)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the closed ones leave the count
+        try:
+            if health_from(d, "127.0.0.9") == 200:
+                break
+        except (OSError, AssertionError):
+            time.sleep(0.05)
+    survives(d)
+
+
+def test_slow_header_is_cut_at_its_deadline(start_daemon):
+    d = start_daemon(SMALL_LIMITS)
+    s = connect(d, first=b"GET /v2/health/live HTTP/1.1\r\n")
+    start = time.monotonic()
+    closed = None
+    try:
+        while time.monotonic() - start < 5:  # a byte every 0.2 s resets no clock
+            time.sleep(0.2)
+            try:
+                s.sendall(b"X")
+            except OSError:
+                closed = time.monotonic() - start
+                break
+            if read_until_closed(s, 0.01) is not None:
+                closed = time.monotonic() - start
+                break
+    finally:
+        s.close()
+    assert closed is not None and closed < 3, f"a trickled header kept its connection {closed} s"
+    survives(d)
+
+
+def test_slow_body_is_cut_at_its_deadline(start_daemon):
+    d = start_daemon(SMALL_LIMITS)
+    s = connect(d, first=b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                        b"\r\nContent-Length: 1000\r\n\r\n{")
+    start = time.monotonic()
+    closed = None
+    try:
+        while time.monotonic() - start < 6:
+            time.sleep(0.2)
+            try:
+                s.sendall(b" ")
+            except OSError:
+                closed = time.monotonic() - start
+                break
+            if read_until_closed(s, 0.01) is not None:
+                closed = time.monotonic() - start
+                break
+    finally:
+        s.close()
+    assert closed is not None and closed < 4, f"a trickled body kept its connection {closed} s"
+    survives(d)
+
+
+def test_idle_keepalive_connections_give_way(start_daemon):
+    d = start_daemon(SMALL_LIMITS)
+    idle = []
+    try:
+        for _ in range(8):  # the address's whole allowance, idle after one request each
+            s = connect(d, first=b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(2)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            idle.append(s)
+        for _ in range(3):  # the same address is still served
+            assert health_from(d, "127.0.0.1") == 200
+    finally:
+        close_all(idle)
+    survives(d)
+
+
+def test_queued_requests_are_not_cut(start_daemon, tmp_path):
+    import json
+    from support import add_fashion_mnist, rounded_list, sample_image
+    repo = tmp_path / "repo"
+    folder = add_fashion_mnist(repo)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_queue_delay_us"] = 2500000  # each request waits 2.5 s in the queue
+    (folder / "config.json").write_text(json.dumps(config))
+    d = start_daemon(SMALL_LIMITS[:4] + ["--header-timeout-s", "1", "--body-timeout-s", "1",
+                                         "--batch-wait", "always"], repo=repo)
+    start = time.monotonic()
+    r = d.predict({"inputs": rounded_list(sample_image()[None])})
+    assert r.status_code == 200, r.text
+    assert time.monotonic() - start > 2, "the request did not wait in the queue"
+    survives(d)
+
+
+def test_flood_with_default_limits(start_daemon):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    d = start_daemon()
+    socks = []
+    try:
+        start = time.monotonic()
+        for _ in range(1100):  # past libmicrohttpd's default limit of about 1,020
+            assert time.monotonic() - start < 30, "1,100 connections took over 30 s"
+            try:
+                socks.append(connect(d))
+            except OSError:
+                pass  # the backlog is full: that is the flood's problem
+        assert health_from(d, "127.0.0.2") == 200
+        assert predict_from(d, "127.0.0.2") == 200
+    finally:
+        close_all(socks)
+    survives(d)
