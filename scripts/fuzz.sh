@@ -12,7 +12,7 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate"
+TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape"
 # The modules the targets exercise (and what they link against).
 SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding"
 

@@ -6,7 +6,7 @@
 
 static bool starts_path(const char *s, const char *p)
 {
-    return p[0] == '/' && (p == s || strchr(" \t'\"([=:", p[-1]) != NULL) && p[1] != '\0' &&
+    return p[0] == '/' && (p == s || strchr(" \t'\"([=", p[-1]) != NULL) && p[1] != '\0' &&
            strchr(" \t'\":,;)]", p[1]) == NULL;
 }
 
