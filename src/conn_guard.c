@@ -226,7 +226,6 @@ static int reap_locked(struct conn_guard *g, uint64_t now)
 static void *reaper_main(void *arg)
 {
     struct conn_guard *g = arg;
-    uint64_t logged = 0;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
         struct timespec until = clock_timespec(clock_now_ns() + REAP_PERIOD_NS);
@@ -234,9 +233,7 @@ static void *reaper_main(void *arg)
         if (g->stopping)
             break;
         int n = reap_locked(g, clock_now_ns());
-        uint64_t total = g->reaped;
-        if (n > 0 && total - logged > 0) {
-            logged = total;
+        if (n > 0) {
             pthread_mutex_unlock(&g->lock);
             log_msg(LOG_WARN,
                     "closed %d connection(s) whose header or body did not arrive in time (408)", n);

@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "log.h"
 #include "model.h"
+#include "redact.h"
 #include "strbuf.h"
 
 enum route_outcome http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
@@ -142,8 +143,14 @@ static void on_infer_done(struct infer_request *req)
         ex->encode(ex);
     else if (req->status == 503)
         http_reply_unavailable(ex, 1, "%s", req->error);
-    else
-        http_reply_error(ex, req->status ? req->status : 500, "%s", req->error);
+    else if (req->status >= 400 && req->status < 500)
+        http_reply_error(ex, req->status, "%s", req->error);
+    else { /* the model failed: libtorch's text may name files of this server's */
+        char message[sizeof req->error];
+        snprintf(message, sizeof message, "%s", req->error);
+        redact_paths(message);
+        http_reply_error(ex, req->status ? req->status : 500, "%s", message);
+    }
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;
     MHD_resume_connection(ex->conn);
