@@ -74,7 +74,7 @@ SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o) $(BUILD)/obj/numconv.o
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o redact.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -99,7 +99,7 @@ help:
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make check-layers    fail when modules include each other in a cycle"
-	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, v2 decoder, v2 whole path (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"

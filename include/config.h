@@ -32,7 +32,11 @@ struct inferd_config {
     int max_queue;
     long max_body_bytes;
     long max_image_pixels;
-    long request_timeout_ms; /* 0: no deadline */
+    int max_connections;             /* open HTTP connections in all */
+    int max_connections_per_address; /* ... from one client address */
+    int header_timeout_s;            /* accept to a complete request header */
+    int body_timeout_s;              /* a complete header to a complete body */
+    long request_timeout_ms;         /* 0: no deadline */
     int drain_timeout_s;
     double gpu_memory_fraction; /* 0: no cap */
     enum log_format log_format;

@@ -15,6 +15,7 @@
 
 #include "access.h"
 #include "config.h"
+#include "conn_guard.h"
 #include "encoding.h"
 #include "infer_request.h"
 #include "linger.h"
@@ -36,6 +37,7 @@ struct http_front {
     int quiesced_fd;           /* the listening socket after http_drain_begin, else -1 */
     int bound_port;            /* public, read-only: the port it listens on */
     struct linger_pool linger; /* sockets of early answers, read until the client stops */
+    struct conn_guard guard;   /* connection limits, header and body deadlines */
     atomic_bool draining;
     atomic_int inflight; /* exchanges begun and not yet completed */
     pthread_mutex_t idle_lock;
@@ -69,6 +71,7 @@ struct http_exchange {
     struct http_front *front;
     struct server *srv; /* for handlers */
     struct MHD_Connection *conn;
+    struct conn_entry *conn_entry; /* its connection's in the guard (NULL: none) */
     const char *method;
     char path[512];
     struct route route;

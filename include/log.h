@@ -4,9 +4,11 @@
 #ifndef INFERD_LOG_H
 #define INFERD_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "strbuf.h"
 
 /* One key/value field of a structured log line. */
 struct log_field {
@@ -28,5 +30,17 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void log_fields(enum log_level level, const char *msg, const struct log_field *fields,
                 int n_fields);
 uint64_t log_dropped_lines(void);
+
+/* Every string in a line (the message, keys, values) goes through
+ * log_append_escaped, so that no client byte reaches the log raw: control
+ * bytes (newline, tab, escape, DEL...) become \\n, \\t or \\u00XX, bytes that
+ * are not well-formed UTF-8 become \\u00XX, and quoted adds the quotes and
+ * escapes '"' and '\\' as JSON does. A text-format value is quoted when it
+ * is empty or holds a space, '"', '=', '\\', a control byte or non-ASCII.
+ * Returns 0, or -1 when out of memory (sb->failed is set). */
+int log_append_escaped(struct strbuf *sb, const char *s, bool quoted);
+/* Append one whole line, as log_fields writes it, in format. */
+void log_render(struct strbuf *sb, enum log_format format, enum log_level level, const char *msg,
+                const struct log_field *fields, int n_fields);
 
 #endif

@@ -15,7 +15,7 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_v2_decode fuzz_v2_batch"
+ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape fuzz_v2_decode fuzz_v2_batch"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 RUNS=${FUZZ_RUNS:-}
 # The modules the targets exercise (and what they link against).

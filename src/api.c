@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redact.h"
+
 #define API_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, api_##name},
 const struct route_def api_routes[] = {API_ROUTES(API_ROW)};
 #undef API_ROW
@@ -54,6 +56,7 @@ bool api_model_available(struct http_exchange *ex, struct model *m)
         return false;
     case MODEL_FAILED:
         model_get_error(m, why, sizeof why);
+        redact_paths(why); /* the log has the paths */
         http_reply_unavailable(ex, 5, "model %s is not available: %s", m->cfg.name, why);
         return false;
     }

@@ -5,6 +5,7 @@
 
 #include "api.h"
 #include "model_config_json.h"
+#include "redact.h"
 
 static void put_duration(struct strbuf *sb, const char *name, const struct metrics_duration *d)
 {
@@ -105,6 +106,7 @@ enum route_outcome api_model_config(struct http_exchange *ex)
     if (m->cfg.n_inputs == 0) { /* its config.json could not be used */
         char why[256];
         model_get_error(m, why, sizeof why);
+        redact_paths(why); /* the log has the paths */
         return http_reply_unavailable(ex, 5, "model %s has no usable configuration: %s",
                                       m->cfg.name, why);
     }

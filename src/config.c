@@ -47,6 +47,18 @@ static const struct option_spec options[] = {
      "largest request body (413 above)"},
     {"max-image-pixels", OPT_LONG, FIELD(max_image_pixels), 0, 1, 1L << 40, NULL,
      "largest image (width x height) a request may send; checked from its header, 400 above"},
+    {"max-connections", OPT_INT, FIELD(max_connections), 0, 2, 1000000, NULL,
+     "open HTTP connections in all; past it a new one gets 503 and is closed (idle kept-alive "
+     "connections are closed first to make room)"},
+    {"max-connections-per-address", OPT_INT, FIELD(max_connections_per_address), 0, 1, 1000000,
+     NULL,
+     "open HTTP connections from one client address (behind a proxy: the proxy's); past it the "
+     "same as --max-connections"},
+    {"header-timeout-s", OPT_INT, FIELD(header_timeout_s), 0, 1, 3600, NULL,
+     "a new connection's whole request header must arrive within this, else 408 and closed"},
+    {"body-timeout-s", OPT_INT, FIELD(body_timeout_s), 0, 1, 86400, NULL,
+     "a request's whole body must arrive within this from the end of its header, else 408 and "
+     "closed"},
     {"request-timeout-ms", OPT_LONG, FIELD(request_timeout_ms), 0, 0, 86400000, NULL,
      "504 for a request still queued after this (0: never)"},
     {"drain-timeout-s", OPT_INT, FIELD(drain_timeout_s), 0, 0, 3600, NULL,
@@ -95,6 +107,10 @@ void config_defaults(struct inferd_config *cfg)
     cfg->max_queue = 256;
     cfg->max_body_bytes = 16L * 1024 * 1024;
     cfg->max_image_pixels = 40L * 1000 * 1000;
+    cfg->max_connections = 1000;
+    cfg->max_connections_per_address = 128;
+    cfg->header_timeout_s = 10;
+    cfg->body_timeout_s = 60;
     cfg->request_timeout_ms = 30000;
     cfg->drain_timeout_s = 8;
     cfg->gpu_memory_fraction = 0.0;

@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
 #include "model.h"
+#include "redact.h"
 #include "strbuf.h"
 
 enum route_outcome http_reply_body(struct http_exchange *ex, int status, char *body, size_t len,
@@ -141,8 +143,14 @@ static void on_infer_done(struct infer_request *req)
         ex->encode(ex);
     else if (req->status == 503)
         http_reply_unavailable(ex, 1, "%s", req->error);
-    else
-        http_reply_error(ex, req->status ? req->status : 500, "%s", req->error);
+    else if (req->status >= 400 && req->status < 500)
+        http_reply_error(ex, req->status, "%s", req->error);
+    else { /* the model failed: libtorch's text may name files of this server's */
+        char message[sizeof req->error];
+        snprintf(message, sizeof message, "%s", req->error);
+        redact_paths(message);
+        http_reply_error(ex, req->status ? req->status : 500, "%s", message);
+    }
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;
     MHD_resume_connection(ex->conn);
@@ -500,10 +508,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ex == NULL)
             return MHD_NO;
         *req_cls = ex;
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        ex->conn_entry = info ? info->socket_context : NULL;
         if (check_access(ex) || precheck(ex)) {
+            conn_guard_phase(&h->guard, ex->conn_entry, CONN_BUSY);
             linger_if_body_follows(ex);
             return queue_reply(ex); /* answer before reading any body */
         }
+        conn_guard_phase(&h->guard, ex->conn_entry, CONN_BODY); /* the body's deadline */
         return MHD_YES;
     }
     if (ex->reply_queued) { /* an early answer: drop what still arrives */
@@ -520,6 +533,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             ex->discarding = true;
         return MHD_YES;
     }
+    if (ex->phase == EX_READING)
+        conn_guard_phase(&h->guard, ex->conn_entry, CONN_BUSY); /* the body is complete */
     if (ex->phase == EX_READING && !ex->discarding && ex->inflater != NULL) {
         char err[256];
         if (inflater_finish(ex->inflater, err, sizeof err) != INFLATE_OK) {
@@ -583,6 +598,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (ex->reply.status == 0) /* ended before any answer: say why, as nginx does */
         ex->reply.status =
             toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : INFER_STATUS_CLIENT_CLOSED;
+    /* Kept alive (or closing): the idle deadline, and first to give way. */
+    conn_guard_phase(&h->guard, ex->conn_entry, CONN_IDLE);
     uint64_t total = clock_now_ns() - ex->start_ns;
     count_stats(ex); /* an exchange that ended without an answer */
     access_log(ex, total);
@@ -596,6 +613,40 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         pthread_cond_broadcast(&h->idle_cond);
         pthread_mutex_unlock(&h->idle_lock);
     }
+}
+
+/* Every connection enters the guard as libmicrohttpd accepts it (refused
+ * ones are answered 503 and shut down there, and get no entry) and leaves
+ * it as libmicrohttpd closes it, before its descriptor is closed. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_front *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context =
+            fd ? conn_guard_open(&h->guard, fd->connect_fd, addr ? addr->client_addr : NULL) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_guard_close(&h->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* Enough descriptors for the connection limit: raise the soft limit towards
+ * the hard one when it is lower (a warning when even that is short). */
+static void raise_fd_limit(rlim_t wanted)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= wanted)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < wanted ? rl.rlim_max : wanted;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < wanted)
+        log_msg(LOG_WARN,
+                "only %llu file descriptors for --max-connections: connections past that wait",
+                (unsigned long long)rl.rlim_cur);
 }
 
 static int hex_value(char c)
@@ -638,6 +689,10 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
  * 64 KiB holds any header set we accept and reads large bodies in 64 KiB
  * chunks. */
 #define HTTP_CONNECTION_POOL_BYTES (64 * 1024)
+
+/* A kept-alive connection idles this long at most: above nginx's upstream
+ * keepalive_timeout (60 s at most in our templates), so nginx closes first. */
+#define HTTP_IDLE_TIMEOUT_S 120u
 
 int http_start(struct http_front *h, const struct inferd_config *cfg,
                const struct route_def *routes, size_t n_routes, struct access *access,
@@ -690,10 +745,29 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
         pthread_mutex_destroy(&h->idle_lock);
         return -1;
     }
+    const struct conn_limits limits = {
+        .max_total = cfg->max_connections,
+        .max_per_addr = cfg->max_connections_per_address,
+        .header_ns = (uint64_t)cfg->header_timeout_s * 1000000000u,
+        .body_ns = (uint64_t)cfg->body_timeout_s * 1000000000u,
+        .idle_ns = (uint64_t)HTTP_IDLE_TIMEOUT_S * 1000000000u,
+    };
+    if (conn_guard_start(&h->guard, &limits, err, err_len) != 0) {
+        linger_stop(&h->linger);
+        pthread_cond_destroy(&h->idle_cond);
+        pthread_mutex_destroy(&h->idle_lock);
+        return -1;
+    }
+    /* libmicrohttpd's own limit, split between its threads, is only a
+     * backstop: the guard decides, and answers 503, below it. Room for the
+     * refused and the shut connections it has not yet closed. */
+    unsigned mhd_limit = 2u * (unsigned)cfg->max_connections + 64u;
+    raise_fd_limit((rlim_t)mhd_limit + 256);
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_POOL_BYTES,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned)1024, MHD_OPTION_END);
@@ -701,6 +775,7 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
         pthread_cond_destroy(&h->idle_cond);
         pthread_mutex_destroy(&h->idle_lock);
         snprintf(err, err_len, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
+        conn_guard_stop(&h->guard);
         linger_stop(&h->linger);
         return -1;
     }
@@ -755,6 +830,7 @@ void http_stop(struct http_front *h)
         return;
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
+    conn_guard_stop(&h->guard);
     linger_stop(&h->linger);
     if (h->quiesced_fd >= 0)
         close(h->quiesced_fd);

@@ -174,17 +174,90 @@ static void append_ms(struct strbuf *sb, int64_t ns)
     append_uint(sb, us % 1000u, 3);
 }
 
+/* The length of the well-formed UTF-8 sequence at p (2 to 4), or 0 when
+ * p[0] does not start one (a stray continuation, an overlong form, a
+ * surrogate, past U+10FFFF, or cut short). */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range */
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* Whether a text-format value must be quoted: empty, or holding a space,
+ * '"', '=', '\\', a control byte or anything but ASCII. */
+static bool needs_quotes(const char *s)
+{
+    if (s[0] == '\0')
+        return true;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7F || *p == '"' || *p == '=' || *p == '\\')
+            return true;
+    return false;
+}
+
+int log_append_escaped(struct strbuf *sb, const char *s, bool quoted)
+{
+    int rc = quoted ? strbuf_puts(sb, "\"") : 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
+        const char *out = NULL;
+        char esc[8];
+        switch (*p) {
+        case '"': out = quoted ? "\\\"" : NULL; break;
+        case '\\': out = quoted ? "\\\\" : NULL; break;
+        case '\n': out = "\\n"; break;
+        case '\r': out = "\\r"; break;
+        case '\t': out = "\\t"; break;
+        default:
+            if (*p < 0x20 || *p == 0x7F) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                out = esc;
+            } else if (*p >= 0x80) {
+                size_t n = utf8_sequence(p);
+                if (n > 0) {
+                    rc = strbuf_append(sb, p, n);
+                    p += n - 1;
+                    continue;
+                }
+                /* Not UTF-8: the byte as the code point of the same value. */
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                out = esc;
+            }
+        }
+        rc = out ? strbuf_puts(sb, out) : strbuf_append(sb, p, 1);
+    }
+    if (rc == 0 && quoted)
+        rc = strbuf_puts(sb, "\"");
+    return rc;
+}
+
 static void append_value(struct strbuf *sb, const struct log_field *f, bool json)
 {
+    const char *s = f->str ? f->str : "";
     switch (f->type) {
-    case LOG_STR:
-        if (json)
-            strbuf_json_string(sb, f->str ? f->str : "");
-        else if (f->str && f->str[0] && strpbrk(f->str, " \"=") == NULL)
-            strbuf_puts(sb, f->str);
-        else
-            strbuf_json_string(sb, f->str ? f->str : "");
-        break;
+    case LOG_STR: log_append_escaped(sb, s, json || needs_quotes(s)); break;
     case LOG_INT:
         if (f->num < 0)
             strbuf_puts(sb, "-");
@@ -194,38 +267,44 @@ static void append_value(struct strbuf *sb, const struct log_field *f, bool json
     }
 }
 
+void log_render(struct strbuf *sb, enum log_format format, enum log_level level, const char *msg,
+                const struct log_field *fields, int n_fields)
+{
+    bool json = format == LOG_FORMAT_JSON;
+    if (json) {
+        strbuf_puts(sb, "{\"ts\":\"");
+        append_timestamp(sb);
+        strbuf_puts(sb, "\",\"level\":\"");
+        strbuf_puts(sb, log_level_name(level));
+        strbuf_puts(sb, "\",\"msg\":");
+        log_append_escaped(sb, msg, true);
+    } else {
+        append_timestamp(sb);
+        strbuf_printf(sb, " %-5s ", log_level_name(level));
+        log_append_escaped(sb, msg, false); /* free text: control bytes escaped */
+    }
+    for (int i = 0; i < n_fields; i++) {
+        if (json) {
+            strbuf_puts(sb, ",");
+            log_append_escaped(sb, fields[i].key, true);
+            strbuf_puts(sb, ":");
+        } else {
+            strbuf_puts(sb, " ");
+            log_append_escaped(sb, fields[i].key, false);
+            strbuf_puts(sb, "=");
+        }
+        append_value(sb, &fields[i], json);
+    }
+    strbuf_puts(sb, json ? "}\n" : "\n");
+}
+
 void log_fields(enum log_level level, const char *msg, const struct log_field *fields, int n_fields)
 {
     if (!log_enabled(level))
         return;
     struct strbuf sb = {0};
-    bool json = logger.format == LOG_FORMAT_JSON;
     strbuf_reserve(&sb, 512); /* most lines: one allocation */
-    if (json) {
-        strbuf_puts(&sb, "{\"ts\":\"");
-        append_timestamp(&sb);
-        strbuf_puts(&sb, "\",\"level\":\"");
-        strbuf_puts(&sb, log_level_name(level));
-        strbuf_puts(&sb, "\",\"msg\":");
-        strbuf_json_string(&sb, msg);
-    } else {
-        append_timestamp(&sb);
-        strbuf_printf(&sb, " %-5s ", log_level_name(level));
-        strbuf_puts(&sb, msg);
-    }
-    for (int i = 0; i < n_fields; i++) {
-        if (json) {
-            strbuf_puts(&sb, ",");
-            strbuf_json_string(&sb, fields[i].key);
-            strbuf_puts(&sb, ":");
-        } else {
-            strbuf_puts(&sb, " ");
-            strbuf_puts(&sb, fields[i].key);
-            strbuf_puts(&sb, "=");
-        }
-        append_value(&sb, &fields[i], json);
-    }
-    strbuf_puts(&sb, json ? "}\n" : "\n");
+    log_render(&sb, logger.format, level, msg, fields, n_fields);
     if (!sb.failed)
         emit(sb.data, sb.len);
     strbuf_free(&sb);

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "redact.h"
 
 #define WATCH_NS 5000000u /* how often a load in progress is looked at */
 
@@ -519,6 +520,23 @@ static void rescan(struct registry *r)
     }
 }
 
+/* A load that failed for a model the registry did not know leaves no entry
+ * behind: otherwise failed loads of made-up names fill the table until a
+ * restart. An entry that serves something (a version that loaded, or a
+ * placeholder) stays. */
+static void forget_if_empty(struct registry *r, const char *name)
+{
+    pthread_mutex_lock(&r->lock);
+    struct registry_entry *e = find_entry(r, name);
+    if (e != NULL && e->n_served == 0) {
+        for (int i = 0; i < r->n_entries; i++)
+            if (r->entries[i] == e)
+                r->entries[i] = r->entries[--r->n_entries];
+        free(e);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void run_job(struct registry *r, struct registry_job *job)
 {
     job->status = 200;
@@ -536,14 +554,22 @@ static void run_job(struct registry *r, struct registry_job *job)
     if (text == NULL) {
         text = model_repo_read_config(r->cfg->model_repository, job->name, err, sizeof err);
         if (text == NULL) {
+            log_msg(LOG_WARN, "model %s: load refused: %s", job->name, err);
             job->status = 404;
             snprintf(job->message, sizeof job->message, "model %s: %.300s", job->name, err);
+            redact_paths(job->message);
             return;
         }
     }
+    pthread_mutex_lock(&r->lock);
+    bool existed = find_entry(r, job->name) != NULL;
+    pthread_mutex_unlock(&r->lock);
     if (reload(r, job->name, text, true, err, sizeof err) != 0) {
         job->status = strstr(err, "shutting down") ? 503 : 400;
         snprintf(job->message, sizeof job->message, "model %s: %.300s", job->name, err);
+        redact_paths(job->message);
+        if (!existed)
+            forget_if_empty(r, job->name);
     }
     if (text != job->config)
         free(text);
@@ -846,8 +872,11 @@ static void index_row(struct strbuf *sb, bool *first, const char *name, int vers
         strbuf_printf(sb, ",\"version\":\"%d\"", version);
     strbuf_printf(sb, ",\"state\":\"%s\"", state);
     if (reason != NULL && reason[0]) {
+        char public_reason[320];
+        snprintf(public_reason, sizeof public_reason, "%s", reason);
+        redact_paths(public_reason); /* the log has the paths */
         strbuf_puts(sb, ",\"reason\":");
-        strbuf_json_string(sb, reason);
+        strbuf_json_string(sb, public_reason);
     }
     strbuf_puts(sb, "}");
 }
