@@ -329,8 +329,8 @@ int json_check_budget(const char *text, size_t len, size_t max_values, char *err
     bool just_opened = false;
     for (; p < end; p++) {
         char c = *p;
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
+        if ((unsigned char)c <= ' ')
+            continue; /* cJSON skips every control byte as whitespace */
         if (c == '"') {
             p = skip_string(p, end);
             if (p == NULL)

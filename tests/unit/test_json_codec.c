@@ -1190,6 +1190,8 @@ static void test_value_budget(void **state)
     expect_budget_refusal(deep, "nested more than");
     /* The count is cJSON's node count: 3, then 4 (empty containers have no element). */
     assert_int_equal(json_check_budget("[[{}]]", 6, 3, err, sizeof err), 0);
+    /* cJSON takes every control byte for whitespace: "[\x01]" is empty. */
+    assert_int_equal(json_check_budget("[\x01\x00]", 4, 1, err, sizeof err), 0);
     assert_int_equal(json_check_budget("[[{}],{}]", 9, 3, err, sizeof err), -1);
     assert_int_equal(json_check_budget("[ [ { } ] , { } ]", 17, 4, err, sizeof err), 0);
     assert_int_equal(json_check_budget("{\"a\":1,\"b\":[\"x\",{}]}", 21, 5, err, sizeof err), 0);
