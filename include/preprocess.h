@@ -41,7 +41,23 @@ struct preprocess_spec {
 int preprocess_spec_parse(const cJSON *obj, enum shim_dtype dtype, const int64_t *shape, int ndim,
                           bool batching, struct preprocess_spec *out, char *err, size_t err_len);
 
-/* The [H, W] an image of width x height comes out as. */
+/* The most pixels an aspect-keeping resize ("resize": S, no matter the
+ * crop) may give one image: 2048 x 2048, or 4 S^2 when S is over 1024. */
+#define PREPROCESS_MAX_RESIZED_PIXELS (2048L * 2048)
+
+/* The working memory a resize may take (weight tables, intermediate rows)
+ * when the decoded image is smaller; else the decoded image's size. */
+#define PREPROCESS_MIN_WORK_BYTES (16L * 1000 * 1000)
+
+/* Check, from its size alone (before decoding), that a width x height
+ * image can be preprocessed within the limits above, and give its output
+ * [H, W] (as preprocess_output_size). Returns 0, or -1 with err set (a
+ * 400: the resize would be too large or take too much memory). */
+int preprocess_check(const struct preprocess_spec *spec, int width, int height, int *out_h,
+                     int *out_w, char *err, size_t err_len);
+
+/* The [H, W] an image of width x height comes out as (a side too large
+ * for an int comes out as INT_MAX: preprocess_check refuses those). */
 void preprocess_output_size(const struct preprocess_spec *spec, int width, int height, int *out_h,
                             int *out_w);
 

@@ -223,8 +223,12 @@ static int append_top_k(struct strbuf *sb, const struct tensor *out, const struc
                         int k)
 {
     int64_t rows = out->shape[0], cols = out->shape[1];
+    if (cols > INT32_MAX)
+        cols = INT32_MAX; /* topk_select counts classes in an int */
+    if (k > cols)
+        k = (int)cols; /* as Triton's classification: at most every class */
     double *row = malloc((size_t)(cols ? cols : 1) * sizeof *row);
-    struct topk_entry *best = malloc((size_t)k * sizeof *best);
+    struct topk_entry *best = malloc((size_t)(k ? k : 1) * sizeof *best);
     if (row == NULL || best == NULL) {
         free(row);
         free(best);

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "api.h"
+#include "json_numbers.h"
 
 enum route_outcome api_repository_index(struct http_exchange *ex)
 {
@@ -113,6 +114,11 @@ static int read_override(struct http_exchange *ex, char **config)
     *config = NULL;
     if (ex->body_len == 0)
         return 0;
+    char why[200];
+    if (json_check_budget(ex->body, ex->body_len, JSON_DOC_MAX_VALUES, why, sizeof why) != 0) {
+        http_reply_error(ex, 400, "%s", why);
+        return -1;
+    }
     cJSON *root = cJSON_ParseWithLength(ex->body, ex->body_len);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -306,7 +306,6 @@ static enum image_status decode_png(const uint8_t *d, size_t len, const struct i
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     png_infop pinfo = png ? png_create_info_struct(png) : NULL;
     uint8_t *volatile buf = NULL;
-    png_bytep *volatile rows = NULL;
     if (pinfo == NULL) {
         png_destroy_read_struct(&png, NULL, NULL);
         snprintf(err, err_len, "out of memory starting the PNG decoder");
@@ -314,7 +313,6 @@ static enum image_status decode_png(const uint8_t *d, size_t len, const struct i
     }
     if (setjmp(png_jmpbuf(png))) {
         free(buf);
-        free(rows);
         png_destroy_read_struct(&png, &pinfo, NULL);
         return IMAGE_CORRUPT; /* err set by png_on_error */
     }
@@ -330,7 +328,7 @@ static enum image_status decode_png(const uint8_t *d, size_t len, const struct i
     if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, pinfo) < 8)
         png_set_expand_gray_1_2_4_to_8(png);
     png_set_strip_16(png);
-    png_set_interlace_handling(png);
+    int passes = png_set_interlace_handling(png);
     png_read_update_info(png, pinfo);
     int ch = png_get_channels(png, pinfo);
     size_t rowbytes = png_get_rowbytes(png, pinfo);
@@ -338,19 +336,20 @@ static enum image_status decode_png(const uint8_t *d, size_t len, const struct i
         png_error(png, "unexpected pixel layout");
     int room = ch > (int)color ? ch : (int)color;
     size_t bytes = pixel_bytes((int)w, (int)h, room);
-    if (bytes == 0 || (buf = malloc(bytes)) == NULL ||
-        (rows = malloc((size_t)h * sizeof *rows)) == NULL)
+    if (bytes == 0 || (buf = malloc(bytes)) == NULL)
         png_error(png, "out of memory");
-    /* Decode into the tail of the buffer, convert towards its head. */
+    /* Decode into the tail of the buffer, convert towards its head. Row by
+     * row, each pass over every row (libpng fills in an interlaced image's
+     * pixels pass by pass): no table of row pointers, which for a 1-pixel
+     * wide image would be 8 bytes per pixel. */
     uint8_t *decoded = buf + (bytes - (size_t)w * h * (size_t)ch);
-    for (png_uint_32 y = 0; y < h; y++)
-        rows[y] = decoded + (size_t)y * rowbytes;
-    png_read_image(png, rows);
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < h; y++)
+            png_read_row(png, decoded + (size_t)y * rowbytes, NULL);
     png_read_end(png, NULL);
     size_t n = (size_t)w * h;
     if (ch != (int)color || decoded != buf)
         convert_pixels(decoded, ch, false, buf, color, n);
-    free(rows);
     png_destroy_read_struct(&png, &pinfo, NULL);
     out->width = (int)w;
     out->height = (int)h;

@@ -66,7 +66,10 @@ int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, ch
             return (int)st;
         }
         int h, w;
-        preprocess_output_size(b->spec, info.width, info.height, &h, &w);
+        if (preprocess_check(b->spec, info.width, info.height, &h, &w, why, sizeof why) != 0) {
+            snprintf(err, err_len, "%s%s", why, where);
+            return 400;
+        }
         if (i > 0 && (h != b->out_h || w != b->out_w)) {
             snprintf(err, err_len,
                      "images of one request must give the same size: image 1 gives %dx%d, "

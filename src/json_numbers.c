@@ -24,7 +24,7 @@ static const char *skip_ws(const char *p, const char *end)
 
 static int grow(struct num_array *a, size_t *cap)
 {
-    size_t grown = *cap ? *cap * 2 : 1024;
+    size_t grown = *cap ? *cap * 2 : 16;
     double *values = realloc(a->values, grown * sizeof *values);
     if (values == NULL)
         return -1;
@@ -272,7 +272,8 @@ static bool mentions_placeholder(const char *p, const char *end)
 }
 
 /* Copy the document into skeleton, replacing numeric arrays. Returns 0, -1
- * when out of memory, -2 when a string holds the reserved U+FDD0. */
+ * when out of memory, -2 when a string holds the reserved U+FDD0, -3 when
+ * there are more numeric arrays than the value budget. */
 static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
                           struct strbuf *skeleton)
 {
@@ -298,6 +299,8 @@ static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
             continue;
         }
         size_t slot;
+        if (doc->n_arrays >= JSON_DOC_MAX_VALUES)
+            return -3;
         if (add_array(doc, &slot) != 0)
             return -1;
         struct num_array *a = &doc->arrays[slot];
@@ -315,6 +318,51 @@ static int extract_arrays(const char *p, const char *end, struct json_doc *doc,
     return strbuf_append(skeleton, copied, (size_t)(end - copied));
 }
 
+int json_check_budget(const char *text, size_t len, size_t max_values, char *err, size_t err_len)
+{
+    /* cJSON makes one node for the document and one per element of each
+     * array or object: an element per ',' and one more in each non-empty
+     * container (an opener counts one, taken back when it closes at once). */
+    const char *p = text, *end = text + len;
+    size_t values = 1;
+    int depth = 0;
+    bool just_opened = false;
+    for (; p < end; p++) {
+        char c = *p;
+        if ((unsigned char)c <= ' ')
+            continue; /* cJSON skips every control byte as whitespace */
+        if (c == '"') {
+            p = skip_string(p, end);
+            if (p == NULL)
+                return 0; /* unterminated: cJSON refuses it, allocating little */
+            p--;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_DOC_MAX_DEPTH) {
+                snprintf(err, err_len,
+                         "the request's JSON is nested more than %d deep (a limit of inferd's)",
+                         JSON_DOC_MAX_DEPTH);
+                return -1;
+            }
+            values++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+            if (just_opened)
+                values--;
+        } else if (c == ',') {
+            values++;
+        }
+        just_opened = c == '{' || c == '[';
+        if (values > max_values + (just_opened ? 1 : 0)) {
+            snprintf(err, err_len,
+                     "the request's JSON has more than %zu values outside numeric arrays (a limit "
+                     "of inferd's: tensors go in numeric arrays or as binary data)",
+                     max_values);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int json_doc_parse(const char *body, size_t len, struct json_doc *doc, char *err, size_t err_len)
 {
     struct strbuf skeleton = {0};
@@ -323,12 +371,22 @@ int json_doc_parse(const char *body, size_t len, struct json_doc *doc, char *err
     if (rc != 0) {
         strbuf_free(&skeleton);
         json_doc_free(doc);
-        snprintf(err, err_len, "%s",
-                 rc == -2 ? "strings may not contain U+FDD0 (a Unicode noncharacter)"
-                          : "out of memory parsing the request");
+        if (rc == -3)
+            snprintf(err, err_len,
+                     "the request's JSON has more than %d numeric arrays (a limit of inferd's)",
+                     JSON_DOC_MAX_VALUES);
+        else
+            snprintf(err, err_len, "%s",
+                     rc == -2 ? "strings may not contain U+FDD0 (a Unicode noncharacter)"
+                              : "out of memory parsing the request");
         return -1;
     }
     const char *text = skeleton.data ? skeleton.data : "";
+    if (json_check_budget(text, skeleton.len, JSON_DOC_MAX_VALUES, err, err_len) != 0) {
+        strbuf_free(&skeleton);
+        json_doc_free(doc);
+        return -1;
+    }
     const char *parse_end = NULL;
     doc->root = cJSON_ParseWithLengthOpts(text, skeleton.len, &parse_end, 0);
     /* Only whitespace may follow the document. */

@@ -31,6 +31,7 @@
  * an ulp or two of float32). UINT8 outputs are the pixels themselves. */
 #include "preprocess.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,33 +226,101 @@ int preprocess_spec_parse(const cJSON *obj, enum shim_dtype dtype, const int64_t
     return check_shape(out, shape, ndim, batching, err, err_len);
 }
 
-void preprocess_output_size(const struct preprocess_spec *spec, int width, int height, int *out_h,
-                            int *out_w)
+/* The size the resize step gives (before any crop), in double so that a
+ * thin image's long side cannot overflow: shorter side S keeps the aspect
+ * ratio, so 1 x 4000 at S = 224 is 224 x 896000. */
+static void resized_size(const struct preprocess_spec *spec, int width, int height, double *rh,
+                         double *rw)
 {
-    int h = height, w = width;
+    double h = height, w = width;
     if (spec->resize == PREPROCESS_RESIZE_EXACT) {
         h = spec->resize_h;
         w = spec->resize_w;
     } else if (spec->resize == PREPROCESS_RESIZE_SHORTER) {
         long long s = spec->resize_short;
         if (w <= h) {
-            h = (int)((double)(s * h) / (double)w);
-            w = (int)s;
+            h = floor((double)(s * height) / (double)width);
+            w = (double)s;
         } else {
-            w = (int)((double)(s * w) / (double)h);
-            h = (int)s;
+            w = floor((double)(s * width) / (double)height);
+            h = (double)s;
         }
         if (h < 1)
             h = 1;
         if (w < 1)
             w = 1;
     }
+    *rh = h;
+    *rw = w;
+}
+
+void preprocess_output_size(const struct preprocess_spec *spec, int width, int height, int *out_h,
+                            int *out_w)
+{
+    double h, w;
+    resized_size(spec, width, height, &h, &w);
     if (spec->crop_h) {
         h = spec->crop_h;
         w = spec->crop_w;
     }
-    *out_h = h;
-    *out_w = w;
+    *out_h = h > INT_MAX ? INT_MAX : (int)h;
+    *out_w = w > INT_MAX ? INT_MAX : (int)w;
+}
+
+/* Bytes of one axis's weight tables (see coeffs_compute): bounds and
+ * ksize weights per output, and the scratch row of ksize doubles. */
+static double table_bytes(double in, double out)
+{
+    double scale = in / out;
+    double ksize = ceil(scale < 1.0 ? 1.0 : scale) * 2 + 1;
+    return out * (2 * sizeof(int) + ksize * sizeof(int32_t)) + ksize * sizeof(double);
+}
+
+int preprocess_check(const struct preprocess_spec *spec, int width, int height, int *out_h,
+                     int *out_w, char *err, size_t err_len)
+{
+    double rh, rw;
+    resized_size(spec, width, height, &rh, &rw);
+    if (spec->resize == PREPROCESS_RESIZE_SHORTER) {
+        double s = spec->resize_short, max = (double)PREPROCESS_MAX_RESIZED_PIXELS;
+        if (4 * s * s > max)
+            max = 4 * s * s;
+        if (rh * rw > max) {
+            snprintf(err, err_len,
+                     "a %dx%d image resized to a shorter side of %d would be %.0fx%.0f = %.0f "
+                     "pixels, over the limit of %.0f (a limit of inferd's: send a less elongated "
+                     "image)",
+                     width, height, spec->resize_short, rw, rh, rw * rh, max);
+            return -1;
+        }
+    }
+    /* What resize_window allocates: the tables of the axes that change,
+     * the horizontally resampled rows (at most every input row) and the
+     * window it keeps. */
+    double ch = (double)spec->color, work = 0;
+    double ww = spec->crop_w && spec->crop_w < rw ? spec->crop_w : rw;
+    double wh = spec->crop_h && spec->crop_h < rh ? spec->crop_h : rh;
+    bool need_h = rw != width, need_v = rh != height;
+    if (need_h)
+        work += table_bytes(width, rw);
+    if (need_v)
+        work += table_bytes(height, rh) + ww * height * ch + ww * ch * sizeof(int32_t);
+    if (need_h || need_v)
+        work += ww * wh * ch;
+    double budget = (double)width * height * ch;
+    if (budget < (double)PREPROCESS_MIN_WORK_BYTES)
+        budget = (double)PREPROCESS_MIN_WORK_BYTES;
+    if (work > budget) {
+        snprintf(err, err_len,
+                 "resizing a %dx%d image to %.0fx%.0f would take %.0f MB of working memory, over "
+                 "the limit of %.0f MB (the larger of %ld MB and the decoded image: a limit of "
+                 "inferd's against extreme aspect ratios)",
+                 width, height, rw, rh, ceil(work / 1e6), floor(budget / 1e6),
+                 PREPROCESS_MIN_WORK_BYTES / 1000000L);
+        return -1;
+    }
+    preprocess_output_size(spec, width, height, out_h, out_w);
+    return 0;
 }
 
 int preprocess_sample_dims(const struct preprocess_spec *spec, int out_h, int out_w, int64_t *dims)

@@ -1,17 +1,60 @@
-/* topk.c - top-k classes with softmax (see topk.h). */
+/* topk.c - top-k classes with softmax (see topk.h).
+ *
+ * Selection keeps the k best seen so far in a binary heap whose root is the
+ * worst of them: each of the n values costs one comparison with the root,
+ * and O(log k) more when it enters. The k survivors are then sorted by
+ * popping the heap. O(n log k) time, no memory beyond out. */
 #include "topk.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
-/* Whether a ranks before b: larger value first, then lower index; NaN last. */
-static int better(double a, int ia, double b, int ib)
+/* Whether a ranks before b: larger value first, then lower index; NaN last
+ * (NaNs among themselves by index). */
+static bool better(double a, int ia, double b, int ib)
 {
     if (isnan(b))
         return !isnan(a) || ia < ib;
     if (isnan(a))
-        return 0;
+        return false;
     return a > b || (a == b && ia < ib);
+}
+
+static bool entry_better(const struct topk_entry *a, const struct topk_entry *b)
+{
+    return better(a->score, a->index, b->score, b->index);
+}
+
+/* Restore the heap (root: the worst entry) below position i of h[0..count). */
+static void sift_down(struct topk_entry *h, int count, int i)
+{
+    for (;;) {
+        int worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < count && entry_better(&h[worst], &h[l]))
+            worst = l;
+        if (r < count && entry_better(&h[worst], &h[r]))
+            worst = r;
+        if (worst == i)
+            return;
+        struct topk_entry t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+static void sift_up(struct topk_entry *h, int i)
+{
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (!entry_better(&h[parent], &h[i]))
+            return;
+        struct topk_entry t = h[i];
+        h[i] = h[parent];
+        h[parent] = t;
+        i = parent;
+    }
 }
 
 int topk_select(const double *values, int n, int k, int softmax, struct topk_entry *out)
@@ -21,18 +64,24 @@ int topk_select(const double *values, int n, int k, int softmax, struct topk_ent
     if (k <= 0)
         return 0;
     int count = 0;
-    /* Insertion into a sorted list of k: O(n k), fine for class counts. */
     for (int i = 0; i < n; i++) {
         double v = values[i];
-        if (count == k && !better(v, i, out[k - 1].score, out[k - 1].index))
-            continue;
-        int pos = count < k ? count++ : k - 1;
-        while (pos > 0 && better(v, i, out[pos - 1].score, out[pos - 1].index)) {
-            out[pos] = out[pos - 1];
-            pos--;
+        if (count < k) {
+            out[count].index = i;
+            out[count].score = v;
+            sift_up(out, count++);
+        } else if (better(v, i, out[0].score, out[0].index)) {
+            out[0].index = i;
+            out[0].score = v;
+            sift_down(out, count, 0);
         }
-        out[pos].index = i;
-        out[pos].score = v;
+    }
+    /* Heap sort: the worst goes to the end, so out ends best first. */
+    for (int end = count - 1; end > 0; end--) {
+        struct topk_entry t = out[0];
+        out[0] = out[end];
+        out[end] = t;
+        sift_down(out, end, 0);
     }
     if (softmax) {
         double max = -INFINITY, sum = 0;

@@ -1,8 +1,9 @@
 /* fuzz_image.c - libFuzzer target for image decoding plus preprocessing:
  * the first two bytes choose the colour mode, resize, crop, layout and
  * dtype, the rest is the encoded image. Checks that a decode succeeds only
- * after a probe that agrees on the size, that the pixel limit holds, and
- * (through ASan) that preprocessing stays inside its output buffer. */
+ * after a probe that agrees on the size, that the pixel limit holds, that
+ * preprocess_check bounds what it accepts, and (through ASan) that
+ * preprocessing stays inside its output buffer. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,13 +63,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK((long long)img.width * img.height <= MAX_PIXELS);
     CHECK(img.channels == (int)spec.color);
     int h, w;
-    preprocess_output_size(&spec, img.width, img.height, &h, &w);
-    /* Shorter-side resizing of a very thin image can ask for a huge side:
-     * keep the fuzzer's memory bounded as the server's pixel limit does. */
-    if ((long long)h * w > 4LL * MAX_PIXELS) {
+    if (preprocess_check(&spec, img.width, img.height, &h, &w, err, sizeof err) != 0) {
+        CHECK(err[0] != '\0'); /* refused as the server refuses it, before decoding */
         image_free(&img);
         return 0;
     }
+    int h2, w2;
+    preprocess_output_size(&spec, img.width, img.height, &h2, &w2);
+    CHECK(h == h2 && w == w2);
+    CHECK((double)h * w <= 4.0 * MAX_PIXELS || spec.crop_h ||
+          spec.resize != PREPROCESS_RESIZE_SHORTER);
     size_t n = (size_t)h * (size_t)w * (size_t)spec.color;
     void *out = malloc(n * 8);
     if (out != NULL) {

@@ -4,8 +4,10 @@
  * to FP32 and INT64 (and BOOL, UINT8, FP16) with tensor_json_from_array;
  * encodes each tensor back with tensor_json_append (nested, flat, and a row
  * slice); and checks that what the encoder writes decodes back to the same
- * values. Also runs num_array_parse on the raw bytes. Any sanitizer report
- * or failed invariant is a crash. */
+ * values. Also runs num_array_parse on the raw bytes, and checks that
+ * json_check_budget counts exactly the nodes cJSON makes of a whole
+ * document (so the budget refuses what it should and nothing more). Any
+ * sanitizer report or failed invariant is a crash. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,9 +103,50 @@ static void walk(const struct json_doc *doc, const cJSON *item)
     }
 }
 
+/* Nodes of the tree under item (siblings included), and its deepest
+ * nesting of arrays and objects. */
+static size_t count_nodes(const cJSON *item, int depth, int *max_depth)
+{
+    size_t n = 0;
+    for (; item; item = item->next) {
+        n++;
+        if (cJSON_IsArray(item) || cJSON_IsObject(item)) {
+            if (depth + 1 > *max_depth)
+                *max_depth = depth + 1;
+            n += count_nodes(item->child, depth + 1, max_depth);
+        }
+    }
+    return n;
+}
+
+/* For a document cJSON parses whole, the budget's count is cJSON's. */
+static void check_budget_count(const char *text, size_t size)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, size, &end, 0);
+    if (root == NULL)
+        return;
+    while (end < text + size && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+        end++;
+    if (end == text + size) {
+        int depth = 0;
+        size_t nodes = count_nodes(root, 0, &depth);
+        char err[256];
+        if (depth > JSON_DOC_MAX_DEPTH) {
+            CHECK(json_check_budget(text, size, nodes, err, sizeof err) == -1);
+        } else {
+            CHECK(json_check_budget(text, size, nodes, err, sizeof err) == 0);
+            CHECK(json_check_budget(text, size, nodes - 1, err, sizeof err) == -1);
+            CHECK(strstr(err, "values outside numeric arrays") != NULL);
+        }
+    }
+    cJSON_Delete(root);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
+    check_budget_count(text, size);
 
     /* The array decoder on its own. */
     struct num_array raw;

@@ -8,8 +8,14 @@ Sections, one per class of attack (see the README's "Hostile clients"):
 crashes, connection floods and slow clients, memory amplification, CPU
 amplification, log injection, slot leaks, leaks in answers.
 """
+import base64
+import gzip
+import json
 import socket
+import struct
+import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,6 +30,7 @@ def torch_module():
     """torch.nn.Module, imported when a test module defines a model."""
     import torch
     return torch.nn.Module
+
 
 HEALTH_DEADLINE_S = 2.0
 
@@ -132,6 +139,208 @@ def test_size_arithmetic_does_not_wrap(start_daemon, variable_repo, dims):
     assert "too large" in message or "does not match" in message, message
     r = v2_binary(daemon, "pool", [("x", "FP32", [1, 1, 2, 3], np.arange(6, dtype="<f4").tobytes())])
     assert r.status_code == 200, r.text[:300]
+
+
+# ---------------------------------------------------------------------------
+# Memory amplification
+#
+# Each case starts its own daemon (so that memory a previous case left in
+# malloc's free lists cannot hide a new peak), resets its peak RSS through
+# /proc/<pid>/clear_refs, sends one small hostile body, and bounds the rise
+# of VmHWM over the VmRSS it started from.
+
+MEMORY_GROWTH_BOUND_MB = 64
+MANY_CLASSES = 100_000
+
+
+def _status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def peak_growth_mb(daemon, send):
+    """Run send() against the daemon; the MB its peak RSS rose by."""
+    pid = daemon.proc.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS
+    before = _status_kb(pid, "VmRSS")
+    send()
+    growth = (_status_kb(pid, "VmHWM") - before) / 1024
+    print(f"peak RSS growth: {growth:.1f} MB")  # shown by pytest -s, or on failure
+    return growth
+
+
+def png_bytes(width, height):
+    """An 8-bit gray PNG of zeros, written by hand (zlib packs the rows:
+    40,000,000 x 1 is about 39 KB)."""
+    def chunk(kind, payload):
+        return (struct.pack(">I", len(payload)) + kind + payload +
+                struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+    raw = (b"\0" + b"\0" * width) * height  # filter byte 0, then the row
+    return (b"\x89PNG\r\n\x1a\n" +
+            chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def hostile_repo(tmp_path_factory):
+    """fashion_mnist with its image input (gray, resized to 28x28); anysize:
+    RGB images resized to a shorter side of 64, no crop (the output size
+    follows the image), mean per channel; many_classes: a linear layer with
+    100,000 outputs."""
+    import torch
+
+    repo = tmp_path_factory.mktemp("hostile-repo")
+    folder = add_fashion_mnist(repo)
+    config = json.loads((folder / "config.json").read_text())
+    config["inputs"][0]["image"] = {"color": "gray", "resize": [28, 28], "scale": 1 / 255}
+    (folder / "config.json").write_text(json.dumps(config))
+
+    class MeanPool(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=[2, 3])
+
+    _save_scripted(MeanPool(), repo, "anysize", {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3, -1, -1],
+                    "image": {"color": "rgb", "resize": 64}}],
+        "outputs": [{"name": "mean", "datatype": "FP32", "shape": [-1, 3]}],
+        "max_batch_size": 4, "warmup": False})
+    torch.manual_seed(0)
+    _save_scripted(torch.nn.Linear(4, MANY_CLASSES), repo, "many_classes", {
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, MANY_CLASSES]}],
+        "max_batch_size": 8})
+    return repo
+
+
+def test_gzip_json_of_empty_objects_is_refused_before_cjson(start_daemon, hostile_repo):
+    """12 MiB of {},{},... (about 12 KB gzipped) was 4 million cJSON nodes,
+    hundreds of MB; now the value budget refuses it before cJSON runs."""
+    daemon = start_daemon(repo=hostile_repo)
+    body = b'{"inputs":[' + b"{}," * (4 * 1024 * 1024) + b"{}]}"
+    packed = gzip.compress(body, mtime=0)
+    assert len(packed) < 64 * 1024
+    responses = []
+    growth = peak_growth_mb(daemon, lambda: responses.append(daemon.post(
+        "/predict", data=packed,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})))
+    message = assert_error(responses[0], 400)
+    assert "values outside numeric arrays" in message
+    assert growth < MEMORY_GROWTH_BOUND_MB, f"peak RSS rose {growth:.0f} MB"
+    survives(daemon)
+
+
+def test_many_tiny_numeric_arrays_are_refused(start_daemon, hostile_repo):
+    """[1] between objects: each was a numeric array with 8 KB reserved."""
+    daemon = start_daemon(repo=hostile_repo)
+    body = b'{"inputs":[' + b"{},[1]," * 80_000 + b"{}]}"
+    responses = []
+    growth = peak_growth_mb(daemon, lambda: responses.append(daemon.post(
+        "/predict", data=gzip.compress(body, mtime=0),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})))
+    assert "a limit of inferd's" in assert_error(responses[0], 400)
+    assert growth < MEMORY_GROWTH_BOUND_MB, f"peak RSS rose {growth:.0f} MB"
+    survives(daemon)
+
+
+@pytest.mark.parametrize("size", [(40_000_000, 1), (1, 4_000_000)], ids=["wide", "tall"])
+def test_thin_png_to_a_fixed_resize_is_refused_before_decoding(start_daemon, hostile_repo, size):
+    """A 40,000,000 x 1 PNG (39 KB, within --max-image-pixels) resized to
+    28x28 needed 320 MB of weight tables; a 1 x 4,000,000 one a row-pointer
+    table and 112 MB of intermediate rows."""
+    daemon = start_daemon(repo=hostile_repo)
+    png = png_bytes(*size)
+    assert len(png) < 64 * 1024
+    responses = []
+    growth = peak_growth_mb(daemon, lambda: responses.append(daemon.post(
+        "/predict", data=png, headers={"Content-Type": "image/png"})))
+    assert "working memory" in assert_error(responses[0], 400)
+    assert growth < MEMORY_GROWTH_BOUND_MB, f"peak RSS rose {growth:.0f} MB"
+    survives(daemon)
+
+
+def test_thin_png_to_an_aspect_keeping_resize_is_refused(start_daemon, hostile_repo):
+    """An 89-byte 1 x 4000 PNG to a model resizing the shorter side to 64
+    with no crop would be 64 x 256000 pixels: a 197 MB FP32 input."""
+    daemon = start_daemon(repo=hostile_repo)
+    png = png_bytes(1, 4000)
+    assert len(png) < 200
+    body = dumps({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1],
+                              "data": [base64.b64encode(png).decode()]}]})
+    responses = []
+    growth = peak_growth_mb(daemon, lambda: responses.append(daemon.post(
+        "/v2/models/anysize/infer", data=body, headers={"Content-Type": "application/json"})))
+    message = assert_error(responses[0], 400)
+    assert "64x256000" in message and "over the limit" in message
+    assert growth < MEMORY_GROWTH_BOUND_MB, f"peak RSS rose {growth:.0f} MB"
+    # an ordinary image still goes through
+    ok = dumps({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1],
+                            "data": [base64.b64encode(png_bytes(40, 30)).decode()]}]})
+    r = daemon.post("/v2/models/anysize/infer", data=ok,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["outputs"][0]["shape"] == [1, 3]
+    survives(daemon)
+
+
+# ---------------------------------------------------------------------------
+# CPU amplification
+
+def test_huge_classification_k_does_not_hold_the_model(start_daemon, hostile_repo):
+    """classification k = 1,000,000 on 100,000 classes (clamped to the class
+    count, as Triton does) was an n*k insertion sort, about 3 s on the
+    thread that answers every request of the model. Normal requests sent
+    meanwhile must each be answered within NORMAL_BOUND_S."""
+    NORMAL_BOUND_S = 1.0
+    daemon = start_daemon(repo=hostile_repo)
+    url = "/v2/models/many_classes/infer"
+    headers = {"Content-Type": "application/json"}
+    x = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [0.5, -1.0, 2.0, 0.25]}
+    hostile = dumps({"inputs": [x], "outputs": [
+        {"name": "scores", "parameters": {"classification": 1_000_000}}]})
+    normal = dumps({"inputs": [x], "outputs": [
+        {"name": "scores", "parameters": {"classification": 1}}]})
+    hostile_answers, errors = [], []
+    stop_at = time.monotonic() + 4.0
+
+    def attack():
+        session = requests.Session()
+        try:
+            for _ in range(6):  # at most 6 requests, and only for 4 s
+                if time.monotonic() > stop_at:
+                    break
+                r = session.post(daemon.url(url), data=hostile, headers=headers, timeout=30)
+                hostile_answers.append(r)
+        except Exception as e:  # reported below, not swallowed
+            errors.append(e)
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    time.sleep(0.2)
+    latencies = []
+    while attacker.is_alive() and len(latencies) < 100 and time.monotonic() < stop_at + 30:
+        t0 = time.monotonic()
+        r = daemon.post(url, data=normal, headers=headers, timeout=30)
+        latencies.append(time.monotonic() - t0)
+        assert r.status_code == 200, r.text[:300]
+        time.sleep(0.05)
+    attacker.join(timeout=60)
+    print(f"{len(latencies)} normal requests, slowest {max(latencies or [0]):.3f} s; "
+          f"{len(hostile_answers)} hostile ones")
+    assert not attacker.is_alive(), "the hostile requests did not finish within 60 s"
+    assert not errors, errors
+    assert hostile_answers and latencies
+    first = hostile_answers[0]
+    assert first.status_code == 200, first.text[:300]
+    out = first.json()["outputs"][0]
+    assert out["shape"] == [1, MANY_CLASSES] and len(out["data"]) == MANY_CLASSES
+    scores = [float(s.split(":")[0]) for s in out["data"][:1000]]
+    assert scores == sorted(scores, reverse=True)
+    assert max(latencies) < NORMAL_BOUND_S, \
+        f"a normal request waited {max(latencies):.2f} s behind top-k (of {len(latencies)})"
     survives(daemon)
 
 

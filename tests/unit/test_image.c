@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <png.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +39,11 @@ static void png_flush_mem(png_structp png)
     (void)png;
 }
 
-/* Encode w x h samples (rows packed at the given bit depth) as a PNG. */
-static struct mem encode_png(int w, int h, int type, int depth, const uint8_t *rows_data,
-                             const png_color *palette, int n_palette, const uint8_t *trns,
-                             int n_trns)
+/* Encode w x h samples (rows packed at the given bit depth) as a PNG,
+ * Adam7-interlaced when interlace is set. */
+static struct mem encode_png_ex(int w, int h, int type, int depth, const uint8_t *rows_data,
+                                const png_color *palette, int n_palette, const uint8_t *trns,
+                                int n_trns, bool interlace)
 {
     struct mem m = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -50,23 +52,33 @@ static struct mem encode_png(int w, int h, int type, int depth, const uint8_t *r
     if (setjmp(png_jmpbuf(png)))
         fail_msg("libpng failed writing a test image");
     png_set_write_fn(png, &m, png_write_mem, png_flush_mem);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, type, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, type,
+                 interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
     if (palette)
         png_set_PLTE(png, info, palette, n_palette);
     if (trns)
         png_set_tRNS(png, info, trns, n_trns, NULL);
     png_write_info(png, info);
+    int passes = png_set_interlace_handling(png);
     int channels = type == PNG_COLOR_TYPE_RGB          ? 3
                    : type == PNG_COLOR_TYPE_RGB_ALPHA  ? 4
                    : type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
                                                        : 1;
     size_t rowbytes = ((size_t)w * (size_t)channels * (size_t)depth + 7) / 8;
-    for (int y = 0; y < h; y++)
-        png_write_row(png, rows_data + (size_t)y * rowbytes);
+    for (int pass = 0; pass < passes; pass++)
+        for (int y = 0; y < h; y++)
+            png_write_row(png, rows_data + (size_t)y * rowbytes);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     return m;
+}
+
+static struct mem encode_png(int w, int h, int type, int depth, const uint8_t *rows_data,
+                             const png_color *palette, int n_palette, const uint8_t *trns,
+                             int n_trns)
+{
+    return encode_png_ex(w, h, type, depth, rows_data, palette, n_palette, trns, n_trns, false);
 }
 
 static struct mem encode_jpeg(int w, int h, int pf, int subsamp, const uint8_t *pixels)
@@ -338,6 +350,42 @@ static void pixel_limit_refuses_from_the_header(void **state)
     free(j.data);
 }
 
+/* Rows are read one at a time (no table of row pointers): interlaced
+ * images still come out whole, and so do very thin ones either way. */
+static void png_interlaced_and_thin(void **state)
+{
+    (void)state;
+    enum { W = 13, H = 11 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++)
+        px[i] = (uint8_t)(i * 7 + 3);
+    struct mem m = encode_png_ex(W, H, PNG_COLOR_TYPE_RGB, 8, px, NULL, 0, NULL, 0, true);
+    struct image img;
+    assert_int_equal(decode(m, IMAGE_RGB, &img), IMAGE_OK);
+    assert_int_equal(img.width, W);
+    assert_int_equal(img.height, H);
+    assert_memory_equal(img.pixels, px, sizeof px);
+    image_free(&img);
+    free(m.data);
+    enum { N = 5000 };
+    uint8_t *line = malloc(N);
+    assert_non_null(line);
+    for (int i = 0; i < N; i++)
+        line[i] = (uint8_t)(i % 251);
+    for (int tall = 0; tall < 2; tall++) {
+        for (int interlace = 0; interlace < 2; interlace++) {
+            m = encode_png_ex(tall ? 1 : N, tall ? N : 1, PNG_COLOR_TYPE_GRAY, 8, line, NULL, 0,
+                              NULL, 0, interlace);
+            assert_int_equal(decode(m, IMAGE_GRAY, &img), IMAGE_OK);
+            assert_int_equal(img.width * img.height, N);
+            assert_memory_equal(img.pixels, line, N);
+            image_free(&img);
+            free(m.data);
+        }
+    }
+    free(line);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +400,7 @@ int main(void)
         cmocka_unit_test(truncated_and_corrupt_are_400),
         cmocka_unit_test(other_formats_are_415),
         cmocka_unit_test(pixel_limit_refuses_from_the_header),
+        cmocka_unit_test(png_interlaced_and_thin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1127,6 +1127,77 @@ static void test_encode_zero_sized(void **state)
     expect_encoding(SHIM_FP32, 3, (int64_t[]){1, 2, 0}, none, 0, 1, true, "[[[],[]]]");
 }
 
+/* A document of n copies of item, separated by commas, inside [ ]. */
+static char *repeat_doc(const char *head, const char *item, size_t n, const char *tail)
+{
+    struct strbuf sb = {0};
+    assert_int_equal(strbuf_puts(&sb, head), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(strbuf_printf(&sb, i ? ",%s" : "%s", item), 0);
+    assert_int_equal(strbuf_puts(&sb, tail), 0);
+    return sb.data;
+}
+
+static void expect_budget_refusal(const char *body, const char *needle)
+{
+    struct json_doc doc;
+    char err[256] = "";
+    assert_int_equal(json_doc_parse(body, strlen(body), &doc, err, sizeof err), -1);
+    assert_null(doc.root);
+    assert_non_null(strstr(err, needle));
+    json_doc_free(&doc);
+}
+
+static void test_value_budget(void **state)
+{
+    (void)state;
+    struct json_doc doc;
+    char err[256];
+    /* Empty objects: one cJSON node each, refused past the budget. */
+    char *body = repeat_doc("{\"x\":[", "{}", JSON_DOC_MAX_VALUES, "]}");
+    expect_budget_refusal(body, "values outside numeric arrays");
+    free(body);
+    /* Small numeric arrays between objects: each is one array and one node. */
+    body = repeat_doc("[", "{},[1]", JSON_DOC_MAX_VALUES, "]");
+    expect_budget_refusal(body, "a limit of inferd's");
+    free(body);
+    /* Just under the budget parses. */
+    body = repeat_doc("{\"x\":[", "{}", JSON_DOC_MAX_VALUES - 3, "]}");
+    assert_int_equal(json_doc_parse(body, strlen(body), &doc, err, sizeof err), 0);
+    json_doc_free(&doc);
+    free(body);
+    /* Numbers in a numeric array cost nothing, however many. */
+    body = repeat_doc("{\"inputs\":[{\"data\":[", "0", 4 * JSON_DOC_MAX_VALUES, "]}]}");
+    assert_int_equal(json_doc_parse(body, strlen(body), &doc, err, sizeof err), 0);
+    assert_int_equal(doc.n_arrays, 1);
+    assert_int_equal(doc.arrays[0].count, 4 * JSON_DOC_MAX_VALUES);
+    json_doc_free(&doc);
+    free(body);
+    /* Commas and brackets inside strings are not values. */
+    body = repeat_doc("{\"s\":\"", ",,[{", JSON_DOC_MAX_VALUES, "\"}");
+    assert_int_equal(json_doc_parse(body, strlen(body), &doc, err, sizeof err), 0);
+    json_doc_free(&doc);
+    free(body);
+    /* Nesting past the depth limit. */
+    char deep[2 * (JSON_DOC_MAX_DEPTH + 1) + 1];
+    for (int i = 0; i <= JSON_DOC_MAX_DEPTH; i++) {
+        deep[i] = '[';
+        deep[JSON_DOC_MAX_DEPTH + 1 + i] = ']';
+    }
+    deep[sizeof deep - 1] = '\0';
+    deep[JSON_DOC_MAX_DEPTH] = '{'; /* not numeric: cJSON would see it all */
+    deep[JSON_DOC_MAX_DEPTH + 1] = '}';
+    expect_budget_refusal(deep, "nested more than");
+    /* The count is cJSON's node count: 3, then 4 (empty containers have no element). */
+    assert_int_equal(json_check_budget("[[{}]]", 6, 3, err, sizeof err), 0);
+    /* cJSON takes every control byte for whitespace: "[\x01]" is empty. */
+    assert_int_equal(json_check_budget("[\x01\x00]", 4, 1, err, sizeof err), 0);
+    assert_int_equal(json_check_budget("[[{}],{}]", 9, 3, err, sizeof err), -1);
+    assert_int_equal(json_check_budget("[ [ { } ] , { } ]", 17, 4, err, sizeof err), 0);
+    assert_int_equal(json_check_budget("{\"a\":1,\"b\":[\"x\",{}]}", 21, 5, err, sizeof err), 0);
+    assert_int_equal(json_check_budget("{\"a\":1,\"b\":[\"x\",{}]}", 21, 4, err, sizeof err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1144,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_int64_exact),
         cmocka_unit_test(test_bool),
         cmocka_unit_test(test_fp16),
+        cmocka_unit_test(test_value_budget),
         cmocka_unit_test(test_malformed_documents),
         cmocka_unit_test(test_trailing_garbage_rejected),
         cmocka_unit_test(test_document_arrays),

@@ -1,6 +1,6 @@
 /* test_multipart.c - multipart/form-data: boundaries from Content-Type,
  * parts with names, filenames and types, and every malformed body refused
- * with a message; plus base64 decoding and top-k selection. */
+ * with a message; plus base64 decoding. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,7 +13,6 @@
 
 #include "base64.h"
 #include "multipart.h"
-#include "topk.h"
 
 static void boundary_from_content_type(void **state)
 {
@@ -128,32 +127,6 @@ static void base64_round_trips_and_refuses(void **state)
     assert_true(base64_decoded_max(8) >= 6);
 }
 
-static void topk_orders_and_softmaxes(void **state)
-{
-    (void)state;
-    double v[5] = {1.0, 3.0, 2.0, 3.0, -1.0};
-    struct topk_entry best[5];
-    assert_int_equal(topk_select(v, 5, 3, 0, best), 3);
-    assert_int_equal(best[0].index, 1); /* a tie goes to the lower index */
-    assert_int_equal(best[1].index, 3);
-    assert_int_equal(best[2].index, 2);
-    assert_float_equal(best[2].score, 2.0, 0);
-    assert_int_equal(topk_select(v, 5, 9, 1, best), 5);
-    double sum = 0;
-    for (int i = 0; i < 5; i++)
-        sum += exp(v[i]);
-    for (int j = 0; j < 5; j++)
-        assert_float_equal(best[j].score, exp(v[best[j].index]) / sum, 1e-12);
-    double big[2] = {1000.0, 999.0}; /* stable: no overflow */
-    assert_int_equal(topk_select(big, 2, 1, 1, best), 1);
-    assert_float_equal(best[0].score, 1.0 / (1.0 + exp(-1.0)), 1e-12);
-    double nan_row[3] = {0.5, NAN, 0.7};
-    assert_int_equal(topk_select(nan_row, 3, 3, 0, best), 3);
-    assert_int_equal(best[0].index, 2);
-    assert_int_equal(best[2].index, 1); /* NaN last */
-    assert_int_equal(topk_select(v, 5, 0, 1, best), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,7 +134,6 @@ int main(void)
         cmocka_unit_test(parts_as_curl_sends_them),
         cmocka_unit_test(malformed_bodies_are_refused),
         cmocka_unit_test(base64_round_trips_and_refuses),
-        cmocka_unit_test(topk_orders_and_softmaxes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,56 @@ static void spec_parse_and_refusals(void **state)
         parse("{\"color\":\"rgb\",\"resize\":256}", SHIM_FP32, var, 4, &s, err, sizeof err), 0);
 }
 
+static void check_bounds_resize_size_and_memory(void **state)
+{
+    (void)state;
+    struct preprocess_spec s = {0};
+    char err[300];
+    int h = 0, w = 0;
+    s.color = IMAGE_RGB;
+    s.resize = PREPROCESS_RESIZE_SHORTER;
+    s.resize_short = 224;
+    assert_int_equal(preprocess_check(&s, 4000, 3000, &h, &w, err, sizeof err), 0);
+    assert_int_equal(h, 224);
+    assert_int_equal(w, 298);
+    /* 1 x 4000 at S = 224 would be 224 x 896000: refused, crop or not. */
+    assert_int_equal(preprocess_check(&s, 1, 4000, &h, &w, err, sizeof err), -1);
+    assert_non_null(strstr(err, "224x896000"));
+    assert_non_null(strstr(err, "over the limit of 4194304"));
+    s.crop_h = s.crop_w = 224;
+    assert_int_equal(preprocess_check(&s, 1, 4000, &h, &w, err, sizeof err), -1);
+    /* A side too long for an int is refused, not overflowed. */
+    assert_int_equal(preprocess_check(&s, 40000000, 1, &h, &w, err, sizeof err), -1);
+    preprocess_output_size(&s, 40000000, 1, &h, &w);
+    assert_int_equal(h, 224);
+    s.crop_h = s.crop_w = 0;
+    preprocess_output_size(&s, 40000000, 1, &h, &w);
+    assert_int_equal(w, INT_MAX);
+    /* A large S allows 4 S^2 pixels: an aspect ratio of 4. */
+    s.resize_short = 2000;
+    assert_int_equal(preprocess_check(&s, 2000, 8000, &h, &w, err, sizeof err), 0);
+    assert_int_equal(h, 8000);
+    assert_int_equal(preprocess_check(&s, 2000, 8004, &h, &w, err, sizeof err), -1);
+
+    /* Exact resize of a thin image: the weight tables (8 bytes per input
+     * column) or the intermediate rows would dwarf the decoded image. */
+    s.color = IMAGE_GRAY;
+    s.resize = PREPROCESS_RESIZE_EXACT;
+    s.resize_h = s.resize_w = 28;
+    assert_int_equal(preprocess_check(&s, 40000000, 1, &h, &w, err, sizeof err), -1);
+    assert_non_null(strstr(err, "working memory"));
+    assert_int_equal(preprocess_check(&s, 1, 40000000, &h, &w, err, sizeof err), -1);
+    assert_non_null(strstr(err, "working memory"));
+    assert_int_equal(preprocess_check(&s, 20000, 2000, &h, &w, err, sizeof err), 0);
+    assert_int_equal(h, 28);
+    assert_int_equal(w, 28);
+    assert_int_equal(preprocess_check(&s, 100000, 1, &h, &w, err, sizeof err), 0); /* 3.2 MB */
+    assert_int_equal(preprocess_check(&s, 28, 28, &h, &w, err, sizeof err), 0);
+    s.resize = PREPROCESS_RESIZE_NONE; /* no resize: nothing to bound here */
+    assert_int_equal(preprocess_check(&s, 40000000, 1, &h, &w, err, sizeof err), 0);
+    assert_int_equal(w, 40000000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +298,7 @@ int main(void)
         cmocka_unit_test(center_crop_rounds_half_to_even_and_pads),
         cmocka_unit_test(values_layout_and_dtypes),
         cmocka_unit_test(spec_parse_and_refusals),
+        cmocka_unit_test(check_bounds_resize_size_and_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
