@@ -16,8 +16,8 @@ int infer_request_check(struct infer_request *req, int max_batch, const char *mo
     for (int i = 0; i < req->n_inputs; i++) {
         const struct tensor *t = &req->inputs[i];
         int64_t numel = shape_numel(t->shape, t->ndim);
-        shape_format(t->shape, t->ndim, text, sizeof text);
         if (numel <= 0) {
+            shape_format(t->shape, t->ndim, text, sizeof text);
             snprintf(err, err_len, "input %d has shape %s: %s", i, text,
                      numel == 0 ? "no elements; send at least one sample" : "too many elements");
             return -1;

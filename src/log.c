@@ -222,6 +222,15 @@ int log_append_escaped(struct strbuf *sb, const char *s, bool quoted)
 {
     int rc = quoted ? strbuf_puts(sb, "\"") : 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
+        /* A run of printable ASCII that needs nothing goes in at once. */
+        const unsigned char *run = p;
+        while (*run >= 0x20 && *run < 0x7F && *run != '"' && *run != '\\')
+            run++;
+        if (run > p) {
+            rc = strbuf_append(sb, p, (size_t)(run - p));
+            p = run - 1;
+            continue;
+        }
         const char *out = NULL;
         char esc[8];
         switch (*p) {
