@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model_repo.h"
+#include "bounds.h"
 #include "tensor.h"
 
 /* The status recorded for a request whose client left (nginx's code). */

@@ -10,14 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "config.h"
 #include "preprocess.h"
 #include "tensor.h"
-
-#define MODEL_MAX_IO 8
-#define MODEL_NAME_MAX 128
-#define MODEL_MAX_MODELS 64
-#define MODEL_MAX_VERSIONS 16 /* versions served at once, and listed in a policy */
 
 struct io_spec {
     char name[64];

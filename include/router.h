@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "model_repo.h"
+#include "bounds.h"
 
 struct http_exchange;
 

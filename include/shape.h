@@ -9,8 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "json_numbers.h"
-
 /* Product of the dims, or -1 on a negative dim or overflow. */
 int64_t shape_numel(const int64_t *shape, int ndim);
 /* The checked element count and byte size of a tensor of this shape whose
@@ -21,6 +19,8 @@ int64_t shape_numel(const int64_t *shape, int ndim);
 int shape_size(const int64_t *shape, int ndim, size_t elem, int64_t *numel, size_t *nbytes);
 /* "[1,28,28]" into buf. */
 void shape_format(const int64_t *shape, int ndim, char *buf, size_t len);
+
+struct num_array; /* json_numbers.h */
 
 enum shape_parse {
     SHAPE_OK,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json_numbers.h"
 #include "torch_shim.h"
 
 int64_t shape_numel(const int64_t *shape, int ndim)
