@@ -18,7 +18,8 @@ loader rejects or ignores); this keeps the meaning and rewrites the form:
   port is published on the routing mesh (every node, every interface);
   --publish=host publishes on the node that runs the task, --publish=none not
   at all (reach nginx from inside the network);
-- bind-mounted nginx.conf -> a Swarm `config` (works on every node; named by
+- bind-mounted files (nginx.conf and the files it includes) -> Swarm
+  `configs` (they reach every node; each named by
   its content's hash so that a changed file rolls out);
 - GPU `devices` reservations are dropped with a warning: Swarm schedules GPUs
   as generic resources (`node-generic-resources` in daemon.json, then
@@ -127,7 +128,7 @@ def main():
         res = svc.get("deploy", {}).get("resources", {}).get("reservations", {})
         if res.pop("devices", None):
             print(f"compose2stack: {name}: GPU device reservations dropped (Swarm uses "
-                  "generic_resources; see the README, Deployment)", file=sys.stderr)
+                  "generic_resources; see docs/deployment.md, Docker Swarm)", file=sys.stderr)
             if not res:
                 svc["deploy"]["resources"].pop("reservations")
 

@@ -16,7 +16,7 @@
 #
 # nginx finds the replicas by DNS: the inference service uses
 # endpoint_mode dnsrr, so `inference` resolves to every task's address.
-# GPUs: Swarm has no device requests; see README.md, "Deployment".
+# GPUs: Swarm has no device requests; see docs/deployment.md, "Docker Swarm".
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-docker}

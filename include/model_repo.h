@@ -54,7 +54,7 @@ struct model_config {
     int n_labels;
     int top_k; /* /predict's default top_k (0: none) */
     bool warmup;
-    /* GPU speed settings, all off by default (README, "Speed settings") */
+    /* GPU speed settings, all off by default (docs/models.md, "Speed settings") */
     enum shim_precision precision;
     bool channels_last;
     bool cudnn_benchmark;

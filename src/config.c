@@ -344,7 +344,7 @@ void config_print_help(FILE *out, const char *argv0)
     config_defaults(&d);
     fprintf(out,
             "Usage: %s [flags]\n"
-            "HTTP inference server for TorchScript models.\n\n"
+            "HTTP inference server for PyTorch models (TorchScript and AOTInductor .pt2).\n\n"
             "Every flag can also be set as an environment variable INFERD_<FLAG>\n"
             "(upper case, dashes to underscores); flags win.\n\n",
             argv0);

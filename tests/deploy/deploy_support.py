@@ -95,12 +95,27 @@ def docker(*args, **kw):
 
 
 # nginx as the main test stack runs it: TLS, port 80 redirecting, a rate
-# limit far above what the load tests send, and X-Upstream on (the scaling
-# tests read which replica answered). The defaults (X-Upstream off, and a
-# low rate for the 429 test, and plain HTTP) are tried on a recreated nginx.
-NGINX_TEST_ENV = {"NGINX_SERVER_NAME": "localhost", "NGINX_TLS": "on", "NGINX_HTTP": "redirect",
-                  "NGINX_RATE": "10000r/s",
-                  "NGINX_BURST": "10000", "NGINX_DEBUG_UPSTREAM": "1"}
+# limit far above what the load tests send (site_conf), and X-Upstream on
+# (the scaling tests read which replica answered). The defaults (X-Upstream
+# off, and a low rate for the 429 test, and plain HTTP) are tried on a
+# recreated nginx.
+NGINX_TEST_ENV = {"NGINX_TLS": "on", "NGINX_HTTP": "redirect", "NGINX_DEBUG_UPSTREAM": "1"}
+
+
+def site_conf(rate, burst):
+    """A copy of deploy/nginx/site.conf, as a user makes one, with the
+    redirect to https://localhost:HTTPS_PORT and the given rate limit, in
+    the test's temporary folder; its path, for NGINX_SITE."""
+    text = (ROOT / "deploy" / "nginx" / "site.conf").read_text()
+    subs = [(r"default https://localhost;", f"default https://localhost:{HTTPS_PORT};"),
+            (r"rate=50r/s;", f"rate={rate};"), (r"burst=100 ", f"burst={burst} ")]
+    for old, new in subs:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = pathlib.Path(secrets()["base"]) / f"site-{rate.replace('/', '-')}-{burst}.conf"
+    path.write_text(text)
+    path.chmod(0o644)
+    return str(path)
 
 
 def compose_env():
@@ -114,7 +129,7 @@ def compose_env():
             "INFERD_IMAGE": os.environ.get("INFERD_IMAGE", "inferd:cpu"),
             "NGINX_IMAGE": os.environ.get("NGINX_IMAGE", "inferd-nginx:1.30"),
             "PROMETHEUS_IMAGE": os.environ.get("PROMETHEUS_IMAGE", "inferd-prometheus:2"),
-            **NGINX_TEST_ENV}
+            "NGINX_SITE": site_conf("10000r/s", 10000), **NGINX_TEST_ENV}
 
 
 def compose(*args, **kw):

@@ -35,7 +35,7 @@ from deploy_support import (BASE_URL, COMPOSE, CORS_ORIGIN, CPU_FILES, HTTP_URL,
                             compose_env, docker, first_healthy_time, https_session, log,
                             last_upstream, prom_query, prom_targets, reference_outputs,
                             remove_secrets,
-                            replicas, run, samples, secrets, summarize, wait_for)
+                            replicas, run, samples, secrets, site_conf, summarize, wait_for)
 
 COMPOSE_TIMEOUT = 180
 
@@ -155,30 +155,46 @@ def test_compose_files_static():
     for name in ("prometheus", "nginx-exporter"):
         assert base["services"][name]["profiles"] == ["monitoring"]
     assert base["services"]["grafana"]["profiles"] == ["grafana"]
-    # the production defaults: TLS, a redirect, no X-Upstream, keys on
-    env = cpu["services"]["nginx"]["environment"]
-    assert (env["NGINX_TLS"], env["NGINX_HTTP"], env["NGINX_DEBUG_UPSTREAM"]) == \
-        ("on", "redirect", "0")
+    # the production defaults: TLS, a redirect, no X-Upstream, keys on; the
+    # top-level nginx.conf and the files it includes, mounted as they are
+    mounts = {v["target"]: v["source"] for v in cpu["services"]["nginx"]["volumes"]
+              if isinstance(v, dict) and v["target"] != "/etc/nginx/tls"}
+    nginx_dir = ROOT / "deploy" / "nginx"
+    assert mounts == {"/etc/nginx/nginx.conf": str(ROOT / "nginx.conf"),
+                      **{f"/etc/nginx/inferd/{name}": str(nginx_dir / src) for name, src in (
+                          ("inferd-api.conf", "inferd-api.conf"),
+                          ("inferd-proxy.conf", "inferd-proxy.conf"),
+                          ("headers.conf", "headers.conf"),
+                          ("servers.conf", "servers-tls-on.conf"),
+                          ("port80.conf", "port80-redirect.conf"),
+                          ("x-upstream.conf", "x-upstream-0.conf"),
+                          ("site.conf", "site.conf"))}}, mounts
+    # every include of the configuration is one of those files
+    conf = "".join(pathlib.Path(f).read_text() for f in mounts.values())
+    conf += "".join(f.read_text() for f in nginx_dir.glob("*.conf"))
+    included = set(re.findall(r"^\s*include (/etc/nginx/inferd/\S+);", conf, re.M))
+    assert included <= set(mounts), included - set(mounts)
     assert inf["environment"]["INFERD_API_KEY_FILE"] == "/run/secrets/inferd/api-keys"
     # nginx and inferd take the largest documented request (64 3x224x224
     # FP32 images as a binary tensor, 38,535,168 bytes plus a header)
     assert int(inf["environment"]["INFERD_MAX_BODY_BYTES"]) == 40 * 1024 * 1024
-    api = (ROOT / "deploy" / "nginx" / "inferd-api.conf.template").read_text()
+    api = (ROOT / "deploy" / "nginx" / "inferd-api.conf").read_text()
     assert "client_max_body_size 40m;" in api
     # memory and process bounds on both (docker-compose 1.29 honours these)
     ngx = cpu["services"]["nginx"]
     for name, svc in (("inference", inf), ("nginx", ngx)):
         assert svc.get("mem_limit") and int(svc.get("pids_limit", 0)) > 0, name
-    # /tmp holds every large body nginx may buffer at once: NGINX_BIG_BODIES
-    # x 40 MiB (client_max_body_size), plus room for the rendered config
-    big = int(ngx["environment"]["NGINX_BIG_BODIES"])
+    # /tmp holds every large body nginx may buffer at once: site.conf's
+    # big_bodies x 40 MiB (client_max_body_size), plus room for the rest
+    site = (nginx_dir / "site.conf").read_text()
+    big = int(re.search(r"^limit_conn big_bodies (\d+);$", site, re.M).group(1))
     (tmp,) = [t for t in ngx["tmpfs"] if t.startswith("/tmp:")]
     size = re.search(r"size=(\d+)m", tmp)
     assert size and int(size.group(1)) >= big * 40 + 16, (tmp, big)
-    assert "limit_conn big_bodies @NGINX_BIG_BODIES@;" in api
-    assert "limit_conn conn_per_client @NGINX_CONN@;" in api
+    assert re.search(r"^limit_conn conn_per_client 64;$", site, re.M)
+    assert re.search(r"^limit_req zone=per_client burst=100 nodelay;$", site, re.M)
     # no model control over HTTP: explicit mode would trust any loopback
-    # client without an admin token file (README, "Model control")
+    # client without an admin token file (docs/operations.md, "Who may change the repository")
     assert inf["environment"]["INFERD_MODEL_CONTROL_MODE"] in ("none", "poll")
 
 
@@ -204,17 +220,41 @@ def compose_image():
     return os.environ.get("INFERD_IMAGE", "inferd:cpu")
 
 
+def _nginx_mounts(site=None, tls="on"):
+    """docker run arguments mounting the configuration as Compose does."""
+    d = ROOT / "deploy" / "nginx"
+    files = {"/etc/nginx/nginx.conf": ROOT / "nginx.conf",
+             "/etc/nginx/inferd/servers.conf": d / f"servers-tls-{tls}.conf",
+             "/etc/nginx/inferd/port80.conf": d / "port80-redirect.conf",
+             "/etc/nginx/inferd/x-upstream.conf": d / "x-upstream-0.conf",
+             "/etc/nginx/inferd/site.conf": site or d / "site.conf"}
+    for name in ("inferd-api.conf", "inferd-proxy.conf", "headers.conf"):
+        files[f"/etc/nginx/inferd/{name}"] = d / name
+    return [a for target, src in files.items() for a in ("-v", f"{src}:{target}:ro")]
+
+
 def test_nginx_and_prometheus_images():
-    """Both run unprivileged; the nginx image refuses bad settings clearly."""
+    """Both run unprivileged; the nginx image refuses a missing or bad
+    configuration clearly."""
     nginx = os.environ.get("NGINX_IMAGE", "inferd-nginx:1.30")
     prom = os.environ.get("PROMETHEUS_IMAGE", "inferd-prometheus:2")
     for image in (nginx, prom):
         cfg = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
         assert cfg["User"] not in ("", "root", "0", "0:0"), image
-    p = docker("run", "--rm", "-e", "NGINX_RATE=fast", nginx, check=False)
-    assert p.returncode != 0 and "NGINX_RATE" in p.stderr, p.stderr
-    p = docker("run", "--rm", nginx, check=False)  # TLS on, no certificate mounted
+    p = docker("run", "--rm", nginx, check=False)  # no configuration mounted
+    assert p.returncode != 0 and "mount inferd's nginx configuration" in p.stderr, p.stderr
+    bad = pathlib.Path(secrets()["base"]) / "site-bad-rate.conf"
+    bad.write_text((ROOT / "deploy" / "nginx" / "site.conf").read_text()
+                   .replace("rate=50r/s", "rate=fast"))
+    bad.chmod(0o644)
+    p = docker("run", "--rm", *_nginx_mounts(site=bad, tls="off"), nginx, check=False)
+    assert p.returncode != 0 and "rate=fast" in p.stderr and "site.conf" in p.stderr, p.stderr
+    p = docker("run", "--rm", *_nginx_mounts(), nginx, check=False)  # TLS on, no certificate
     assert p.returncode != 0 and "/etc/nginx/tls/server.crt" in p.stderr, p.stderr
+    # and with the default files and no TLS, the configuration passes nginx -t
+    p = docker("run", "--rm", "--entrypoint", "nginx", *_nginx_mounts(tls="off"), nginx,
+               "-t", "-e", "stderr", check=False)
+    assert p.returncode == 0, p.stderr
     p = docker("run", "--rm", "--entrypoint", "sh", prom, "-c",
                "promtool check config /etc/prometheus/inferd/prometheus.yml && "
                "prometheus-nginx-exporter --version")
@@ -279,7 +319,8 @@ def test_port_80_redirects(stack):
     s.trust_env = False
     r = s.post(f"{HTTP_URL}/predict?x=1", data=b"{}", allow_redirects=False, timeout=10)
     assert r.status_code == 308
-    # the configured name (NGINX_SERVER_NAME), not the Host the client sent
+    # the configured address (site.conf's $inferd_https_origin), not the
+    # Host the client sent
     want = f"https://localhost:{HTTPS_PORT}/predict?x=1"
     assert r.headers["Location"] == want
     for host in ("evil.example", "evil.example:443", "127.0.0.1"):
@@ -467,7 +508,7 @@ def _answer_within(s, seconds):
 
 
 def test_large_uploads_are_bounded(stack):
-    """Stalled uploads cannot fill nginx's /tmp: past NGINX_BIG_BODIES (8)
+    """Stalled uploads cannot fill nginx's /tmp: past site.conf's big_bodies (8)
     bodies over 2 MB in progress, a new one is refused at once with 429,
     while small requests still pass; a slot frees when an upload ends."""
     big = 30_000_000  # under client_max_body_size (40m), over the 2 MB buffer
@@ -499,7 +540,7 @@ def test_large_uploads_are_bounded(stack):
 
 
 def test_connections_per_address_are_limited(stack):
-    """Past NGINX_CONN (64) requests in progress from one address, nginx
+    """Past site.conf's conn_per_client (64) requests in progress from one address, nginx
     answers 429 at once; the limit lifts when they end."""
     held = []
     try:
@@ -612,7 +653,7 @@ def _doubled_model(folder):
 
 def _put_model(src_dir, name):
     """Write src_dir/name into the models volume as fashion_mnist/model.pt:
-    beside it first, then renamed over it (atomic), as README's recipe says."""
+    beside it first, then renamed over it (atomic), as docs/operations.md's recipe says."""
     docker("run", "--rm", "--user", "0", "--network", "none", "--entrypoint", "sh",
            "-v", f"{MODELS_VOLUME}:/models", "-v", f"{src_dir}:/src:ro", compose_image(), "-c",
            f"cp /src/{name} /models/fashion_mnist/model.pt.new && "
@@ -866,8 +907,8 @@ def test_nginx_defaults_plain_http_and_rate_limit(stack):
     (off) and a low rate: port 80 serves the API, no internal address
     leaks, and a bounded burst from one address gets JSON 429s with
     Retry-After. Restored afterwards."""
-    low = {"NGINX_HTTP": "plain", "NGINX_DEBUG_UPSTREAM": "0", "NGINX_RATE": "5r/s",
-           "NGINX_BURST": "5"}
+    low = {"NGINX_HTTP": "plain", "NGINX_DEBUG_UPSTREAM": "0",
+           "NGINX_SITE": site_conf("5r/s", 5)}
     compose("up", "-d", "--no-deps", "--no-build", "nginx", env=low, timeout=COMPOSE_TIMEOUT)
     try:
         wait_for(lambda: _nginx_ok(), 60, what="recreated nginx")

@@ -96,7 +96,13 @@ def test_stack_file_renders():
     assert "ports" not in doc["services"]["nginx"]
     assert any((v.get("target") if isinstance(v, dict) else v.split(":")[1]) == "/etc/nginx/tls"
                for v in doc["services"]["nginx"]["volumes"])
-    assert doc["services"]["nginx"]["environment"]["NGINX_TLS"] == "off"
+    # nginx.conf and its includes reach every node as configs; NGINX_TLS=off
+    # chose the plain server
+    configs = {c["target"]: doc["configs"][c["source"]]["file"]
+               for c in doc["services"]["nginx"]["configs"]}
+    assert configs["/etc/nginx/nginx.conf"] == str(ROOT / "nginx.conf")
+    assert configs["/etc/nginx/inferd/servers.conf"] == \
+        str(ROOT / "deploy" / "nginx" / "servers-tls-off.conf")
     p = run(["deploy/swarm.sh", "render", "--cpu", "--publish", "ingress"],
             env={"PYTHON": "/usr/bin/python3"})
     ports = yaml.safe_load(p.stdout)["services"]["nginx"]["ports"]

@@ -90,7 +90,7 @@ def test_full_queue_answers_503_at_once(start_daemon, slow_repo):
     x = slow_input(99, 3)
     check_doubled(Client(daemon.port, "/predict", slow_body(x), tag="after").run(), x)
     # The refusals are visible to operators: counted per model and status,
-    # and the access-log line names the model (README: Metrics, Logs).
+    # and the access-log line names the model (docs/operations.md: Metrics, Logs).
     refused = after["s503"] - before["s503"]
     assert refused == len(busy), (
         f"{len(busy)} requests to model slow answered 503 (queue full), but "
