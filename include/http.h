@@ -48,6 +48,9 @@ struct http_front {
 
 #define HTTP_REPLY_MAX_HEADERS 6
 
+/* The status recorded for an exchange whose client left (nginx's code). */
+#define HTTP_STATUS_CLIENT_CLOSED 499
+
 /* JSON replies at least this long go out gzip-compressed to clients that
  * accept it (Accept-Encoding: gzip); smaller ones gain too little. */
 #define HTTP_GZIP_MIN_BYTES 1024
@@ -97,6 +100,7 @@ struct http_exchange {
     struct model *model;     /* set by a handler: the answer counts in its metrics */
     struct model *model_ref; /* a reference the handler took, dropped as the exchange ends */
     struct infer_request infer;
+    int client_fd;                            /* its socket while queued, else -1 */
     void (*encode)(struct http_exchange *ex); /* worker thread: outputs -> reply */
     void *api_state;                          /* the handler's own, freed by api_free */
     void (*api_free)(void *state);

@@ -60,9 +60,10 @@ struct image_batch *image_request_slot(struct image_request *r, int slot,
                                        const struct preprocess_spec *spec, long long max_pixels);
 
 /* infer_request's prepare hook (arg: the struct image_request): decode
- * every image input into req->inputs. Returns 0, or an HTTP status with
- * req->error set. Runs on the worker thread. */
-int image_request_prepare(struct infer_request *req, void *arg);
+ * every image input into req->inputs. Returns INFER_OK, or INFER_INVALID
+ * (a corrupt image), INFER_UNSUPPORTED (a format it does not read) or
+ * INFER_INTERNAL with req->error set. Runs on the worker thread. */
+enum infer_status image_request_prepare(struct infer_request *req, void *arg);
 
 /* Free the batches (not r itself). */
 void image_request_free(struct image_request *r);

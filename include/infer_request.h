@@ -5,17 +5,46 @@
 #ifndef INFERD_INFER_REQUEST_H
 #define INFERD_INFER_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bounds.h"
 #include "tensor.h"
 
-/* The status recorded for a request whose client left (nginx's code). */
-#define INFER_STATUS_CLIENT_CLOSED 499
-
 /* The 504 message for a request whose deadline passed in the queue. */
 #define INFER_DEADLINE_PASSED "the request's deadline passed while it was queued"
+
+/* What became of a request: the one status every layer below the
+ * transports uses. Each transport maps it to its own codes in one place
+ * (HTTP: http.c's status_of). */
+enum infer_status {
+    INFER_OK = 0,
+    INFER_INVALID,     /* the client's input is wrong */
+    INFER_UNSUPPORTED, /* a format inferd does not take (an image type, a content type) */
+    INFER_NOT_FOUND,   /* no such model, version or output */
+    INFER_UNAVAILABLE, /* queue full, loading, draining: retry later */
+    INFER_DEADLINE,    /* its deadline passed before it ran */
+    INFER_CANCELLED,   /* its client left while it was queued */
+    INFER_INTERNAL,    /* the model or the server failed */
+};
+
+/* "ok", "invalid", ...: for logs. */
+const char *infer_status_name(enum infer_status s);
+
+struct infer_request;
+
+/* How a transport follows its requests. */
+struct infer_hooks {
+    /* As the request joins its queue, with the queue's lock held (NULL:
+     * nothing to do); the HTTP front end suspends its connection here. */
+    void (*queued)(struct infer_request *req);
+    /* Whether the request's client has left (NULL: never asked); called by
+     * the queue watcher, which then ends it INFER_CANCELLED. */
+    bool (*gone)(const struct infer_request *req);
+    /* Called once, by infer_request_finish; owns req from then on. */
+    void (*done)(struct infer_request *req);
+};
 
 struct infer_request {
     struct infer_request *next; /* queue link, owned by the queue */
@@ -25,21 +54,17 @@ struct infer_request {
     int n_inputs;
     int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
     uint64_t arrival_ns;
-    uint64_t deadline_ns; /* 0: none */
-    int client_fd;        /* the connection's socket, or -1 */
-    /* Called once as the request joins its queue, with the queue's lock held
-     * (NULL: nothing to do); the HTTP front end suspends the connection. */
-    void (*queued)(struct infer_request *req);
-    void (*done)(struct infer_request *req); /* called once, by infer_request_finish */
-    void *owner;                             /* the submitter's, for the callbacks */
+    uint64_t deadline_ns;            /* 0: none */
+    const struct infer_hooks *hooks; /* the transport's */
+    void *owner;                     /* the transport's, for its hooks */
     /* Optional, run by the worker just before the forward (e.g. to decode
-     * images into inputs whose shapes are already set): returns 0, or an
-     * HTTP status with error set, which fails this request alone. */
-    int (*prepare)(struct infer_request *req, void *arg);
+     * images into inputs whose shapes are already set): returns INFER_OK, or
+     * a status with error set, which fails this request alone. */
+    enum infer_status (*prepare)(struct infer_request *req, void *arg);
     void *prepare_arg;
 
     /* Set before done() runs. */
-    int status; /* HTTP status: 200, 4xx from prepare, 499, 500, 503, 504 */
+    enum infer_status status;
     char error[256];
     struct tensor outputs[MODEL_MAX_IO]; /* a worker's, on 200 */
     char output_names[MODEL_MAX_IO][64];
@@ -58,12 +83,13 @@ int infer_request_check(struct infer_request *req, int max_batch, const char *mo
                         size_t err_len);
 
 /* End req: record status and error (NULL or "" for none; cut to fit) and
- * call req->done, which owns req from then on. Call it exactly once per
+ * call req->hooks->done, which owns req from then on. Call it exactly once per
  * queued request, from whichever thread took the request off its queue. */
-void infer_request_finish(struct infer_request *req, int status, const char *error);
+void infer_request_finish(struct infer_request *req, enum infer_status status, const char *error);
 
 /* Finish every request of a list linked by next with the same status and
  * error. */
-void infer_request_finish_all(struct infer_request *list, int status, const char *error);
+void infer_request_finish_all(struct infer_request *list, enum infer_status status,
+                              const char *error);
 
 #endif

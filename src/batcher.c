@@ -74,8 +74,8 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req)
     } else if (q->length >= q->capacity) {
         rc = SUBMIT_FULL;
     } else {
-        if (req->queued)
-            req->queued(req);
+        if (req->hooks != NULL && req->hooks->queued != NULL)
+            req->hooks->queued(req);
         batch_rate_arrival(&q->rate, req->arrival_ns, q->max_delay_ns);
         req->next = NULL;
         if (q->tail)

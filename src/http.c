@@ -8,6 +8,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -135,21 +136,38 @@ static void compress_reply(struct http_exchange *ex)
     r->gzipped = true;
 }
 
+/* The HTTP status of an inference status: the one place they are mapped. */
+static int status_of(enum infer_status s)
+{
+    switch (s) {
+    case INFER_OK: return 200;
+    case INFER_INVALID: return 400;
+    case INFER_NOT_FOUND: return 404;
+    case INFER_UNSUPPORTED: return 415;
+    case INFER_CANCELLED: return HTTP_STATUS_CLIENT_CLOSED;
+    case INFER_INTERNAL: return 500;
+    case INFER_UNAVAILABLE: return 503;
+    case INFER_DEADLINE: return 504;
+    }
+    return 500;
+}
+
 /* Runs on a worker thread once ex->infer has a result. */
 static void on_infer_done(struct infer_request *req)
 {
     struct http_exchange *ex = req->owner;
-    if (req->status == 200 && ex->encode)
+    if (req->status == INFER_OK && ex->encode) {
         ex->encode(ex);
-    else if (req->status == 503)
+    } else if (req->status == INFER_UNAVAILABLE) {
         http_reply_unavailable(ex, 1, "%s", req->error);
-    else if (req->status >= 400 && req->status < 500)
-        http_reply_error(ex, req->status, "%s", req->error);
-    else { /* the model failed: libtorch's text may name files of this server's */
+    } else if (req->status == INFER_INTERNAL) {
+        /* the model failed: libtorch's text may name files of this server's */
         char message[sizeof req->error];
         snprintf(message, sizeof message, "%s", req->error);
         redact_paths(message);
-        http_reply_error(ex, req->status ? req->status : 500, "%s", message);
+        http_reply_error(ex, 500, "%s", message);
+    } else {
+        http_reply_error(ex, status_of(req->status), "%s", req->error);
     }
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;
@@ -188,21 +206,38 @@ bool http_peer_loopback(struct http_exchange *ex)
     return false;
 }
 
+/* Whether the client of a queued request has closed its connection: recv
+ * peeks without taking anything; 0 is end of stream, and a reset reads as
+ * an error. Bytes waiting (a pipelined request) or nothing yet (EAGAIN)
+ * mean still there. */
+static bool client_gone(const struct infer_request *req)
+{
+    const struct http_exchange *ex = req->owner;
+    if (ex->client_fd < 0)
+        return false;
+    char byte;
+    ssize_t n = recv(ex->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static const struct infer_hooks http_hooks = {on_queued, client_gone, on_infer_done};
+
 enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
 {
     struct infer_request *req = &ex->infer;
     const struct inferd_config *cfg = ex->front->cfg;
     ex->model = m;
     req->owner = ex;
-    req->queued = on_queued;
-    req->done = on_infer_done;
+    req->hooks = &http_hooks;
     req->arrival_ns = clock_now_ns();
     req->deadline_ns = cfg->request_timeout_ms > 0
                            ? ex->start_ns + (uint64_t)cfg->request_timeout_ms * 1000000u
                            : 0;
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    req->client_fd = info ? info->connect_fd : -1;
+    ex->client_fd = info ? info->connect_fd : -1;
     int rc = batch_queue_submit(&m->queue, req);
     if (rc == SUBMIT_OK)
         return ROUTE_SUSPENDED;
@@ -597,7 +632,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (ex->reply.status == 0) /* ended before any answer: say why, as nginx does */
         ex->reply.status =
-            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : INFER_STATUS_CLIENT_CLOSED;
+            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : HTTP_STATUS_CLIENT_CLOSED;
     /* Kept alive (or closing): the idle deadline, and first to give way. */
     conn_guard_phase(&h->guard, ex->conn_entry, CONN_IDLE);
     uint64_t total = clock_now_ns() - ex->start_ns;

@@ -140,7 +140,7 @@ struct image_batch *image_request_slot(struct image_request *r, int slot,
     return r->inputs[slot];
 }
 
-int image_request_prepare(struct infer_request *req, void *arg)
+enum infer_status image_request_prepare(struct infer_request *req, void *arg)
 {
     struct image_request *r = arg;
     for (int i = 0; i < MODEL_MAX_IO; i++) {
@@ -149,9 +149,11 @@ int image_request_prepare(struct infer_request *req, void *arg)
         int status =
             image_batch_decode(r->inputs[i], &req->inputs[i], req->error, sizeof req->error);
         if (status != 0)
-            return status;
+            return status == 400   ? INFER_INVALID
+                   : status == 415 ? INFER_UNSUPPORTED
+                                   : INFER_INTERNAL;
     }
-    return 0;
+    return INFER_OK;
 }
 
 void image_request_free(struct image_request *r)

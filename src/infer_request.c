@@ -41,17 +41,33 @@ int infer_request_check(struct infer_request *req, int max_batch, const char *mo
     return 0;
 }
 
-void infer_request_finish(struct infer_request *req, int status, const char *error)
+const char *infer_status_name(enum infer_status s)
+{
+    switch (s) {
+    case INFER_OK: return "ok";
+    case INFER_INVALID: return "invalid";
+    case INFER_UNSUPPORTED: return "unsupported";
+    case INFER_NOT_FOUND: return "not found";
+    case INFER_UNAVAILABLE: return "unavailable";
+    case INFER_DEADLINE: return "deadline";
+    case INFER_CANCELLED: return "cancelled";
+    case INFER_INTERNAL: return "internal";
+    }
+    return "internal";
+}
+
+void infer_request_finish(struct infer_request *req, enum infer_status status, const char *error)
 {
     size_t n = error ? strnlen(error, sizeof req->error - 1) : 0;
     req->status = status;
     if (n)
         memcpy(req->error, error, n);
     req->error[n] = '\0';
-    req->done(req);
+    req->hooks->done(req);
 }
 
-void infer_request_finish_all(struct infer_request *list, int status, const char *error)
+void infer_request_finish_all(struct infer_request *list, enum infer_status status,
+                              const char *error)
 {
     while (list != NULL) {
         struct infer_request *next = list->next;

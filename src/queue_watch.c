@@ -2,29 +2,19 @@
  * queue_watch.h). */
 #include "queue_watch.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "clock.h"
 #include "log.h"
 
 #define PERIOD_NS ((uint64_t)QUEUE_WATCH_PERIOD_MS * 1000000u)
 
-/* Whether the client of req has closed its connection: recv peeks without
- * taking anything; 0 is end of stream, and a reset reads as an error. Bytes
- * waiting (a pipelined request) or nothing yet (EAGAIN) mean still there. */
+/* Whether the client of req has left, as its transport tells. */
 static bool client_gone(const struct infer_request *req, void *arg)
 {
     (void)arg;
-    if (req->client_fd < 0)
-        return false;
-    char byte;
-    ssize_t n = recv(req->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0)
-        return true;
-    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    return req->hooks != NULL && req->hooks->gone != NULL && req->hooks->gone(req);
 }
 
 /* One pass over every queue; returns the earliest deadline still queued, or
@@ -37,13 +27,13 @@ static uint64_t sweep(struct queue_watch *w)
     for (int i = 0; i < n; i++) {
         struct batch_queue *q = &models[i]->queue;
         uint64_t next = 0;
-        infer_request_finish_all(batch_queue_expire(q, clock_now_ns(), &next), 504,
+        infer_request_finish_all(batch_queue_expire(q, clock_now_ns(), &next), INFER_DEADLINE,
                                  INFER_DEADLINE_PASSED);
         struct infer_request *gone = batch_queue_remove_if(q, client_gone, NULL);
         if (gone != NULL)
             log_msg(LOG_DEBUG, "model %s: dropped queued requests whose client left",
                     models[i]->cfg.name);
-        infer_request_finish_all(gone, INFER_STATUS_CLIENT_CLOSED,
+        infer_request_finish_all(gone, INFER_CANCELLED,
                                  "the client closed the connection while the request was queued");
         if (next != 0 && (earliest == 0 || next < earliest))
             earliest = next;

@@ -162,7 +162,8 @@ void server_drain_and_stop(struct server *srv)
             struct infer_request *left = batch_queue_steal_all(&all[i]->queue);
             for (const struct infer_request *r = left; r != NULL; r = r->next)
                 dropped++;
-            infer_request_finish_all(left, 503, "the server shut down before this request ran");
+            infer_request_finish_all(left, INFER_UNAVAILABLE,
+                                     "the server shut down before this request ran");
         }
         log_msg(LOG_WARN, "drain timeout: %d queued request(s) answered 503", dropped);
     }

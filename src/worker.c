@@ -287,12 +287,12 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         if (req->deadline_ns && start > req->deadline_ns) {
-            infer_request_finish(req, 504, INFER_DEADLINE_PASSED);
+            infer_request_finish(req, INFER_DEADLINE, INFER_DEADLINE_PASSED);
             continue;
         }
         req->queue_ns = start - req->arrival_ns;
-        int status = req->prepare ? req->prepare(req, req->prepare_arg) : 0;
-        if (status != 0) {
+        enum infer_status status = req->prepare ? req->prepare(req, req->prepare_arg) : INFER_OK;
+        if (status != INFER_OK) {
             char why[sizeof req->error];
             memcpy(why, req->error, sizeof why);
             infer_request_finish(req, status, why);
@@ -318,7 +318,7 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
             views[i] = tensor_view(&batch[0]->inputs[i]);
         } else if (stage_input(w, batch, n, i, total, &views[i]) != 0) {
             for (int r = 0; r < n; r++)
-                infer_request_finish(batch[r], 500, "out of memory forming a batch");
+                infer_request_finish(batch[r], INFER_INTERNAL, "out of memory forming a batch");
             return;
         }
     }
@@ -363,10 +363,10 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
         if (rc == 0 && req->n_outputs > 0) {
-            req->status = 200;
+            req->status = INFER_OK;
             hand_off(w, req);
         } else {
-            infer_request_finish(req, 500, err[0] ? err : "model failed");
+            infer_request_finish(req, INFER_INTERNAL, err[0] ? err : "model failed");
         }
     }
     shim_outputs_free(out);
@@ -393,7 +393,7 @@ static void *worker_main(void *arg)
             worker_status_error(w->status, why, sizeof why);
             snprintf(msg, sizeof msg, "model %s is not available: %s", w->cfg->name, why);
             for (int r = 0; r < n; r++)
-                infer_request_finish(w->batch[r], 503, msg);
+                infer_request_finish(w->batch[r], INFER_UNAVAILABLE, msg);
         }
         close_completer(w);
         return NULL;

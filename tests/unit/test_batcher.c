@@ -29,7 +29,6 @@ static void make_req(struct infer_request *r, int64_t samples, int64_t inner, en
                      uint64_t arrival_ns)
 {
     memset(r, 0, sizeof *r);
-    r->client_fd = -1;
     r->n_inputs = 1;
     r->inputs[0].dtype = dtype;
     r->inputs[0].ndim = 2;
@@ -118,10 +117,12 @@ static void hook(struct infer_request *req)
         pthread_mutex_unlock(&p->q->lock);
 }
 
+static const struct infer_hooks probe_hooks = {hook, NULL, NULL};
+
 /* Submit r with the probe as its queued callback. */
 static int submit_probed(struct batch_queue *q, struct infer_request *r, struct hook_probe *probe)
 {
-    r->queued = hook;
+    r->hooks = &probe_hooks;
     r->owner = probe;
     return batch_queue_submit(q, r);
 }
@@ -157,7 +158,7 @@ static void test_capacity(void **state)
     batch_queue_destroy(&q);
 
     assert_int_equal(batch_queue_init(&q, 1, 8, 1000000), 0);
-    r[0].queued = r[1].queued = NULL; /* no probe this time */
+    r[0].hooks = r[1].hooks = NULL; /* no probe this time */
     assert_int_equal(batch_queue_submit(&q, &r[0]), SUBMIT_OK);
     assert_int_equal(batch_queue_submit(&q, &r[1]), SUBMIT_FULL);
     assert_int_equal(batch_queue_length(&q), 1);
@@ -184,7 +185,7 @@ static void test_closed(void **state)
     assert_int_equal(batch_queue_init(&q, 1, 8, 1000), 0);
     struct infer_request r2;
     make_req(&r2, 1, 4, SHIM_FP32, clock_now_ns());
-    r.queued = NULL; /* no probe for the one that fills the queue */
+    r.hooks = NULL; /* no probe for the one that fills the queue */
     assert_int_equal(batch_queue_submit(&q, &r), SUBMIT_OK);
     batch_queue_close(&q);
     assert_int_equal(submit_probed(&q, &r2, &probe), SUBMIT_CLOSED);
@@ -649,6 +650,8 @@ static void stress_hook(struct infer_request *req)
     atomic_fetch_add(&stress->hook_calls, 1);
 }
 
+static const struct infer_hooks stress_hooks = {stress_hook, NULL, NULL};
+
 static void *producer(void *arg)
 {
     int id = *(int *)arg;
@@ -656,7 +659,7 @@ static void *producer(void *arg)
         struct infer_request *r = &stress->reqs[id][i];
         make_req(r, 1 + (i % 3), 2 + (i % 2), SHIM_FP32, clock_now_ns());
         r->owner = (void *)(intptr_t)(id * PER_PRODUCER + i);
-        r->queued = stress_hook;
+        r->hooks = &stress_hooks;
         while (batch_queue_submit(&stress->q, r) == SUBMIT_FULL) {
             atomic_fetch_add(&stress->full_refusals, 1);
             sched_yield();
@@ -795,7 +798,7 @@ static void test_wait_decisions(void **state)
 
 static int submit(struct batch_queue *q, struct infer_request *r)
 {
-    r->queued = NULL;
+    r->hooks = NULL;
     return batch_queue_submit(q, r);
 }
 
