@@ -25,6 +25,10 @@
 #                            clients together, before 429 (default 8); the
 #                            /tmp tmpfs must hold NGINX_BIG_BODIES x 40 MiB
 #                            (docker-compose.yml sizes it so).
+#   NGINX_READ_TIMEOUT       how long a replica may take to answer (default
+#                            60s); also how long a request waits on a
+#                            replica whose host died before another replica
+#                            gets it (docs/deploy-swarm.md).
 #   NGINX_DEBUG_UPSTREAM=1   add X-Upstream (the replica's internal address)
 #                            to answers; off by default: it reveals the
 #                            internal network.
@@ -40,6 +44,7 @@ BIG_BODIES=${NGINX_BIG_BODIES:-8}
 RATE=${NGINX_RATE:-50r/s}
 BURST=${NGINX_BURST:-100}
 DEBUG=${NGINX_DEBUG_UPSTREAM:-0}
+READ_TIMEOUT=${NGINX_READ_TIMEOUT:-60s}
 
 fail() { echo "inferd-nginx: $*" >&2; exit 2; }
 case $TLS in on | off) ;; *) fail "NGINX_TLS must be on or off, not '$TLS'" ;; esac
@@ -47,6 +52,8 @@ case $HTTP in redirect | plain) ;; *) fail "NGINX_HTTP must be redirect or plain
 case $DEBUG in 0 | 1) ;; *) fail "NGINX_DEBUG_UPSTREAM must be 0 or 1, not '$DEBUG'" ;; esac
 echo "$RATE" | grep -Eq '^[1-9][0-9]*r/[sm]$' ||
     fail "NGINX_RATE must look like 50r/s or 600r/m, not '$RATE'"
+echo "$READ_TIMEOUT" | grep -Eq '^[1-9][0-9]*(ms|s|m)?$' ||
+    fail "NGINX_READ_TIMEOUT must look like 60s or 500ms, not '$READ_TIMEOUT'"
 echo "$BURST" | grep -Eq '^(0|[1-9][0-9]*)$' || fail "NGINX_BURST must be a whole number, not '$BURST'"
 echo "$CONN" | grep -Eq '^[1-9][0-9]*$' || fail "NGINX_CONN must be a whole number above 0, not '$CONN'"
 echo "$BIG_BODIES" | grep -Eq '^[1-9][0-9]*$' ||
@@ -66,7 +73,7 @@ fi
 mkdir -p "$OUT"
 for t in "$SRC"/*.template; do
     sed -e "s|@NGINX_RATE@|$RATE|g" -e "s|@NGINX_BURST@|$BURST|g" -e "s|@NGINX_CONN@|$CONN|g" \
-        -e "s|@NGINX_BIG_BODIES@|$BIG_BODIES|g" "$t" \
+        -e "s|@NGINX_BIG_BODIES@|$BIG_BODIES|g" -e "s|@NGINX_READ_TIMEOUT@|$READ_TIMEOUT|g" "$t" \
         >"$OUT/$(basename "$t" .template)"
 done
 
