@@ -412,8 +412,10 @@ def test_model_update_on_every_node(cluster):
 
 def test_rolling_update_of_the_image(cluster):
     """inferd:cpu -> a new image (same content, a new layer) on every node,
-    `docker service update --image`, start-first and health-gated, one
-    replica at a time."""
+    `docker service update --image`, start-first and health-gated. Two
+    replicas at a time (the stack's default is one: 185 s for 6 replicas
+    here, measured; two keeps 4 of 6 old ones serving and halves the CI
+    time)."""
     new = INFERD_IMAGE.split(":")[0] + ":cluster-v2"
     for node in cluster.alive:
         cluster.d(node, "build", "-q", "-t", new, "-",
@@ -422,6 +424,7 @@ def test_rolling_update_of_the_image(cluster):
         time.sleep(2)
         t0 = time.time()
         cluster.m("service", "update", "--detach=false", "--quiet", "--image", new,
+                  "--update-parallelism", "2", "--update-order", "start-first",
                   f"{STACK}_inference", timeout=280)
         t_conv = time.time()
         t_all = wait_all_serving(cluster, load, t_conv, 60, image=new)
