@@ -323,6 +323,48 @@ def prom_targets():
 
 # ------------------------------------------------------------------ tests
 
+def test_multi_host_stack_renders(tmp_path):
+    """swarm.sh's multi-host options, without an engine: secrets from the
+    folders (owner and mode kept), the models folder bound, dnsrr, the
+    spread limit, the edge constraint, Prometheus kept."""
+    import yaml
+    sec = ds.secrets()
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for f in ("server.crt", "server.key"):
+        shutil.copy2(pathlib.Path(sec["tls"]) / f, tls / f)
+    os.chown(tls / "server.key", ds.NGINX_UID, ds.NGINX_UID)
+    p = run(["deploy/swarm.sh", "render", "--cpu", "--replicas", "6", "--publish", "host",
+             "--models", MODELS_IN_NODE, "--monitoring",
+             "--secret-dir", "/run/secrets/inferd", "--secret-dir", "/etc/nginx/tls",
+             "--endpoint-mode", "dnsrr", "--max-per-node", "3",
+             "--edge-constraint", "node.role == manager"],
+            env={"PYTHON": "/usr/bin/python3", "INFERD_SECRETS_DIR": sec["secrets"],
+                 "NGINX_TLS_DIR": str(tls)})
+    doc = yaml.safe_load(p.stdout)
+    svcs = doc["services"]
+    assert set(svcs) == {"inference", "nginx", "prometheus", "nginx-exporter"}
+    assert all(s["deploy"]["endpoint_mode"] == "dnsrr" for s in svcs.values())
+    inf = svcs["inference"]
+    assert inf["deploy"]["placement"]["max_replicas_per_node"] == 3
+    assert {"type": "bind", "source": MODELS_IN_NODE, "target": "/models",
+            "read_only": True} in inf["volumes"]
+    assert inf["environment"]["INFERD_MODEL_CONTROL_MODE"] == "poll"
+    assert [(x["target"], x["uid"], x["mode"]) for x in inf["secrets"]] == \
+        [("/run/secrets/inferd/api-keys", str(ds.INFERD_UID), 0o600)]
+    ngx = svcs["nginx"]
+    assert {x["target"]: (x["uid"], x["mode"] & 0o077) for x in ngx["secrets"]} == {
+        "/etc/nginx/tls/server.crt": ("0", 0o044),
+        "/etc/nginx/tls/server.key": (str(ds.NGINX_UID), 0)}
+    assert not any(v.get("type") == "bind" for s in svcs.values() for v in s.get("volumes", [])
+                   if isinstance(v, dict) and v.get("target") != "/models")
+    for name in ("nginx", "prometheus", "nginx-exporter"):
+        assert svcs[name]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert all(p["mode"] == "host" for p in ngx["ports"])
+    assert set(doc["secrets"]) == {x["source"] for s in svcs.values() for x in s.get("secrets", [])}
+    assert "models" not in (doc.get("volumes") or {})
+
+
 def test_spread_nginx_reaches_every_replica_and_prometheus_finds_them(cluster):
     tasks = cluster.healthy()
     per_node = {n: sum(t["node"] == n for t in tasks) for n in NODES}
