@@ -18,14 +18,15 @@ loader rejects or ignores); this keeps the meaning and rewrites the form:
   port is published on the routing mesh (every node, every interface);
   --publish=host publishes on the node that runs the task, --publish=none not
   at all (reach nginx from inside the network);
-- bind-mounted files (nginx.conf and the files it includes) -> Swarm
-  `configs` (they reach every node; each named by
+- bind-mounted files (nginx.conf and the files it includes, the
+  NGINX_SITE copy of site.conf with its rate limits and read timeout
+  among them) -> Swarm `configs` (they reach every node; each named by
   its content's hash so that a changed file rolls out);
 - GPU `devices` reservations are dropped with a warning: Swarm schedules GPUs
   as generic resources (`node-generic-resources` in daemon.json, then
   deploy.resources.reservations.generic_resources), not as device requests;
-- services in a Compose profile (monitoring, grafana) are left out: the
-  stack is the serving part; deploy Prometheus separately;
+- services in a Compose profile (monitoring, grafana) are left out (but
+  see --monitoring below): the stack is the serving part;
 - `version: "3.9"`, which the stack loader of Docker < 25 requires.
 
 For a cluster of several hosts (docs/deploy-swarm.md), where a host folder
