@@ -18,15 +18,39 @@ loader rejects or ignores); this keeps the meaning and rewrites the form:
   port is published on the routing mesh (every node, every interface);
   --publish=host publishes on the node that runs the task, --publish=none not
   at all (reach nginx from inside the network);
-- bind-mounted files (nginx.conf and the files it includes) -> Swarm
-  `configs` (they reach every node; each named by
+- bind-mounted files (nginx.conf and the files it includes, the
+  NGINX_SITE copy of site.conf with its rate limits and read timeout
+  among them) -> Swarm `configs` (they reach every node; each named by
   its content's hash so that a changed file rolls out);
 - GPU `devices` reservations are dropped with a warning: Swarm schedules GPUs
   as generic resources (`node-generic-resources` in daemon.json, then
   deploy.resources.reservations.generic_resources), not as device requests;
-- services in a Compose profile (monitoring, grafana) are left out: the
-  stack is the serving part; deploy Prometheus separately;
+- services in a Compose profile (monitoring, grafana) are left out (but
+  see --monitoring below): the stack is the serving part;
 - `version: "3.9"`, which the stack loader of Docker < 25 requires.
+
+For a cluster of several hosts (docs/deploy-swarm.md), where a host folder
+exists on one machine only:
+
+- --secret-dir TARGET (repeatable): a bind-mounted folder at TARGET (the
+  API key folder /run/secrets/inferd, nginx's /etc/nginx/tls) becomes one
+  Swarm secret per file, mounted at TARGET/<file> with the file's owner and
+  mode; the managers keep them encrypted and hand them only to the nodes
+  that run the service. Named by content hash: a changed file rolls out;
+- --models-dir DIR: the `models` volume (docker-compose.models.yml) becomes
+  a bind mount of DIR, a folder every node has at that path (shared storage:
+  NFS, or the same folder on every node);
+- --endpoint-mode dnsrr: every service is reached by DNS round robin, no
+  virtual IP (kernels without IPVS, such as this test machine's, cannot run
+  virtual IPs or the ingress routing mesh; publish with --publish=host);
+- --max-per-node N: at most N inference replicas on one node
+  (deploy.placement.max_replicas_per_node; spreading is the default);
+- --edge-constraint EXPR: a placement constraint (`node.role == manager`,
+  `node.labels.edge == true`) for the services that publish ports (nginx,
+  Prometheus) and the nginx exporter: with --publish=host they answer on the
+  node that runs them, so pin them to a node clients reach;
+- --monitoring: keep the monitoring profile's services (Prometheus, the
+  nginx exporter).
 
 usage: docker compose -f docker-compose.yml -f docker-compose.cpu.yml config \
          | deploy/compose2stack.py [--publish=ingress|host|none] > stack.yml
@@ -43,15 +67,26 @@ import yaml
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--publish", choices=("ingress", "host", "none"), default="ingress")
+    ap.add_argument("--secret-dir", action="append", default=[], metavar="TARGET")
+    ap.add_argument("--models-dir")
+    ap.add_argument("--endpoint-mode", choices=("vip", "dnsrr"))
+    ap.add_argument("--max-per-node", type=int)
+    ap.add_argument("--edge-constraint")
+    ap.add_argument("--monitoring", action="store_true")
     args = ap.parse_args()
 
     doc = yaml.safe_load(sys.stdin)
     doc["version"] = "3.9"
     doc.pop("name", None)  # compose v2 adds the project name
     configs = doc.setdefault("configs", {})
+    secrets = doc.setdefault("secrets", {})
+    keep = {"monitoring"} if args.monitoring else set()
 
-    for name in [n for n, svc in doc.get("services", {}).items() if svc.get("profiles")]:
+    for name in [n for n, svc in doc.get("services", {}).items()
+                 if svc.get("profiles") and not set(svc["profiles"]) & keep]:
         del doc["services"][name]
+    for svc in doc.get("services", {}).values():
+        svc.pop("profiles", None)
     for name, svc in doc.get("services", {}).items():
         for key in ("build", "restart", "container_name", "expose", "pull_policy"):
             svc.pop(key, None)
@@ -102,6 +137,27 @@ def main():
         for v in svc.get("volumes", []) or []:
             src = v.get("source") if isinstance(v, dict) else v.split(":")[0]
             tgt = v.get("target") if isinstance(v, dict) else v.split(":")[1]
+            if args.models_dir and src == "models" and tgt == "/models":
+                vols.append({"type": "bind", "source": args.models_dir, "target": "/models",
+                             "read_only": True})
+                continue
+            if tgt in args.secret_dir:
+                if not (src and os.path.isdir(src)):
+                    sys.exit(f"compose2stack: {name}: {tgt} is not a folder here ({src!r})")
+                for fname in sorted(os.listdir(src)):
+                    path = os.path.join(src, fname)
+                    if not os.path.isfile(path) or fname.startswith("."):
+                        continue
+                    st = os.stat(path)
+                    with open(path, "rb") as f:
+                        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+                    sname = f"{re.sub(r'[^A-Za-z0-9_-]', '_', fname)}_{digest}"
+                    secrets[sname] = {"file": path}
+                    svc.setdefault("secrets", []).append(
+                        {"source": sname, "target": f"{tgt.rstrip('/')}/{fname}",
+                         "uid": str(st.st_uid), "gid": str(st.st_gid),
+                         "mode": st.st_mode & 0o777})
+                continue
             if isinstance(v, dict) and v.get("type") != "bind":
                 vols.append(v)
                 continue
@@ -132,8 +188,25 @@ def main():
             if not res:
                 svc["deploy"]["resources"].pop("reservations")
 
+        dep = svc.setdefault("deploy", {})
+        if args.endpoint_mode:
+            dep["endpoint_mode"] = args.endpoint_mode
+        if args.max_per_node and name == "inference":
+            dep.setdefault("placement", {})["max_replicas_per_node"] = args.max_per_node
+        if args.edge_constraint and (svc.get("ports") or name == "nginx-exporter"):
+            dep.setdefault("placement", {}).setdefault("constraints", []).append(
+                args.edge_constraint)
+        if not dep:
+            del svc["deploy"]
+
+    if args.models_dir:
+        (doc.get("volumes") or {}).pop("models", None)
+        if "volumes" in doc and not doc["volumes"]:
+            del doc["volumes"]
     if not configs:
         del doc["configs"]
+    if not secrets:
+        del doc["secrets"]
     yaml.safe_dump(doc, sys.stdout, default_flow_style=False, sort_keys=False)
 
 

@@ -5,6 +5,16 @@
 #   deploy/swarm.sh render [same options]      # print the stack file only
 #   deploy/swarm.sh down [--name NAME]
 #
+# Several hosts (docs/deploy-swarm.md) add, passed on to compose2stack.py:
+#   --models DIR             docker-compose.models.yml (poll mode), the
+#                            repository a bind mount of DIR on every node
+#   --monitoring             Prometheus and the nginx exporter too
+#   --secret-dir TARGET      a mounted folder (/run/secrets/inferd,
+#                            /etc/nginx/tls) as Swarm secrets, one per file
+#   --endpoint-mode dnsrr    no virtual IPs (no IPVS in the kernel)
+#   --max-per-node N         inference replicas per node at most
+#   --edge-constraint EXPR   where the services with published ports run
+#
 # The stack is docker-compose.yml (plus docker-compose.cpu.yml with --cpu)
 # as `docker compose config` resolves it, rewritten by deploy/compose2stack.py
 # into the form the stack loader accepts (no long depends_on, no build,
@@ -26,10 +36,17 @@ if [ -z "${COMPOSE:-}" ]; then
 fi
 
 cmd=${1:-}; [ $# -gt 0 ] && shift
+edge=""
 name=inferd files="-f docker-compose.yml" publish=ingress replicas=${INFERD_REPLICAS:-3}
+cpu="" models="" profiles="" extra=""
 while [ $# -gt 0 ]; do
     case $1 in
-        --cpu) files="-f docker-compose.yml -f docker-compose.cpu.yml" ;;
+        --cpu) cpu="-f docker-compose.cpu.yml" ;;
+        --models) models="-f docker-compose.models.yml"; extra="$extra --models-dir=$2"; shift ;;
+        --monitoring) profiles="--profile monitoring"; extra="$extra --monitoring" ;;
+        --secret-dir|--endpoint-mode|--max-per-node)
+            extra="$extra $1=$2"; shift ;;
+        --edge-constraint) edge=$2; shift ;;
         --replicas) replicas=$2; shift ;;
         --replicas=*) replicas=${1#*=} ;;
         --publish) publish=$2; shift ;;
@@ -41,10 +58,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+files="$files $cpu $models"
+
 render() {
     # shellcheck disable=SC2086
-    INFERD_REPLICAS=$replicas $COMPOSE $files config 2>/dev/null |
-        $PYTHON deploy/compose2stack.py --publish="$publish"
+    INFERD_REPLICAS=$replicas $COMPOSE $files $profiles config 2>/dev/null |
+        $PYTHON deploy/compose2stack.py --publish="$publish" $extra \
+            ${edge:+"--edge-constraint=$edge"}
 }
 
 case $cmd in

@@ -102,17 +102,21 @@ def docker(*args, **kw):
 NGINX_TEST_ENV = {"NGINX_TLS": "on", "NGINX_HTTP": "redirect", "NGINX_DEBUG_UPSTREAM": "1"}
 
 
-def site_conf(rate, burst):
+def site_conf(rate, burst, read_timeout="60s", https_port=None):
     """A copy of deploy/nginx/site.conf, as a user makes one, with the
-    redirect to https://localhost:HTTPS_PORT and the given rate limit, in
-    the test's temporary folder; its path, for NGINX_SITE."""
+    redirect to https://localhost:PORT (HTTPS_PORT unless https_port), the
+    given rate limit and proxy_read_timeout, in the test's temporary folder;
+    its path, for NGINX_SITE."""
+    port = https_port or HTTPS_PORT
     text = (ROOT / "deploy" / "nginx" / "site.conf").read_text()
-    subs = [(r"default https://localhost;", f"default https://localhost:{HTTPS_PORT};"),
-            (r"rate=50r/s;", f"rate={rate};"), (r"burst=100 ", f"burst={burst} ")]
+    subs = [(r"default https://localhost;", f"default https://localhost:{port};"),
+            (r"rate=50r/s;", f"rate={rate};"), (r"burst=100 ", f"burst={burst} "),
+            (r"proxy_read_timeout 60s;", f"proxy_read_timeout {read_timeout};")]
     for old, new in subs:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
-    path = pathlib.Path(secrets()["base"]) / f"site-{rate.replace('/', '-')}-{burst}.conf"
+    path = pathlib.Path(secrets()["base"]) / \
+        f"site-{rate.replace('/', '-')}-{burst}-{read_timeout}-{port}.conf"
     path.write_text(text)
     path.chmod(0o644)
     return str(path)

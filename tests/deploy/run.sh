@@ -15,7 +15,9 @@
 #   5. runs pytest tests/deploy: Compose (3 -> 5 -> kill -> 2 replicas under
 #      load, through nginx over TLS with an API key on 127.0.0.1, Prometheus
 #      following the replicas), the rules (promtool), the Grafana dashboard
-#      (@grafana/schema), Swarm, Kubernetes and KServe manifests.
+#      (@grafana/schema), Swarm, Kubernetes and KServe manifests, and a
+#      three-node Swarm of Docker-in-Docker nodes (test_cluster.py; node
+#      image inferd-swarm-node:1 from tests/deploy/cluster).
 #
 # Needs root (dockerd, debootstrap, apt). Exit status: pytest's.
 # env: KEEP_ENGINE=1 leaves a started engine running; SKIP_BUILD=1 uses the
@@ -66,6 +68,16 @@ cleanup() {
                 $DOCKER network rm "$n" >/dev/null 2>&1
             done
         done
+        # the cluster test's node containers (and with them their swarm), volumes, network
+        for c in $($DOCKER ps -aq --filter label=inferd.test=cluster 2>/dev/null); do
+            $DOCKER rm -f -v "$c" >/dev/null 2>&1
+        done
+        for n in $($DOCKER network ls -q --filter label=inferd.test=cluster 2>/dev/null); do
+            $DOCKER network rm "$n" >/dev/null 2>&1
+        done
+        for v in $($DOCKER volume ls -q --filter label=inferd.test=cluster 2>/dev/null); do
+            $DOCKER volume rm -f "$v" >/dev/null 2>&1
+        done
         [ "$($DOCKER info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ] &&
             $DOCKER swarm leave --force >/dev/null 2>&1
         kill "$STARTED_PID" 2>/dev/null
@@ -114,7 +126,8 @@ say "engine $($DOCKER version --format '{{.Server.Version}}') at ${DOCKER_HOST:-
 # listed by hand: a Dockerfile that changes its FROM changes what is made.
 BUILDS="inferd:cpu . Dockerfile VARIANT=cpu
 inferd-nginx:1.30 deploy/nginx deploy/nginx/Dockerfile -
-inferd-prometheus:2 deploy/prometheus deploy/prometheus/Dockerfile -"
+inferd-prometheus:2 deploy/prometheus deploy/prometheus/Dockerfile -
+inferd-swarm-node:1 tests/deploy/cluster tests/deploy/cluster/Dockerfile -"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     specs=$(echo "$BUILDS" | awk '{print $3 ($4 == "-" ? "" : ":" $4)}')
     # shellcheck disable=SC2086
@@ -147,7 +160,8 @@ export INFERD_IMAGE=inferd:cpu NGINX_IMAGE=inferd-nginx:1.30 PROMETHEUS_IMAGE=in
 say "pytest tests/deploy"
 set +e
 # shellcheck disable=SC2086
-timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider -p no:hypothesispytest \
+# 15 minutes for the single-engine tests, 10 for the three-node cluster
+timeout 1500 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider -p no:hypothesispytest \
     --rootdir "$ROOT/tests/deploy" ${PYTEST_ARGS:-} tests/deploy
 rc=$?
 set -e

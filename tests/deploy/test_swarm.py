@@ -103,6 +103,14 @@ def test_stack_file_renders():
     assert configs["/etc/nginx/nginx.conf"] == str(ROOT / "nginx.conf")
     assert configs["/etc/nginx/inferd/servers.conf"] == \
         str(ROOT / "deploy" / "nginx" / "servers-tls-off.conf")
+    # site.conf too (NGINX_SITE's default): its values, proxy_read_timeout
+    # included, reach nginx as a config
+    assert configs["/etc/nginx/inferd/site.conf"] == str(ROOT / "deploy" / "nginx" / "site.conf")
+    # and the TLS folder is the only bind mount left
+    binds = [v.split(":")[1] if isinstance(v, str) else v["target"]
+             for v in doc["services"]["nginx"]["volumes"]
+             if isinstance(v, str) or v.get("type") == "bind"]
+    assert binds == ["/etc/nginx/tls"], doc["services"]["nginx"]["volumes"]
     p = run(["deploy/swarm.sh", "render", "--cpu", "--publish", "ingress"],
             env={"PYTHON": "/usr/bin/python3"})
     ports = yaml.safe_load(p.stdout)["services"]["nginx"]["ports"]
