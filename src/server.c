@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "registry_manager.h"
 
 bool server_draining(struct server *srv)
 {
@@ -50,13 +51,13 @@ static int configure_threads(struct server *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* Read every model folder (registry_init) and say when the default model
+/* Read every model folder (registry_manager_init) and say when the default model
  * is missing. A folder that fails is listed as unavailable; only an
  * unreadable repository is an error. */
 static int load_repository(struct server *srv, char *err, size_t err_len)
 {
     const struct inferd_config *cfg = &srv->cfg;
-    if (registry_init(&srv->registry, &srv->cfg, err, err_len) != 0)
+    if (registry_manager_init(&srv->registry, &srv->cfg, err, err_len) != 0)
         return -1;
     if (!registry_has(&srv->registry, cfg->default_model))
         log_msg(LOG_WARN, "default model '%s' is not in %s: POST /predict will answer 404",
@@ -94,7 +95,7 @@ static int read_admin_token(struct server *srv, char *err, size_t err_len)
 
 static void release_all(struct server *srv)
 {
-    registry_destroy(&srv->registry);
+    registry_manager_destroy(&srv->registry);
     access_keys_free(&srv->admin_token);
     access_destroy(&srv->access);
 }
@@ -130,7 +131,7 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
         release_all(srv);
         return -1;
     }
-    if (registry_start(&srv->registry, err, err_len) != 0) {
+    if (registry_manager_start(&srv->registry, err, err_len) != 0) {
         queue_watch_stop(&srv->queue_watch);
         http_stop(&srv->http);
         release_all(srv);
@@ -153,7 +154,7 @@ void server_drain_and_stop(struct server *srv)
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
     bool clean = http_wait_idle(&srv->http, deadline);
     /* No more loads or unloads: a control request still waiting gets 503. */
-    registry_stop(&srv->registry);
+    registry_manager_stop(&srv->registry);
     static struct model *all[REGISTRY_SNAPSHOT_MAX]; /* only the main thread drains */
     int n = registry_snapshot(&srv->registry, all, REGISTRY_SNAPSHOT_MAX, true);
     if (!clean) {
@@ -189,7 +190,7 @@ void server_reload(struct server *srv)
     char err[512];
     if (srv->cfg.model_control_mode == CONTROL_POLL) {
         log_msg(LOG_INFO, "SIGHUP: rescanning the model repository");
-        registry_request_rescan(&srv->registry);
+        registry_manager_rescan(&srv->registry);
     }
     if (!access_keys_on(&srv->access)) {
         log_msg(LOG_INFO, "SIGHUP: no --api-key-file, nothing to re-read");
