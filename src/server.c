@@ -65,28 +65,15 @@ static int load_repository(struct server *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* The admin token from --admin-token-file: one line, compared in constant
- * time (access_keys_match), never logged. */
+/* The admin token from --admin-token-file (access.h): one line, compared in
+ * constant time, never logged. Returns 0, or -1 with err set. */
 static int read_admin_token(struct server *srv, char *err, size_t err_len)
 {
     const char *path = srv->cfg.admin_token_file;
     if (path[0] == '\0')
         return 0;
-    bool loose = false;
-    char why[256];
-    int n = access_read_key_file(path, &srv->admin_token, &loose, why, sizeof why);
-    if (n < 0) {
-        snprintf(err, err_len, "--admin-token-file: %s", why);
+    if (access_read_admin_token(&srv->access, path, err, err_len) != 0)
         return -1;
-    }
-    if (n != 1) {
-        access_keys_free(&srv->admin_token);
-        snprintf(err, err_len, "--admin-token-file %s: expected exactly one token, found %d", path,
-                 n);
-        return -1;
-    }
-    if (loose)
-        log_msg(LOG_WARN, "--admin-token-file %s is readable by group or others", path);
     if (srv->cfg.model_control_mode != CONTROL_EXPLICIT)
         log_msg(LOG_WARN, "--admin-token-file is set but --model-control-mode is not explicit: "
                           "load and unload stay refused");
@@ -96,7 +83,6 @@ static int read_admin_token(struct server *srv, char *err, size_t err_len)
 static void release_all(struct server *srv)
 {
     registry_manager_destroy(&srv->registry);
-    access_keys_free(&srv->admin_token);
     access_destroy(&srv->access);
 }
 
@@ -115,7 +101,6 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     }
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0 || load_repository(srv, err, err_len) != 0) {
-        access_keys_free(&srv->admin_token);
         access_destroy(&srv->access);
         return -1;
     }
