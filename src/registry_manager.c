@@ -714,6 +714,8 @@ static void *manager_main(void *arg)
 
 int registry_manager_start(struct registry *r, char *err, size_t err_len)
 {
+    struct model *start[MODEL_MAX_MODELS * MODEL_MAX_VERSIONS];
+    int n = 0;
     pthread_mutex_lock(&r->lock);
     for (int i = 0; i < r->n_entries; i++) {
         struct registry_entry *e = r->entries[i];
@@ -721,13 +723,17 @@ int registry_manager_start(struct registry *r, char *err, size_t err_len)
             struct model *m = e->served[j];
             if (m->n_workers == 0)
                 continue;
-            model_run(m);
             model_acquire(m);
             m->next = r->pending;
             r->pending = m;
+            start[n++] = m;
         }
     }
     pthread_mutex_unlock(&r->lock);
+    /* Without the lock: an instance that cannot start reports at once
+     * through registry_wake, which takes it. */
+    for (int i = 0; i < n; i++)
+        model_run(start[i]);
     if (pthread_create(&r->thread, NULL, manager_main, r) != 0) {
         snprintf(err, err_len, "cannot start the model manager thread");
         return -1;
