@@ -1,7 +1,9 @@
 /* access.h - who may call inferd: API keys from a key file (re-read on
- * SIGHUP, compared in constant time, never logged) and CORS for browser
- * clients. Knows no HTTP library: the front end passes the request's
- * method, path and headers in, and gets a verdict and the headers to add. */
+ * SIGHUP, compared in constant time, never logged), the admin token, and
+ * CORS for browser clients. Knows no endpoint and no HTTP library: the
+ * route table says which level each endpoint needs (enum access_level), the
+ * front end passes the request's method and headers in, and gets a verdict
+ * and the headers to add. */
 #ifndef INFERD_ACCESS_H
 #define INFERD_ACCESS_H
 
@@ -13,9 +15,15 @@
 #define ACCESS_MAX_KEYS 1024  /* most keys in one file */
 #define ACCESS_MAX_ORIGINS 32 /* most origins in --cors-allow-origin */
 #define ACCESS_ORIGIN_MAX 256 /* longest origin */
-/* Paths under it (model load and unload) need no API key: their handlers
- * check the admin token, or a loopback client, themselves. */
-#define ACCESS_CONTROL_PREFIX "/v2/repository/models/"
+
+/* What an endpoint asks of its caller: the route table's access column
+ * (api_routes.h). */
+enum access_level {
+    ACCESS_OPEN,    /* anyone (the health endpoints) */
+    ACCESS_METRICS, /* anyone, or a key with --metrics-need-key (/metrics) */
+    ACCESS_KEY,     /* an API key when --api-key-file is set (everything else) */
+    ACCESS_ADMIN,   /* the admin token; without a token file, loopback clients only */
+};
 
 /* The keys of one key file. Each key sits in a fixed-size, zero-padded
  * slot so that comparing takes the same time whatever the key. */
@@ -28,6 +36,7 @@ struct access_keys {
 struct access {
     char key_file[1024]; /* empty: no keys, every endpoint open */
     bool metrics_need_key;
+    struct access_keys admin_token; /* --admin-token-file's token (n == 0: none); read once */
     /* The key set, swapped whole on reload. HTTP threads read it. */
     pthread_rwlock_t lock;
     struct access_keys keys;
@@ -40,11 +49,11 @@ struct access {
 /* What one request carries that matters here (NULL: header absent). */
 struct access_request {
     const char *method;
-    const char *path;
     const char *authorization;    /* Authorization */
     const char *api_key;          /* X-API-Key */
     const char *origin;           /* Origin */
     const char *preflight_method; /* Access-Control-Request-Method */
+    bool loopback;                /* the client is on this machine (read for ACCESS_ADMIN only) */
 };
 
 enum access_verdict {
@@ -53,6 +62,8 @@ enum access_verdict {
     ACCESS_NO_KEY,     /* 401: no key sent */
     ACCESS_BAD_KEY,    /* 401: a key that is not in the file */
     ACCESS_BAD_ORIGIN, /* 403: a preflight from an origin not allowed */
+    ACCESS_NO_TOKEN,   /* 403: an admin endpoint without the admin token */
+    ACCESS_NOT_LOCAL,  /* 403: an admin endpoint, no token file, a client not on loopback */
 };
 
 /* The outcome for one request; kept with the request until its reply. */
@@ -77,6 +88,12 @@ int access_init(struct access *a, const char *key_file, bool metrics_need_key, c
                 char *err, size_t err_len);
 void access_destroy(struct access *a);
 
+/* Read the admin token from path (NULL or empty: none, and admin endpoints
+ * are for loopback clients only): a file of exactly one token, in the key
+ * file format. Returns 0, or -1 with err set (no token is then in force).
+ * A file readable by group or others only warns, through the logger. */
+int access_read_admin_token(struct access *a, const char *path, char *err, size_t err_len);
+
 /* Re-read the key file (SIGHUP). On failure the old keys stay in force and
  * -1 is returned with err set; 0 on success, also when there is no file. */
 int access_reload(struct access *a, char *err, size_t err_len);
@@ -84,13 +101,17 @@ int access_reload(struct access *a, char *err, size_t err_len);
 /* Whether keys are required at all (a key file was given). */
 bool access_keys_on(const struct access *a);
 
-/* Decide what to do with a request before it is routed. Never fails. */
-struct access_result access_check(struct access *a, const struct access_request *req);
+/* Decide what to do with a request to an endpoint of the given level
+ * (ACCESS_KEY for a path that matches no endpoint), before its body is
+ * read. Never fails. */
+struct access_result access_check(struct access *a, enum access_level level,
+                                  const struct access_request *req);
 
-/* Whether path is served without a key (health, /metrics unless
- * metrics_need_key, and the control paths under ACCESS_CONTROL_PREFIX,
- * which have their own check). */
-bool access_path_open(const struct access *a, const char *path);
+/* The token of an Authorization value "Bearer <token>" (the scheme in any
+ * case, spaces around the token dropped), for API keys and the admin token
+ * alike. Returns a pointer into authorization and sets *len; NULL when the
+ * value is NULL, another scheme, or has no token. */
+const char *access_bearer(const char *authorization, size_t *len);
 
 /* The headers a reply needs for r: CORS headers, the preflight's, and
  * WWW-Authenticate for a 401. */

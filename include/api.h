@@ -14,7 +14,7 @@
 #include "router.h"
 #include "server.h"
 
-#define API_DECLARE_HANDLER(name, methods, pattern, accepts)                                       \
+#define API_DECLARE_HANDLER(name, methods, pattern, accepts, access)                               \
     enum route_outcome api_##name(struct http_exchange *ex);
 API_ROUTES(API_DECLARE_HANDLER)
 #undef API_DECLARE_HANDLER

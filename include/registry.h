@@ -1,21 +1,18 @@
-/* registry.h - the served models, by name and version, and how they change
- * at run time: the start-up load, the repository poll, explicit load and
- * unload, and the swap without downtime.
+/* registry.h - the served models by name and version, and the lookups a
+ * request makes (acquire, has, versions, snapshot, readiness).
  *
  * A model name maps to its served versions, each a struct model (model.h)
  * holding one reference from the registry. A request takes its own
  * reference with registry_acquire and drops it with model_release when it
- * ends, so a version is never freed while in use. A (re)load builds the new
- * versions beside the old ones and waits until they are warmed up, then
- * swaps the served set in one step under the lock: new requests see only
- * the new versions. The versions swapped out (or unloaded) are retired:
- * their instances finish every request already queued, and the manager
- * thread closes and frees each once its last reference is gone. A failed
- * load leaves the old versions serving; the index and the log say why.
+ * ends, so a version is never freed while in use. What changes the table
+ * (the start-up load, polls, explicit load and unload, freeing retired
+ * versions) is the manager thread's job: registry_manager.h. What reads it
+ * into text (the repository index, the per-model metrics) is
+ * registry_render.h.
  *
  * Lock order: the registry's lock is taken before nothing else: it is never
- * held while calling into a model other than to count references, nor
- * while a job's done callback runs. */
+ * held while calling into a model other than to count references or read
+ * its state, nor while a job's done callback runs. */
 #ifndef INFERD_REGISTRY_H
 #define INFERD_REGISTRY_H
 
@@ -26,7 +23,6 @@
 
 #include "config.h"
 #include "model.h"
-#include "strbuf.h"
 
 #define REGISTRY_SNAPSHOT_MAX 1024 /* most models one snapshot returns */
 
@@ -50,28 +46,19 @@ struct registry_entry {
     uint64_t load_failures;
 };
 
-enum registry_job_kind { REGISTRY_LOAD, REGISTRY_UNLOAD };
-
-/* A control request handed to the manager thread. */
-struct registry_job {
-    enum registry_job_kind kind;
-    char name[MODEL_NAME_MAX];
-    char *config; /* LOAD: config.json text to use instead of the file, or NULL (owned) */
-    /* Set by the manager, then done(job) runs on its thread. */
-    int status; /* HTTP status: 200, 400, 404, 503 */
-    char message[512];
-    void (*done)(struct registry_job *job);
-    void *arg;
-    struct registry_job *next;
-};
+struct registry_job; /* registry_manager.h */
 
 struct registry {
     const struct inferd_config *cfg; /* repository, defaults, devices, mode */
     pthread_mutex_t lock;            /* guards everything below */
-    pthread_cond_t wake;             /* CLOCK_MONOTONIC: jobs, rescans, releases, stop */
+    /* CLOCK_MONOTONIC. Broadcast on every event the manager waits for: a
+     * job, a rescan, a dropped last reference, an instance that became
+     * ready or failed, stop. */
+    pthread_cond_t wake;
     struct registry_entry *entries[MODEL_MAX_MODELS];
     int n_entries;
     struct model *retired; /* swapped out or unloaded, draining */
+    /* The manager thread's state (registry_manager.c), under the same lock. */
     struct model *pending; /* start-up loads still to report in the log */
     struct registry_job *jobs, *jobs_tail;
     bool rescan; /* SIGHUP in poll mode */
@@ -80,28 +67,18 @@ struct registry {
     bool started;
 };
 
-/* Read the repository and build every model's served versions (their
- * instances are not started yet). A model that cannot be used is served as
- * unavailable, with why. Returns 0, or -1 with err set (an unreadable
- * repository, or no model in it). */
+/* An empty table for cfg's repository. Returns 0, or -1 with err set (the
+ * lock or the condition variable could not be created). */
 int registry_init(struct registry *r, const struct inferd_config *cfg, char *err, size_t err_len);
 
-/* Start the served versions' instances and the manager thread (start-up
- * log lines, polls, jobs, freeing retired versions). Returns 0, or -1 with
- * err set. */
-int registry_start(struct registry *r, char *err, size_t err_len);
-
-/* Stop the manager: jobs not yet run end with 503. The models stay. */
-void registry_stop(struct registry *r);
-
-/* Close, join and free every model (after registry_stop, once no request
- * holds one). */
+/* Close, join and free every model, served or retired, and the lock. Call
+ * once the manager is stopped and no request holds a model. Cannot fail. */
 void registry_destroy(struct registry *r);
 
 /* The served version `version` of model name (0: the newest ready one, or
  * the newest when none is ready), with a reference for the caller to drop
- * with model_release. NULL with a message for a 404 in err when there is
- * none. */
+ * with model_release. On failure returns NULL with a message for a 404 in
+ * err. */
 struct model *registry_acquire(struct registry *r, const char *name, int version, char *err,
                                size_t err_len);
 
@@ -109,30 +86,46 @@ struct model *registry_acquire(struct registry *r, const char *name, int version
 bool registry_has(struct registry *r, const char *name);
 
 /* Up to max of model name's served versions, ascending, into out. Returns
- * the count. */
+ * the count (0 for an unknown name). */
 int registry_versions(struct registry *r, const char *name, int *out, int max);
 
 /* References to up to max models: every served version and, with
  * retired, those still draining. The caller drops each with
- * model_release. Returns the count. */
+ * model_release. Returns the count; cannot fail. */
 int registry_snapshot(struct registry *r, struct model **out, int max, bool retired);
 
 /* Every served version ready, at least one served. */
 bool registry_all_ready(struct registry *r);
 
-/* Append the repository index (Triton's): a JSON array of
- * {"name", "version", "state", "reason"} rows. */
-void registry_index_json(struct registry *r, struct strbuf *sb);
+/* ---- for the manager and the renderers: the lock must be held ---- */
 
-/* Append the per-model metrics that outlive versions (load failures, load
- * durations, states), in Prometheus text format. */
-void registry_render_metrics(struct registry *r, struct strbuf *sb);
+/* The entry of name, or NULL when there is none. */
+struct registry_entry *registry_find_locked(struct registry *r, const char *name);
 
-/* Hand job to the manager thread. Returns 0, or -1 when it is stopping
- * (the job is then not taken). */
-int registry_submit(struct registry *r, struct registry_job *job);
+/* A new empty entry for name. Returns NULL when the table is full or out
+ * of memory. */
+struct registry_entry *registry_add_locked(struct registry *r, const char *name);
 
-/* Ask for a rescan now (SIGHUP in poll mode). */
-void registry_request_rescan(struct registry *r);
+/* Take e out of the table and free it (its versions must be gone). */
+void registry_remove_locked(struct registry *r, struct registry_entry *e);
+
+/* Move m to the retired list (the caller drops the registry's reference
+ * after unlocking); the manager frees it once no one holds it. */
+void registry_retire_locked(struct registry *r, struct model *m);
+
+/* Record that version (0: the whole model) failed to load from stamp, and
+ * count it in load_failures. A full list drops the record silently. */
+void registry_entry_fail(struct registry_entry *e, int version, uint64_t stamp, const char *why);
+
+/* e's last failure of version, or NULL when there is none. */
+const struct registry_failure *registry_entry_failure(const struct registry_entry *e, int version);
+
+/* The manager's wake-up, as a callback (arg: the registry): a model's
+ * last reference dropped, or one of its instances became ready or failed.
+ * Takes the lock: call it without holding it. */
+void registry_wake(void *arg);
+
+/* Close, join and free m (no reference left). Cannot fail. */
+void registry_free_model(struct model *m);
 
 #endif

@@ -1,5 +1,6 @@
 /* router.h - maps a method and path to a row of a route table (the row
- * names the endpoint's handler, its methods and the body it takes), or to
+ * names the endpoint's handler, its methods, the body it takes and who may
+ * call it), or to
  * the error the request deserves: 404, 405 with Allow, 400 for a bad model
  * name. The router knows no endpoint: the table is the caller's (api.h). */
 #ifndef INFERD_ROUTER_H
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "access.h"
 #include "bounds.h"
 
 struct http_exchange;
@@ -29,6 +31,7 @@ struct route_def {
     /* The media types its body may have, comma-separated; the first one is
      * assumed when the request has no Content-Type. NULL: no body. */
     const char *accepts;
+    enum access_level access; /* who may call it */
     route_handler handler;
 };
 
@@ -60,5 +63,9 @@ const char *route_name(const struct route *r);
 
 /* Whether the matched endpoint reads a request body. */
 bool route_takes_body(const struct route *r);
+
+/* Who may call the matched endpoint; ACCESS_KEY when none matched (an
+ * unknown path needs a key like any other). */
+enum access_level route_access(const struct route *r);
 
 #endif

@@ -18,9 +18,8 @@
 struct server {
     struct inferd_config cfg;
     struct registry registry;       /* the served models, by name and version */
-    struct access_keys admin_token; /* --admin-token-file's token (n == 0: none) */
     struct queue_watch queue_watch; /* deadlines and departed clients */
-    struct access access;           /* API keys and CORS */
+    struct access access;           /* API keys, the admin token and CORS */
     struct http_front http;
     uint64_t start_ns;
 };

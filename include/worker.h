@@ -24,6 +24,10 @@ struct worker_status {
     atomic_uint_least64_t last_ready_ns; /* when the latest instance became ready */
     pthread_mutex_t lock;                /* guards error */
     char error[256];
+    /* Called (without locks held) after an instance became ready or
+     * failed, or NULL: the owner's wake-up. Set before the instances start. */
+    void (*changed)(void *arg);
+    void *changed_arg;
 };
 
 /* Returns 0 or -1 (the mutex could not be created). */

@@ -1,4 +1,4 @@
-/* access.c - API keys and CORS (see access.h).
+/* access.c - API keys, the admin token and CORS (see access.h).
  *
  * Keys are held in fixed-size zero-padded slots and every check walks all
  * slots byte for byte, so its time says nothing about how much of a key
@@ -277,6 +277,7 @@ err:
 void access_destroy(struct access *a)
 {
     access_keys_free(&a->keys);
+    access_keys_free(&a->admin_token);
     pthread_rwlock_destroy(&a->lock);
 }
 
@@ -292,14 +293,26 @@ bool access_keys_on(const struct access *a)
     return a->key_file[0] != '\0';
 }
 
-bool access_path_open(const struct access *a, const char *path)
+int access_read_admin_token(struct access *a, const char *path, char *err, size_t err_len)
 {
-    if (strcmp(path, "/v2/health/live") == 0 || strcmp(path, "/v2/health/ready") == 0)
-        return true;
-    /* Load and unload check the admin token (or loopback) instead. */
-    if (strncmp(path, ACCESS_CONTROL_PREFIX, strlen(ACCESS_CONTROL_PREFIX)) == 0)
-        return true;
-    return strcmp(path, "/metrics") == 0 && !a->metrics_need_key;
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    bool loose = false;
+    char why[256];
+    int n = access_read_key_file(path, &a->admin_token, &loose, why, sizeof why);
+    if (n < 0) {
+        snprintf(err, err_len, "--admin-token-file: %s", why);
+        return -1;
+    }
+    if (n != 1) {
+        access_keys_free(&a->admin_token);
+        snprintf(err, err_len, "--admin-token-file %s: expected exactly one token, found %d", path,
+                 n);
+        return -1;
+    }
+    if (loose)
+        log_msg(LOG_WARN, "--admin-token-file %s is readable by group or others", path);
+    return 0;
 }
 
 static const char *allowed_origin(const struct access *a, const char *origin)
@@ -314,23 +327,30 @@ static const char *allowed_origin(const struct access *a, const char *origin)
     return NULL;
 }
 
+const char *access_bearer(const char *authorization, size_t *len)
+{
+    const char *token = authorization;
+    if (token == NULL || strncasecmp(token, "Bearer ", 7) != 0)
+        return NULL;
+    token += 7;
+    while (*token == ' ')
+        token++;
+    size_t n = strlen(token);
+    while (n > 0 && token[n - 1] == ' ')
+        n--;
+    if (n == 0)
+        return NULL;
+    *len = n;
+    return token;
+}
+
 /* The key the request presents: "Authorization: Bearer <key>" or X-API-Key.
  * Sets *len; NULL when neither is there. */
 static const char *presented_key(const struct access_request *req, size_t *len)
 {
-    const char *auth = req->authorization;
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        auth += 7;
-        while (*auth == ' ')
-            auth++;
-        size_t n = strlen(auth);
-        while (n > 0 && auth[n - 1] == ' ')
-            n--;
-        if (n > 0) {
-            *len = n;
-            return auth;
-        }
-    }
+    const char *key = access_bearer(req->authorization, len);
+    if (key != NULL)
+        return key;
     if (req->api_key && req->api_key[0]) {
         *len = strlen(req->api_key);
         return req->api_key;
@@ -338,7 +358,34 @@ static const char *presented_key(const struct access_request *req, size_t *len)
     return NULL;
 }
 
-struct access_result access_check(struct access *a, const struct access_request *req)
+/* The admin endpoints' verdict: the admin token, or without a token file
+ * a loopback client. The token is compared in constant time. */
+static enum access_verdict check_admin(const struct access *a, const struct access_request *req)
+{
+    if (a->admin_token.n == 0)
+        return req->loopback ? ACCESS_GO_ON : ACCESS_NOT_LOCAL;
+    size_t n = 0;
+    const char *token = access_bearer(req->authorization, &n);
+    if (token != NULL && access_keys_match(&a->admin_token, token, n))
+        return ACCESS_GO_ON;
+    return ACCESS_NO_TOKEN;
+}
+
+/* The API key verdict: a listed key, when keys are on. */
+static enum access_verdict check_key(struct access *a, const struct access_request *req)
+{
+    size_t n = 0;
+    const char *key = presented_key(req, &n);
+    if (key == NULL)
+        return ACCESS_NO_KEY;
+    pthread_rwlock_rdlock(&a->lock);
+    bool ok = access_keys_match(&a->keys, key, n);
+    pthread_rwlock_unlock(&a->lock);
+    return ok ? ACCESS_GO_ON : ACCESS_BAD_KEY;
+}
+
+struct access_result access_check(struct access *a, enum access_level level,
+                                  const struct access_request *req)
 {
     struct access_result r = {ACCESS_GO_ON, NULL};
     bool cors = a->any_origin || a->n_origins > 0;
@@ -350,19 +397,18 @@ struct access_result access_check(struct access *a, const struct access_request 
         r.verdict = r.allow_origin ? ACCESS_PREFLIGHT : ACCESS_BAD_ORIGIN;
         return r;
     }
-    if (!access_keys_on(a) || access_path_open(a, req->path))
-        return r;
-    size_t n = 0;
-    const char *key = presented_key(req, &n);
-    if (key == NULL) {
-        r.verdict = ACCESS_NO_KEY;
-        return r;
+    switch (level) {
+    case ACCESS_OPEN: break;
+    case ACCESS_METRICS:
+        if (a->metrics_need_key && access_keys_on(a))
+            r.verdict = check_key(a, req);
+        break;
+    case ACCESS_KEY:
+        if (access_keys_on(a))
+            r.verdict = check_key(a, req);
+        break;
+    case ACCESS_ADMIN: r.verdict = check_admin(a, req); break;
     }
-    pthread_rwlock_rdlock(&a->lock);
-    bool ok = access_keys_match(&a->keys, key, n);
-    pthread_rwlock_unlock(&a->lock);
-    if (!ok)
-        r.verdict = ACCESS_BAD_KEY;
     return r;
 }
 
@@ -376,6 +422,14 @@ int access_status(enum access_verdict v, const char **message)
         return 401;
     case ACCESS_BAD_KEY: *message = "the API key is not valid"; return 401;
     case ACCESS_BAD_ORIGIN: *message = "this origin may not call the API (CORS)"; return 403;
+    case ACCESS_NO_TOKEN:
+        *message = "loading and unloading models needs the admin token: send "
+                   "'Authorization: Bearer <token>' (the token in --admin-token-file)";
+        return 403;
+    case ACCESS_NOT_LOCAL:
+        *message = "without --admin-token-file, only clients on loopback may load and unload "
+                   "models";
+        return 403;
     }
     *message = "internal error";
     return 500;

@@ -6,7 +6,8 @@
 
 #include "redact.h"
 
-#define API_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, api_##name},
+#define API_ROW(name, methods, pattern, accepts, access)                                           \
+    {#name, methods, pattern, accepts, API_ACCESS_##access, api_##name},
 const struct route_def api_routes[] = {API_ROUTES(API_ROW)};
 #undef API_ROW
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];

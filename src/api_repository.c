@@ -1,65 +1,59 @@
 /* api_repository.c - the repository endpoints (Triton's repository
- * extension): the index, and model load and unload in explicit mode for a
- * caller with the admin token (or, without a token file, on loopback). The
- * work runs on the registry's manager thread; the connection waits
- * suspended meanwhile. */
+ * extension): the index, and model load and unload in explicit mode. Who
+ * may load and unload (the admin token, or without a token file a loopback
+ * client) is the route table's admin access, checked before the handler
+ * runs. The work runs on the registry's manager thread; the connection
+ * waits suspended meanwhile. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <cjson/cJSON.h>
 
 #include "api.h"
 #include "json_numbers.h"
+#include "registry_manager.h"
+#include "registry_render.h"
 
 enum route_outcome api_repository_index(struct http_exchange *ex)
 {
     struct strbuf sb = {0};
-    registry_index_json(&ex->srv->registry, &sb);
+    registry_render_index(&ex->srv->registry, &sb);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "application/json");
 }
 
-/* Whether ex may load or unload models; else sets a 403 reply. The token
- * is compared in constant time and never logged or echoed. */
-static bool control_allowed(struct http_exchange *ex)
+/* Whether models may be loaded and unloaded (explicit mode); else sets a
+ * 403 reply. */
+static bool control_on(struct http_exchange *ex)
 {
-    struct server *srv = ex->srv;
-    if (srv->cfg.model_control_mode != CONTROL_EXPLICIT) {
-        http_reply_error(ex, 403,
-                         "model control is off: start inferd with --model-control-mode explicit "
-                         "to load and unload models");
-        return false;
-    }
-    if (srv->admin_token.n == 0) {
-        if (http_peer_loopback(ex))
-            return true;
-        http_reply_error(ex, 403,
-                         "without --admin-token-file, only clients on loopback may load and "
-                         "unload models");
-        return false;
-    }
-    const char *auth = http_request_header(ex, "Authorization");
-    if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *token = auth + 7;
-        while (*token == ' ')
-            token++;
-        if (access_keys_match(&srv->admin_token, token, strlen(token)))
-            return true;
-    }
+    if (ex->srv->cfg.model_control_mode == CONTROL_EXPLICIT)
+        return true;
     http_reply_error(ex, 403,
-                     "loading and unloading models needs the admin token: send "
-                     "'Authorization: Bearer <token>' (the token in --admin-token-file)");
+                     "model control is off: start inferd with --model-control-mode explicit "
+                     "to load and unload models");
     return false;
+}
+
+/* A job's status as HTTP's. */
+static int http_status_of(enum registry_status status)
+{
+    switch (status) {
+    case REGISTRY_OK: return 200;
+    case REGISTRY_INVALID: return 400;
+    case REGISTRY_NOT_FOUND: return 404;
+    case REGISTRY_STOPPING: return 503;
+    }
+    return 500;
 }
 
 /* Runs on the manager thread when the job is done. */
 static void job_done(struct registry_job *job)
 {
     struct http_exchange *ex = job->arg;
-    if (job->status == 200) {
+    int status = http_status_of(job->status);
+    if (status == 200) {
         struct strbuf sb = {0};
         int versions[MODEL_MAX_VERSIONS];
         int n = registry_versions(&ex->srv->registry, job->name, versions, MODEL_MAX_VERSIONS);
@@ -73,10 +67,10 @@ static void job_done(struct registry_job *job)
         size_t len = 0;
         char *body = strbuf_detach(&sb, &len);
         http_reply_body(ex, 200, body, len, "application/json");
-    } else if (job->status == 503) {
+    } else if (status == 503) {
         http_reply_unavailable(ex, 1, "%s", job->message);
     } else {
-        http_reply_error(ex, job->status, "%s", job->message);
+        http_reply_error(ex, status, "%s", job->message);
     }
     free(job->config);
     free(job);
@@ -97,7 +91,7 @@ static enum route_outcome submit(struct http_exchange *ex, enum registry_job_kin
     job->done = job_done;
     job->arg = ex;
     http_suspend(ex); /* before the manager can answer */
-    if (registry_submit(&ex->srv->registry, job) != 0) {
+    if (registry_manager_submit(&ex->srv->registry, job) != 0) {
         free(job->config);
         free(job);
         http_reply_unavailable(ex, 1, "the server is shutting down");
@@ -149,14 +143,14 @@ static int read_override(struct http_exchange *ex, char **config)
 enum route_outcome api_repository_load(struct http_exchange *ex)
 {
     char *config;
-    if (!control_allowed(ex) || read_override(ex, &config) != 0)
+    if (!control_on(ex) || read_override(ex, &config) != 0)
         return ROUTE_REPLIED;
     return submit(ex, REGISTRY_LOAD, config);
 }
 
 enum route_outcome api_repository_unload(struct http_exchange *ex)
 {
-    if (!control_allowed(ex))
+    if (!control_on(ex))
         return ROUTE_REPLIED;
     return submit(ex, REGISTRY_UNLOAD, NULL);
 }

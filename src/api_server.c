@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "gpu_stats.h"
 #include "log.h"
+#include "registry_render.h"
 #include "version.h"
 
 enum route_outcome api_health_live(struct http_exchange *ex)

@@ -349,14 +349,14 @@ static bool precheck_encoding(struct http_exchange *ex)
     return false;
 }
 
-/* Checks that can answer before the body is read: route, method, content
- * type, declared length, content coding. Returns true when the reply is
- * set. */
-static bool precheck(struct http_exchange *ex)
+/* Checks that can answer before the body is read: route (as matched
+ * into ex->route), method, content type, declared length, content coding.
+ * Returns true when the reply is set. */
+static bool precheck(struct http_exchange *ex, enum route_status routed)
 {
     struct http_front *h = ex->front;
     const struct route_def *def;
-    switch (route_match(h->routes, h->n_routes, ex->method, ex->path, &ex->route)) {
+    switch (routed) {
     case ROUTE_OK: break;
     case ROUTE_NOT_FOUND: http_reply_error(ex, 404, "no endpoint at %s", ex->path); return true;
     case ROUTE_BAD_METHOD:
@@ -435,19 +435,21 @@ static int append_body(struct http_exchange *ex, const char *data, size_t n)
     return 0;
 }
 
-/* API keys and CORS, before routing (access.h). Returns true when the
+/* API keys, the admin token and CORS, for the matched route's access
+ * level, before the route's own errors (access.h). Returns true when the
  * reply is set: 204 for a CORS preflight, 401 or 403. */
 static bool check_access(struct http_exchange *ex)
 {
+    enum access_level level = route_access(&ex->route);
     struct access_request req = {
         .method = ex->method,
-        .path = ex->path,
         .authorization = http_request_header(ex, "Authorization"),
         .api_key = http_request_header(ex, "X-API-Key"),
         .origin = http_request_header(ex, "Origin"),
         .preflight_method = http_request_header(ex, "Access-Control-Request-Method"),
+        .loopback = level == ACCESS_ADMIN && http_peer_loopback(ex),
     };
-    ex->access = access_check(ex->front->access, &req);
+    ex->access = access_check(ex->front->access, level, &req);
     const char *message;
     int status = access_status(ex->access.verdict, &message);
     if (status == 204)
@@ -546,7 +548,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         ex->conn_entry = info ? info->socket_context : NULL;
-        if (check_access(ex) || precheck(ex)) {
+        enum route_status routed =
+            route_match(h->routes, h->n_routes, ex->method, ex->path, &ex->route);
+        if (check_access(ex) || precheck(ex, routed)) {
             conn_guard_phase(&h->guard, ex->conn_entry, CONN_BUSY);
             linger_if_body_follows(ex);
             return queue_reply(ex); /* answer before reading any body */

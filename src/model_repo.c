@@ -52,9 +52,12 @@ static int parse_platform(const cJSON *root, const char *file, struct model_conf
         while (k < N_FORMATS && strcmp(platform->valuestring, kFormats[k].platform) != 0)
             k++;
         if (k == N_FORMATS) {
-            snprintf(err, err_len,
-                     "unknown \"platform\" \"%.64s\" (pytorch_torchscript or torch_aoti)",
-                     platform->valuestring);
+            char known[128] = "";
+            for (size_t i = 0; i < N_FORMATS; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                         i == 0 ? "" : " or ", kFormats[i].platform);
+            snprintf(err, err_len, "unknown \"platform\" \"%.64s\" (%s)", platform->valuestring,
+                     known);
             return -1;
         }
     } else {
@@ -388,6 +391,23 @@ static bool is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The model file when config.json names none: model<extension> of the
+ * first format whose file is in dir, else of the first format. Returns
+ * buf. */
+static const char *default_file(const char *dir, char *buf, size_t len)
+{
+    for (size_t k = 0; k < N_FORMATS; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/model%s", dir, kFormats[k].extension);
+        if (is_file(path)) {
+            snprintf(buf, len, "model%s", kFormats[k].extension);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "model%s", kFormats[0].extension);
+    return buf;
+}
+
 int model_config_parse(const char *json, const char *model_dir, const char *name,
                        const struct inferd_config *defaults, struct model_config *out, char *err,
                        size_t err_len)
@@ -425,14 +445,9 @@ int model_config_parse_version(const char *json, const char *model_dir, int vers
         snprintf(err, err_len, "\"file\" must be a file name inside the model folder");
         goto out;
     }
-    const char *file_name = file ? file->valuestring : "model.pt";
-    if (file == NULL) {
-        char pt[4096], pt2[4096];
-        snprintf(pt, sizeof pt, "%s/model.pt", file_dir);
-        snprintf(pt2, sizeof pt2, "%s/model.pt2", file_dir);
-        if (!is_file(pt) && is_file(pt2))
-            file_name = "model.pt2";
-    }
+    char default_name[32];
+    const char *file_name =
+        file ? file->valuestring : default_file(file_dir, default_name, sizeof default_name);
     snprintf(out->path, sizeof out->path, "%.1900s/%.127s", file_dir, file_name);
     if (parse_platform(root, file_name, out, err, err_len) != 0 ||
         parse_policy(root, &out->policy, err, err_len) != 0)

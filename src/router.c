@@ -128,3 +128,8 @@ bool route_takes_body(const struct route *r)
 {
     return r->def != NULL && r->def->accepts != NULL;
 }
+
+enum access_level route_access(const struct route *r)
+{
+    return r->def ? r->def->access : ACCESS_KEY;
+}

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "registry_manager.h"
 
 bool server_draining(struct server *srv)
 {
@@ -50,13 +51,13 @@ static int configure_threads(struct server *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* Read every model folder (registry_init) and say when the default model
+/* Read every model folder (registry_manager_init) and say when the default model
  * is missing. A folder that fails is listed as unavailable; only an
  * unreadable repository is an error. */
 static int load_repository(struct server *srv, char *err, size_t err_len)
 {
     const struct inferd_config *cfg = &srv->cfg;
-    if (registry_init(&srv->registry, &srv->cfg, err, err_len) != 0)
+    if (registry_manager_init(&srv->registry, &srv->cfg, err, err_len) != 0)
         return -1;
     if (!registry_has(&srv->registry, cfg->default_model))
         log_msg(LOG_WARN, "default model '%s' is not in %s: POST /predict will answer 404",
@@ -64,28 +65,15 @@ static int load_repository(struct server *srv, char *err, size_t err_len)
     return 0;
 }
 
-/* The admin token from --admin-token-file: one line, compared in constant
- * time (access_keys_match), never logged. */
+/* The admin token from --admin-token-file (access.h): one line, compared in
+ * constant time, never logged. Returns 0, or -1 with err set. */
 static int read_admin_token(struct server *srv, char *err, size_t err_len)
 {
     const char *path = srv->cfg.admin_token_file;
     if (path[0] == '\0')
         return 0;
-    bool loose = false;
-    char why[256];
-    int n = access_read_key_file(path, &srv->admin_token, &loose, why, sizeof why);
-    if (n < 0) {
-        snprintf(err, err_len, "--admin-token-file: %s", why);
+    if (access_read_admin_token(&srv->access, path, err, err_len) != 0)
         return -1;
-    }
-    if (n != 1) {
-        access_keys_free(&srv->admin_token);
-        snprintf(err, err_len, "--admin-token-file %s: expected exactly one token, found %d", path,
-                 n);
-        return -1;
-    }
-    if (loose)
-        log_msg(LOG_WARN, "--admin-token-file %s is readable by group or others", path);
     if (srv->cfg.model_control_mode != CONTROL_EXPLICIT)
         log_msg(LOG_WARN, "--admin-token-file is set but --model-control-mode is not explicit: "
                           "load and unload stay refused");
@@ -94,8 +82,7 @@ static int read_admin_token(struct server *srv, char *err, size_t err_len)
 
 static void release_all(struct server *srv)
 {
-    registry_destroy(&srv->registry);
-    access_keys_free(&srv->admin_token);
+    registry_manager_destroy(&srv->registry);
     access_destroy(&srv->access);
 }
 
@@ -114,7 +101,6 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     }
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0 || load_repository(srv, err, err_len) != 0) {
-        access_keys_free(&srv->admin_token);
         access_destroy(&srv->access);
         return -1;
     }
@@ -130,7 +116,7 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
         release_all(srv);
         return -1;
     }
-    if (registry_start(&srv->registry, err, err_len) != 0) {
+    if (registry_manager_start(&srv->registry, err, err_len) != 0) {
         queue_watch_stop(&srv->queue_watch);
         http_stop(&srv->http);
         release_all(srv);
@@ -153,7 +139,7 @@ void server_drain_and_stop(struct server *srv)
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
     bool clean = http_wait_idle(&srv->http, deadline);
     /* No more loads or unloads: a control request still waiting gets 503. */
-    registry_stop(&srv->registry);
+    registry_manager_stop(&srv->registry);
     static struct model *all[REGISTRY_SNAPSHOT_MAX]; /* only the main thread drains */
     int n = registry_snapshot(&srv->registry, all, REGISTRY_SNAPSHOT_MAX, true);
     if (!clean) {
@@ -190,7 +176,7 @@ void server_reload(struct server *srv)
     char err[512];
     if (srv->cfg.model_control_mode == CONTROL_POLL) {
         log_msg(LOG_INFO, "SIGHUP: rescanning the model repository");
-        registry_request_rescan(&srv->registry);
+        registry_manager_rescan(&srv->registry);
     }
     if (!access_keys_on(&srv->access)) {
         log_msg(LOG_INFO, "SIGHUP: no --api-key-file, nothing to re-read");

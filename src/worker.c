@@ -16,6 +16,8 @@ int worker_status_init(struct worker_status *s)
     atomic_store(&s->failed, 0);
     atomic_store(&s->last_ready_ns, 0);
     s->error[0] = '\0';
+    s->changed = NULL;
+    s->changed_arg = NULL;
     return pthread_mutex_init(&s->lock, NULL) == 0 ? 0 : -1;
 }
 
@@ -31,6 +33,8 @@ void worker_status_fail(struct worker_status *s, const char *message)
         snprintf(s->error, sizeof s->error, "%s", message);
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add(&s->failed, 1);
+    if (s->changed)
+        s->changed(s->changed_arg);
 }
 
 void worker_status_error(struct worker_status *s, char *buf, size_t len)
@@ -43,7 +47,7 @@ void worker_status_error(struct worker_status *s, char *buf, size_t len)
 static void record_failure(struct worker *w, const char *what, const char *why)
 {
     char message[sizeof w->status->error];
-    snprintf(message, sizeof message, "%s: %s", what, why);
+    snprintf(message, sizeof message, "%s: %.200s", what, why); /* the log has it whole */
     worker_status_fail(w->status, message);
     log_msg(LOG_ERROR, "model %s instance %d: %s: %s", w->cfg->name, w->index, what, why);
 }
@@ -180,6 +184,8 @@ static int load_and_warm(struct worker *w)
     log_fields(LOG_INFO, "instance ready", fields, 6);
     atomic_store(&w->status->last_ready_ns, clock_now_ns());
     atomic_fetch_add(&w->status->ready, 1);
+    if (w->status->changed)
+        w->status->changed(w->status->changed_arg);
     return 0;
 }
 

@@ -1,7 +1,9 @@
-/* fuzz_access.c - libFuzzer target for the API key file parser and the key
- * check: the input is parsed as a key file; when it parses, every key must
- * match itself and a changed copy must not; then the input's first line is
- * tried as a presented key (Bearer and X-API-Key) against those keys. */
+/* fuzz_access.c - libFuzzer target for the API key file parser, the
+ * Bearer parser and the checks: the input is parsed as a key file; when it
+ * parses, every key must match itself and a changed copy must not; then the
+ * input's first line is tried as an Authorization value and as a presented
+ * key (Bearer and X-API-Key) against those keys at every access level, and
+ * as the admin token with the file's first key as the token. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,15 +48,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(value, "Bearer ", 7);
     memcpy(value + 7, data, line);
     value[7 + line] = '\0';
+    /* the Bearer parser, on the raw line and with the scheme in front */
+    size_t tlen = 0;
+    const char *token = access_bearer(value + 7, &tlen);
+    if (token != NULL) {
+        CHECK(tlen >= 1 && token >= value + 7 && token + tlen <= value + 7 + line);
+        CHECK(token[0] != ' ' && token[tlen - 1] != ' ');
+    }
+    token = access_bearer(value, &tlen);
+    if (token != NULL)
+        CHECK(tlen >= 1 && token >= value + 7 && token + tlen <= value + 7 + line);
     struct access a;
     memset(&a, 0, sizeof a);
     if (pthread_rwlock_init(&a.lock, NULL) == 0) {
         strcpy(a.key_file, "fuzz");
         a.keys = k;
-        struct access_request r = {"POST", "/predict", value, value + 7, "https://x.example", NULL};
-        struct access_result res = access_check(&a, &r);
-        CHECK(res.verdict == ACCESS_GO_ON || res.verdict == ACCESS_BAD_KEY ||
-              res.verdict == ACCESS_NO_KEY);
+        a.admin_token = (struct access_keys){k.slots, k.lens, 1};
+        static const enum access_level levels[] = {ACCESS_OPEN, ACCESS_METRICS, ACCESS_KEY,
+                                                   ACCESS_ADMIN};
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+            struct access_request r = {
+                "POST", value, value + 7, "https://x.example", NULL, (data[0] & 1) != 0};
+            struct access_result res = access_check(&a, levels[i], &r);
+            if (levels[i] == ACCESS_OPEN || levels[i] == ACCESS_METRICS)
+                CHECK(res.verdict == ACCESS_GO_ON);
+            else if (levels[i] == ACCESS_KEY)
+                CHECK(res.verdict == ACCESS_GO_ON || res.verdict == ACCESS_BAD_KEY ||
+                      res.verdict == ACCESS_NO_KEY);
+            else /* the admin token is the first key: it is what the Bearer token must be */
+                CHECK((res.verdict == ACCESS_GO_ON) ==
+                      (token != NULL && tlen == k.lens[0] && memcmp(token, k.slots[0], tlen) == 0));
+            const char *msg;
+            CHECK(access_status(res.verdict, &msg) >= 0 && msg != NULL);
+        }
         pthread_rwlock_destroy(&a.lock);
     }
     free(value);

@@ -1,18 +1,22 @@
 /* fuzz_router.c - libFuzzer target for route_match over inferd's route
  * table (api_routes.h): the input is split at its first NUL or newline into
  * a method and a path. Checks the route's invariants: a model name only
- * when valid, an Allow list for 200 and 405, and a 200 only for a method in
- * that list. */
+ * when valid, an Allow list for 200 and 405, a 200 only for a method in
+ * that list, and the access level: the row's when a row matched, a key
+ * when none did, admin only under /v2/repository/models/, open only for
+ * the health endpoints. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_routes.h"
+#include "model_repo.h" /* model_name_valid */
 #include "router.h"
 #include "test_support.h"
 
-#define FUZZ_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, NULL},
+#define FUZZ_ROW(name, methods, pattern, accepts, access)                                          \
+    {#name, methods, pattern, accepts, API_ACCESS_##access, NULL},
 static const struct route_def table[] = {API_ROUTES(FUZZ_ROW)};
 
 /* Whether method is one of the comma-separated names in allow. */
@@ -60,7 +64,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK((st == ROUTE_OK) == listed(r.def->methods, method));
         const char *name = route_name(&r);
         CHECK(route_takes_body(&r) ==
-              (strcmp(name, "predict") == 0 || strcmp(name, "model_infer") == 0));
+              (strcmp(name, "predict") == 0 || strcmp(name, "model_infer") == 0 ||
+               strcmp(name, "repository_load") == 0 || strcmp(name, "repository_unload") == 0));
+        enum access_level level = route_access(&r);
+        CHECK(level == r.def->access);
+        if (level == ACCESS_ADMIN)
+            CHECK(strncmp(path, "/v2/repository/models/", 22) == 0);
+        if (level == ACCESS_OPEN)
+            CHECK(strncmp(path, "/v2/health/", 11) == 0);
+        if (level == ACCESS_METRICS)
+            CHECK(strcmp(path, "/metrics") == 0);
         if (strstr(r.def->pattern, "{model}") != NULL) {
             CHECK(model_name_valid(r.model));
             CHECK(strstr(path, r.model) != NULL);
@@ -71,6 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         CHECK(r.def == NULL);
         CHECK(r.model[0] == '\0');
+        CHECK(route_access(&r) == ACCESS_KEY);
     }
 
     free(method);

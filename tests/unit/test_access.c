@@ -1,7 +1,9 @@
-/* test_access.c - API keys and CORS: key file parsing (blank lines, CRLF,
- * comments, bad bytes, a missing file, loose permissions), the constant-time
- * match, reload keeping the old keys on failure, the verdicts per path and
- * header, the CORS headers, and that no message ever holds a key. */
+/* test_access.c - API keys, the admin token and CORS: key file parsing
+ * (blank lines, CRLF, comments, bad bytes, a missing file, loose
+ * permissions), the constant-time match, reload keeping the old keys on
+ * failure, the one Bearer parser, the verdicts per access level and header,
+ * the admin token and loopback rule, the CORS headers, and that no message
+ * ever holds a key. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -152,11 +154,32 @@ static void test_key_file_missing_and_permissions(void **state)
     assert_non_null(strstr(err, "cannot open"));
 }
 
-static struct access_result check(struct access *a, const char *method, const char *path,
+static struct access_result check(struct access *a, const char *method, enum access_level level,
                                   const char *authorization, const char *api_key)
 {
-    struct access_request r = {method, path, authorization, api_key, NULL, NULL};
-    return access_check(a, &r);
+    struct access_request r = {method, authorization, api_key, NULL, NULL, false};
+    return access_check(a, level, &r);
+}
+
+static void test_bearer(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    const char *t = access_bearer("Bearer abc", &n);
+    assert_non_null(t);
+    assert_int_equal(n, 3);
+    assert_memory_equal(t, "abc", 3);
+    t = access_bearer("bEARER   abc  ", &n);
+    assert_non_null(t);
+    assert_int_equal(n, 3);
+    assert_memory_equal(t, "abc", 3);
+    assert_null(access_bearer(NULL, &n));
+    assert_null(access_bearer("", &n));
+    assert_null(access_bearer("Bearer", &n));
+    assert_null(access_bearer("Bearer    ", &n));
+    assert_null(access_bearer("Basic abc", &n));
+    assert_null(access_bearer("Bearerabc", &n));
+    assert_null(access_bearer("abc", &n));
 }
 
 static void test_verdicts(void **state)
@@ -167,24 +190,27 @@ static void test_verdicts(void **state)
     char err[512];
     assert_int_equal(access_init(&a, path, false, NULL, err, sizeof err), 0);
     assert_true(access_keys_on(&a));
-    assert_int_equal(check(&a, "POST", "/predict", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "POST", "/predict", "Bearer key-one", NULL).verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "POST", "/predict", "bearer  key-two ", NULL).verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "key-two").verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "POST", "/predict", "Bearer key-three", NULL).verdict,
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "Bearer key-one", NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "bearer  key-two ", NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "key-two").verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "Bearer key-three", NULL).verdict,
                      ACCESS_BAD_KEY);
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "key-on").verdict, ACCESS_BAD_KEY);
-    assert_int_equal(check(&a, "POST", "/predict", "Basic a2V5LW9uZQ==", NULL).verdict,
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "key-on").verdict, ACCESS_BAD_KEY);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "Basic a2V5LW9uZQ==", NULL).verdict,
                      ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "POST", "/predict", "Bearer ", NULL).verdict, ACCESS_NO_KEY);
-    /* metadata and unknown paths need a key; health and (by default) metrics do not */
-    assert_int_equal(check(&a, "GET", "/v2/models/x", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "GET", "/v2", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "GET", "/v2/repository/index", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "GET", "/nope", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "GET", "/v2/health/ready", NULL, NULL).verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "GET", "/v2/health/live", NULL, NULL).verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "GET", "/metrics", NULL, NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "Bearer ", NULL).verdict, ACCESS_NO_KEY);
+    /* key routes (and unknown paths) need a key; open ones and (by default)
+     * metrics do not; admin ones need no key (the admin token instead) */
+    assert_int_equal(check(&a, "GET", ACCESS_KEY, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "GET", ACCESS_KEY, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "GET", ACCESS_KEY, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "GET", ACCESS_KEY, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "GET", ACCESS_OPEN, NULL, NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "GET", ACCESS_OPEN, NULL, NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "GET", ACCESS_METRICS, NULL, NULL).verdict, ACCESS_GO_ON);
+    struct access_request local = {"POST", NULL, NULL, NULL, NULL, true};
+    assert_int_equal(access_check(&a, ACCESS_ADMIN, &local).verdict, ACCESS_GO_ON);
     /* the statuses and messages */
     const char *msg;
     assert_int_equal(access_status(ACCESS_NO_KEY, &msg), 401);
@@ -194,15 +220,66 @@ static void test_verdicts(void **state)
     access_destroy(&a);
 
     assert_int_equal(access_init(&a, path, true, NULL, err, sizeof err), 0);
-    assert_int_equal(check(&a, "GET", "/metrics", NULL, NULL).verdict, ACCESS_NO_KEY);
-    assert_int_equal(check(&a, "GET", "/metrics", NULL, "key-one").verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "GET", ACCESS_METRICS, NULL, NULL).verdict, ACCESS_NO_KEY);
+    assert_int_equal(check(&a, "GET", ACCESS_METRICS, NULL, "key-one").verdict, ACCESS_GO_ON);
     access_destroy(&a);
 
     /* no key file: everything open */
     assert_int_equal(access_init(&a, "", true, NULL, err, sizeof err), 0);
     assert_false(access_keys_on(&a));
-    assert_int_equal(check(&a, "POST", "/predict", NULL, NULL).verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, NULL).verdict, ACCESS_GO_ON);
     assert_int_equal(access_reload(&a, err, sizeof err), 0);
+    access_destroy(&a);
+}
+
+static struct access_result admin(struct access *a, const char *authorization, bool loopback)
+{
+    struct access_request r = {"POST", authorization, NULL, NULL, NULL, loopback};
+    return access_check(a, ACCESS_ADMIN, &r);
+}
+
+static void test_admin(void **state)
+{
+    (void)state;
+    struct access a;
+    char err[512];
+    const char *msg;
+    /* no token file: loopback clients only, with or without an API key file */
+    const char *keys = write_file("admin-keys", "api-key\n", 0600);
+    assert_int_equal(access_init(&a, keys, false, NULL, err, sizeof err), 0);
+    assert_int_equal(access_read_admin_token(&a, "", err, sizeof err), 0);
+    assert_int_equal(admin(&a, NULL, true).verdict, ACCESS_GO_ON);
+    assert_int_equal(admin(&a, NULL, false).verdict, ACCESS_NOT_LOCAL);
+    assert_int_equal(admin(&a, "Bearer api-key", false).verdict, ACCESS_NOT_LOCAL);
+    assert_int_equal(access_status(ACCESS_NOT_LOCAL, &msg), 403);
+    assert_non_null(strstr(msg, "loopback"));
+    access_destroy(&a);
+
+    /* a token file: the token, from anywhere; loopback alone is not enough */
+    const char *token = write_file("admin-token", "s3cret-token\n", 0600);
+    assert_int_equal(access_init(&a, NULL, false, NULL, err, sizeof err), 0);
+    assert_int_equal(access_read_admin_token(&a, token, err, sizeof err), 0);
+    assert_int_equal(admin(&a, "Bearer s3cret-token", false).verdict, ACCESS_GO_ON);
+    assert_int_equal(admin(&a, "bearer  s3cret-token ", false).verdict, ACCESS_GO_ON);
+    assert_int_equal(admin(&a, NULL, true).verdict, ACCESS_NO_TOKEN);
+    assert_int_equal(admin(&a, "s3cret-token", false).verdict, ACCESS_NO_TOKEN);
+    assert_int_equal(admin(&a, "Bearer s3cret-toke", false).verdict, ACCESS_NO_TOKEN);
+    assert_int_equal(admin(&a, "Bearer s3cret-tokenx", false).verdict, ACCESS_NO_TOKEN);
+    assert_int_equal(admin(&a, "Bearer ", false).verdict, ACCESS_NO_TOKEN);
+    assert_int_equal(access_status(ACCESS_NO_TOKEN, &msg), 403);
+    assert_non_null(strstr(msg, "admin token"));
+    assert_null(strstr(msg, "s3cret"));
+    /* the token is no API key, and keys are not asked of admin routes */
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, "Bearer s3cret-token", NULL).verdict,
+                     ACCESS_GO_ON); /* no key file: open */
+    access_destroy(&a);
+
+    /* a token file must hold exactly one token */
+    const char *two = write_file("admin-two", "one\ntwo\n", 0600);
+    assert_int_equal(access_init(&a, NULL, false, NULL, err, sizeof err), 0);
+    assert_int_equal(access_read_admin_token(&a, two, err, sizeof err), -1);
+    assert_non_null(strstr(err, "exactly one token"));
+    assert_int_equal(admin(&a, NULL, false).verdict, ACCESS_NOT_LOCAL);
     access_destroy(&a);
 }
 
@@ -217,16 +294,16 @@ static void test_reload(void **state)
     assert_int_equal(access_init(&a, saved, false, NULL, err, sizeof err), 0);
     write_file("reload", "new-key\r\n", 0600);
     assert_int_equal(access_reload(&a, err, sizeof err), 0);
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "new-key").verdict, ACCESS_GO_ON);
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "old-key").verdict, ACCESS_BAD_KEY);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "new-key").verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "old-key").verdict, ACCESS_BAD_KEY);
     /* a broken file: the keys in force stay */
     write_file("reload", "# emptied by mistake\n", 0600);
     assert_int_equal(access_reload(&a, err, sizeof err), -1);
     assert_non_null(strstr(err, "no key"));
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "new-key").verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "new-key").verdict, ACCESS_GO_ON);
     unlink(saved);
     assert_int_equal(access_reload(&a, err, sizeof err), -1);
-    assert_int_equal(check(&a, "POST", "/predict", NULL, "new-key").verdict, ACCESS_GO_ON);
+    assert_int_equal(check(&a, "POST", ACCESS_KEY, NULL, "new-key").verdict, ACCESS_GO_ON);
     access_destroy(&a);
 }
 
@@ -245,8 +322,8 @@ static void collect(void *ctx, const char *name, const char *value)
 static struct access_result cors(struct access *a, const char *method, const char *origin,
                                  const char *preflight, struct headers *h)
 {
-    struct access_request r = {method, "/v2/models/m/infer", NULL, NULL, origin, preflight};
-    struct access_result res = access_check(a, &r);
+    struct access_request r = {method, NULL, NULL, origin, preflight, false};
+    struct access_result res = access_check(a, ACCESS_KEY, &r);
     memset(h, 0, sizeof *h);
     access_reply_headers(a, &res, collect, h);
     return res;
@@ -326,7 +403,9 @@ int main(void)
         cmocka_unit_test(test_parse_errors_name_the_line_not_the_key),
         cmocka_unit_test(test_match_longest_key_and_overlong_candidate),
         cmocka_unit_test(test_key_file_missing_and_permissions),
+        cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_admin),
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_cors),
     };

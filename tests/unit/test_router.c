@@ -15,7 +15,8 @@
 #include "test_support.h"
 
 /* The API's rows, without their handlers (the router never calls them). */
-#define TEST_ROW(name, methods, pattern, accepts) {#name, methods, pattern, accepts, NULL},
+#define TEST_ROW(name, methods, pattern, accepts, access)                                          \
+    {#name, methods, pattern, accepts, API_ACCESS_##access, NULL},
 static const struct route_def table[] = {API_ROUTES(TEST_ROW)};
 #define N_ROWS (sizeof table / sizeof table[0])
 
@@ -113,6 +114,42 @@ static void test_model_endpoints(void **state)
     snprintf(path, sizeof path, "/v2/models/m/versions/%s/ready",
              "1234567890123456789012345678901");
     expect_route("GET", path, "model_ready", "m", "1234567890123456789012345678901", false);
+}
+
+/* The access column: who may call each endpoint (access.h). */
+static void expect_access(const char *method, const char *path, enum access_level want)
+{
+    struct route r;
+    enum route_status st = match(method, path, &r);
+    (void)st;
+    if (route_access(&r) != want)
+        fail_msg("%s %s: access %d, want %d", method, path, (int)route_access(&r), (int)want);
+}
+
+static void test_access_levels(void **state)
+{
+    (void)state;
+    expect_access("GET", "/v2/health/live", ACCESS_OPEN);
+    expect_access("GET", "/v2/health/ready", ACCESS_OPEN);
+    expect_access("GET", "/metrics", ACCESS_METRICS);
+    expect_access("POST", "/v2/repository/models/m/load", ACCESS_ADMIN);
+    expect_access("POST", "/v2/repository/models/m/unload", ACCESS_ADMIN);
+    expect_access("POST", "/predict", ACCESS_KEY);
+    expect_access("GET", "/v2", ACCESS_KEY);
+    expect_access("GET", "/v2/repository/index", ACCESS_KEY);
+    expect_access("GET", "/v2/models/stats", ACCESS_KEY);
+    expect_access("GET", "/v2/models/m/versions/1/config", ACCESS_KEY);
+    expect_access("POST", "/v2/models/m/infer", ACCESS_KEY);
+    /* a wrong method keeps its row's level; no row, or a bad name: a key */
+    expect_access("GET", "/v2/repository/models/m/load", ACCESS_ADMIN);
+    expect_access("POST", "/v2/health/live", ACCESS_OPEN);
+    expect_access("GET", "/nope", ACCESS_KEY);
+    expect_access("GET", "/v2/repository/models/m/other", ACCESS_KEY);
+    expect_access("POST", "/v2/repository/models/bad name/load", ACCESS_KEY);
+    /* every row has one of the four levels */
+    for (size_t i = 0; i < N_ROWS; i++)
+        assert_true(table[i].access == ACCESS_OPEN || table[i].access == ACCESS_METRICS ||
+                    table[i].access == ACCESS_KEY || table[i].access == ACCESS_ADMIN);
 }
 
 static void test_not_found(void **state)
@@ -272,9 +309,9 @@ static void test_patterns(void **state)
 {
     (void)state;
     static const struct route_def rows[] = {
-        {"a", "GET", "/a/{model}[/v/{version}]/x", NULL, NULL},
-        {"b", "PUT, GET", "/b[/opt]", "application/json", NULL},
-        {"broken", "GET", "/c[/never", NULL, NULL},
+        {"a", "GET", "/a/{model}[/v/{version}]/x", NULL, ACCESS_KEY, NULL},
+        {"b", "PUT, GET", "/b[/opt]", "application/json", ACCESS_OPEN, NULL},
+        {"broken", "GET", "/c[/never", NULL, ACCESS_KEY, NULL},
     };
     struct route r;
     assert_int_equal(route_match(rows, 3, "GET", "/a/m/x", &r), ROUTE_OK);
@@ -297,9 +334,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_endpoints), cmocka_unit_test(test_model_endpoints),
-        cmocka_unit_test(test_not_found),       cmocka_unit_test(test_bad_method),
-        cmocka_unit_test(test_bad_model_names), cmocka_unit_test(test_route_is_reset),
-        cmocka_unit_test(test_endpoint_names),  cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_access_levels),   cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_bad_method),      cmocka_unit_test(test_bad_model_names),
+        cmocka_unit_test(test_route_is_reset),  cmocka_unit_test(test_endpoint_names),
+        cmocka_unit_test(test_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
