@@ -662,12 +662,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     struct http_front *h = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *fd =
+        /* Copy each answer before the next call: libmicrohttpd 1.0 answers
+         * both from one union in the connection, so the second call
+         * overwrites the first (the descriptor read as part of a pointer). */
+        const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        const union MHD_ConnectionInfo *addr =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        *socket_context =
-            fd ? conn_guard_open(&h->guard, fd->connect_fd, addr ? addr->client_addr : NULL) : NULL;
+        int fd = info ? info->connect_fd : -1;
+        info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *addr = info ? info->client_addr : NULL;
+        *socket_context = fd >= 0 ? conn_guard_open(&h->guard, fd, addr) : NULL;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         conn_guard_close(&h->guard, *socket_context);
         *socket_context = NULL;
