@@ -557,24 +557,28 @@ def test_total_limit_answers_503_and_frees_up(start_daemon):
     survives(d)
 
 
+def trickle_until_closed(s, byte, limit_s):
+    """Send `byte` every 0.2 s for up to limit_s; return the seconds until
+    the server closed the connection, or None if it never did."""
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < limit_s:
+            time.sleep(0.2)
+            try:
+                s.sendall(byte)
+            except OSError:
+                return time.monotonic() - start
+            if read_until_closed(s, 0.01) is not None:
+                return time.monotonic() - start
+    finally:
+        s.close()
+    return None
+
+
 def test_slow_header_is_cut_at_its_deadline(start_daemon):
     d = start_daemon(SMALL_LIMITS)
     s = connect(d, first=b"GET /v2/health/live HTTP/1.1\r\n")
-    start = time.monotonic()
-    closed = None
-    try:
-        while time.monotonic() - start < 5:  # a byte every 0.2 s resets no clock
-            time.sleep(0.2)
-            try:
-                s.sendall(b"X")
-            except OSError:
-                closed = time.monotonic() - start
-                break
-            if read_until_closed(s, 0.01) is not None:
-                closed = time.monotonic() - start
-                break
-    finally:
-        s.close()
+    closed = trickle_until_closed(s, b"X", 5)  # a byte every 0.2 s resets no clock
     assert closed is not None and closed < 3, f"a trickled header kept its connection {closed} s"
     survives(d)
 
@@ -583,21 +587,7 @@ def test_slow_body_is_cut_at_its_deadline(start_daemon):
     d = start_daemon(SMALL_LIMITS)
     s = connect(d, first=b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
                         b"\r\nContent-Length: 1000\r\n\r\n{")
-    start = time.monotonic()
-    closed = None
-    try:
-        while time.monotonic() - start < 6:
-            time.sleep(0.2)
-            try:
-                s.sendall(b" ")
-            except OSError:
-                closed = time.monotonic() - start
-                break
-            if read_until_closed(s, 0.01) is not None:
-                closed = time.monotonic() - start
-                break
-    finally:
-        s.close()
+    closed = trickle_until_closed(s, b" ", 6)
     assert closed is not None and closed < 4, f"a trickled body kept its connection {closed} s"
     survives(d)
 
