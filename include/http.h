@@ -1,9 +1,11 @@
 /* http.h - the libmicrohttpd front end: per-request state (an exchange),
  * body accumulation, dispatch through a route table, replies, and the
- * hand-off of inference work to a model's queue with suspend/resume. It
- * knows no endpoint and no protocol: handlers (api.h) see the exchange,
- * read the headers they own with http_request_header, and answer with the
- * http_reply_* functions. */
+ * attachment of an inference call (infer_request.h) with suspend/resume
+ * while it is queued. It knows no endpoint, no protocol and no model:
+ * handlers (api.h) see the exchange, read the headers they own with
+ * http_request_header, answer with the http_reply_* functions, and attach a
+ * call with http_attach_call; the call's status becomes an HTTP code in one
+ * place (http_reply_status). */
 #ifndef INFERD_HTTP_H
 #define INFERD_HTTP_H
 
@@ -20,11 +22,24 @@
 #include "infer_request.h"
 #include "linger.h"
 #include "router.h"
+#include "transport.h"
 
 struct MHD_Connection;
 struct MHD_Daemon;
-struct model;
 struct server;
+struct http_exchange;
+
+/* A handler's hooks for the inference call it attached to an exchange. */
+struct http_call_ops {
+    /* Worker thread, the call ended INFER_OK: set the reply from its
+     * outputs. */
+    void (*encode)(struct http_exchange *ex);
+    /* Once, as the answer is about to leave (or the exchange ends without
+     * one): count it. */
+    void (*answered)(struct http_exchange *ex);
+    /* As the exchange ends (total_ns after it began): free the call. */
+    void (*ended)(struct http_exchange *ex, uint64_t total_ns);
+};
 
 /* The front end's state. Fields are private to http.c unless marked. */
 struct http_front {
@@ -88,7 +103,7 @@ struct http_exchange {
     size_t wire_len;           /* body bytes as received */
     struct inflater *inflater; /* a gzip or deflate body, while it arrives */
     bool accept_gzip;          /* the client takes gzip replies */
-    bool stats_counted;        /* the answer is in the model's statistics */
+    bool answer_counted;       /* call_ops->answered has run */
     uint64_t start_ns;
     enum { EX_READING, EX_QUEUED, EX_ANSWERED } phase;
     bool reply_queued;
@@ -96,31 +111,26 @@ struct http_exchange {
     bool discarding; /* the body broke a limit: drop the rest, then reply */
     struct http_reply reply;
 
-    /* Inference hand-off. */
-    struct model *model;     /* set by a handler: the answer counts in its metrics */
-    struct model *model_ref; /* a reference the handler took, dropped as the exchange ends */
-    struct infer_request infer;
-    int client_fd;                            /* its socket while queued, else -1 */
-    void (*encode)(struct http_exchange *ex); /* worker thread: outputs -> reply */
-    void *api_state;                          /* the handler's own, freed by api_free */
-    void (*api_free)(void *state);
+    /* An inference call (http_attach_call), NULL for other requests. */
+    struct infer_request *call;
+    const struct http_call_ops *call_ops;
+    int client_fd; /* its socket once a call is attached, else -1 */
 };
 
-/* Listen on cfg's host and port, check every request against access, and
- * dispatch through routes (n rows); srv is handed to handlers. Returns 0,
- * or -1 with err set (nothing left running). */
-int http_start(struct http_front *h, const struct inferd_config *cfg,
+/* Set up h to listen on cfg's host and port, check every request against
+ * access, and dispatch through routes (n rows); srv is handed to handlers.
+ * Nothing runs until the transport starts. */
+void http_init(struct http_front *h, const struct inferd_config *cfg,
                const struct route_def *routes, size_t n_routes, struct access *access,
-               struct server *srv, char *err, size_t err_len);
-/* Begin a drain: refuse new connections (accepted ones finish), then mark
- * the front end draining (replies close their connections). */
-void http_drain_begin(struct http_front *h);
-bool http_draining(struct http_front *h);
-/* Wait until no exchange is in flight or deadline_ns (clock_now_ns) passes.
- * Returns true when none is. */
-bool http_wait_idle(struct http_front *h, uint64_t deadline_ns);
-/* Stop the daemon (every connection must have been resumed) and free. */
-void http_stop(struct http_front *h);
+               struct server *srv);
+
+/* The front end as a transport (self: a struct http_front after
+ * http_init). start: listen (-1 with err set, nothing left running);
+ * drain_begin: refuse new connections (accepted ones finish), then mark
+ * the front end draining (replies close their connections); inflight and
+ * wait_idle: exchanges begun and not completed; stop: stop the daemon
+ * (every connection must have been resumed) and free. */
+extern const struct transport_ops http_transport;
 
 /* Set the reply to a JSON error {"error": "..."}. */
 enum route_outcome http_reply_error(struct http_exchange *ex, int status, const char *fmt, ...)
@@ -152,9 +162,18 @@ void http_resume(struct http_exchange *ex);
 /* Whether the client is on a loopback address (127.0.0.0/8, ::1). */
 bool http_peer_loopback(struct http_exchange *ex);
 
-/* Queue ex->infer on model m and suspend the connection until a worker has
- * run it and encode() has set the reply. When the queue is full or closed
- * the reply is set at once (503 with Retry-After). */
-enum route_outcome http_submit(struct http_exchange *ex, struct model *m);
+/* Attach call to ex with the handler's ops: the call's hooks become the
+ * front end's (queued: suspend the connection; gone: the client closed;
+ * done: ops->encode or the status as the reply, then resume), its request
+ * id and deadline ex's. The handler then submits it (infer_call_submit) and
+ * returns ROUTE_SUSPENDED, or sets a reply. ops->ended frees it. */
+void http_attach_call(struct http_exchange *ex, struct infer_request *call,
+                      const struct http_call_ops *ops);
+
+/* Set the reply for a status other than INFER_OK and its message: the one
+ * place an infer_status becomes an HTTP code (503 with Retry-After:
+ * retry_after_s; a 500's message loses server paths). */
+enum route_outcome http_reply_status(struct http_exchange *ex, enum infer_status status,
+                                     int retry_after_s, const char *message);
 
 #endif

@@ -1,7 +1,12 @@
-/* infer_request.h - one inference request as it travels from an HTTP thread
- * through a model's queue to a worker, and its one exit: every queued
- * request, whatever its outcome (200, 4xx/5xx, 499, 503 on drain, 504 at the
- * deadline), ends in exactly one infer_request_finish call. */
+/* infer_request.h - one inference call, whatever transport made it: the
+ * model it runs on, its request id and deadline, its inputs, its result
+ * (status, message, outputs, timings), as it travels from a transport's
+ * thread through a model's queue to a worker, and its one exit: every
+ * queued call, whatever its outcome (ok, invalid, cancelled, unavailable on
+ * drain, deadline), ends in exactly one infer_request_finish call. The
+ * transport owns it (not its connection's state: a separate allocation, made
+ * only for inference) and attaches itself through struct infer_hooks;
+ * infer_call.h binds it to a model and submits it. */
 #ifndef INFERD_INFER_REQUEST_H
 #define INFERD_INFER_REQUEST_H
 
@@ -33,6 +38,7 @@ enum infer_status {
 const char *infer_status_name(enum infer_status s);
 
 struct infer_request;
+struct model;
 
 /* How a transport follows its requests. */
 struct infer_hooks {
@@ -50,10 +56,13 @@ struct infer_request {
     struct infer_request *next; /* queue link, owned by the queue */
 
     /* Set by the submitter. */
+    struct model *model;    /* a reference the call holds (infer_call_bind) */
+    const char *model_name; /* the model's, while the call holds it */
+    const char *request_id; /* the transport's, for logs ("" when none) */
     struct tensor inputs[MODEL_MAX_IO];
     int n_inputs;
-    int64_t samples; /* dim 0 of the inputs (1 for non-batching models) */
-    uint64_t arrival_ns;
+    int64_t samples;                 /* dim 0 of the inputs (1 for non-batching models) */
+    uint64_t arrival_ns;             /* as it joined its queue (infer_call_submit) */
     uint64_t deadline_ns;            /* 0: none */
     const struct infer_hooks *hooks; /* the transport's */
     void *owner;                     /* the transport's, for its hooks */
@@ -81,6 +90,10 @@ struct infer_request {
  * (batcher, worker, split) has to handle an empty input. */
 int infer_request_check(struct infer_request *req, int max_batch, const char *model, char *err,
                         size_t err_len);
+
+/* Free req's input and output tensors (the model reference is
+ * infer_call_release's). */
+void infer_request_free_tensors(struct infer_request *req);
 
 /* End req: record status and error (NULL or "" for none; cut to fit) and
  * call req->hooks->done, which owns req from then on. Call it exactly once per

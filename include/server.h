@@ -3,6 +3,7 @@
 #ifndef INFERD_SERVER_H
 #define INFERD_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,9 @@
 #include "queue_watch.h"
 #include "registry.h"
 #include "router.h"
+#include "transport.h"
+
+#define SERVER_MAX_TRANSPORTS 4
 
 struct server {
     struct inferd_config cfg;
@@ -21,10 +25,14 @@ struct server {
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys, the admin token and CORS */
     struct http_front http;
+    /* Every listener, started, drained and stopped alike (http first). */
+    struct transport transports[SERVER_MAX_TRANSPORTS];
+    int n_transports;
+    atomic_bool draining;
     uint64_t start_ns;
 };
 
-/* Resolve devices, load the repository, start the HTTP front end (routing
+/* Resolve devices, load the repository, start the transports (HTTP routing
  * through the n_routes rows of routes) and the models' workers. Returns 0,
  * or -1 with err set (nothing left running). */
 int server_start(struct server *srv, const struct inferd_config *cfg,

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redact.h"
+#include "clock.h"
+#include "infer_call.h"
 
 #define API_ROW(name, methods, pattern, accepts, access)                                           \
     {#name, methods, pattern, accepts, API_ACCESS_##access, api_##name},
@@ -31,9 +32,6 @@ static struct model *lookup(struct http_exchange *ex, const char *name, const ch
         http_reply_error(ex, 404, "%s", why);
         return NULL;
     }
-    if (ex->model_ref != NULL)
-        model_release(ex->model_ref);
-    ex->model_ref = m;
     return m;
 }
 
@@ -47,26 +45,66 @@ struct model *api_lookup_version(struct http_exchange *ex)
     return lookup(ex, ex->route.model, ex->route.version);
 }
 
-bool api_model_available(struct http_exchange *ex, struct model *m)
+/* Once, as the answer leaves: the model's statistics. */
+static void call_answered(struct http_exchange *ex)
 {
-    char why[256];
-    switch (model_get_state(m)) {
-    case MODEL_READY: break;
-    case MODEL_LOADING:
-        http_reply_unavailable(ex, 1, "model %s is still loading", m->cfg.name);
-        return false;
-    case MODEL_FAILED:
-        model_get_error(m, why, sizeof why);
-        redact_paths(why); /* the log has the paths */
-        http_reply_unavailable(ex, 5, "model %s is not available: %s", m->cfg.name, why);
-        return false;
+    const struct infer_request *req = ex->call;
+    metrics_stats_request(&req->model->metrics, ex->reply.status, clock_now_ns() - ex->start_ns);
+}
+
+/* As the exchange ends: the model's request metrics, then the call freed. */
+static void call_ended(struct http_exchange *ex, uint64_t total_ns)
+{
+    struct api_call *c = api_call_of(ex);
+    struct metrics_model *metrics = &c->req.model->metrics;
+    metrics_count_request(metrics, ex->reply.status);
+    metrics_observe(&metrics->request_seconds, (double)total_ns / 1e9);
+    if (c->state_free)
+        c->state_free(c->state);
+    infer_call_release(&c->req);
+    free(c);
+    ex->call = NULL;
+}
+
+/* Worker thread: the protocol's encoder (the one table serves every
+ * protocol; the encoder rides in the call). */
+static void call_encode(struct http_exchange *ex)
+{
+    struct api_call *c = api_call_of(ex);
+    c->encode(ex);
+}
+
+static const struct http_call_ops call_ops = {call_encode, call_answered, call_ended};
+
+struct api_call *api_call_begin(struct http_exchange *ex, struct model *m,
+                                void (*encode)(struct http_exchange *ex))
+{
+    struct api_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        model_release(m);
+        http_reply_error(ex, 500, "out of memory");
+        return NULL;
     }
-    if (batch_queue_length(&m->queue) >= m->queue.capacity) {
-        http_reply_unavailable(ex, 1, "model %s has %d requests queued, its limit; retry later",
-                               m->cfg.name, m->queue.capacity);
-        return false;
+    infer_call_bind(&c->req, m);
+    c->encode = encode;
+    http_attach_call(ex, &c->req, &call_ops);
+    char why[512];
+    int retry_after_s;
+    enum infer_status s = infer_call_available(&c->req, &retry_after_s, why, sizeof why);
+    if (s != INFER_OK) {
+        http_reply_status(ex, s, retry_after_s, why);
+        return NULL;
     }
-    return true;
+    return c;
+}
+
+enum route_outcome api_call_submit(struct http_exchange *ex, struct api_call *c)
+{
+    char why[512];
+    enum infer_status s = infer_call_check(&c->req, why, sizeof why);
+    if (s == INFER_OK)
+        s = infer_call_submit(&c->req, why, sizeof why);
+    return s == INFER_OK ? ROUTE_SUSPENDED : http_reply_status(ex, s, 1, why);
 }
 
 enum route_outcome api_reply_json_text(struct http_exchange *ex, int status, const char *json)

@@ -67,7 +67,7 @@ static int apply_shape(const struct json_doc *doc, const cJSON *shape_item, stru
     return 0;
 }
 
-/* Decode the body into ex->infer's single input. Returns 0, or -1 with err
+/* Decode the body into the call's single input. Returns 0, or -1 with err
  * set (a 400). */
 static int decode_predict(struct http_exchange *ex, const struct model_config *cfg, char *err,
                           size_t err_len)
@@ -80,7 +80,7 @@ static int decode_predict(struct http_exchange *ex, const struct model_config *c
     if (json_doc_parse(ex->body, ex->body_len, &doc, err, err_len) != 0)
         return -1;
     int rc = -1;
-    struct tensor *t = &ex->infer.inputs[0];
+    struct tensor *t = &ex->call->inputs[0];
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(doc.root, "inputs");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(doc.root, "shape");
     const struct num_array *values = json_doc_array(&doc, inputs);
@@ -94,7 +94,7 @@ static int decode_predict(struct http_exchange *ex, const struct model_config *c
                      ? "\"inputs\" is empty"
                      : "\"inputs\" must be an array of numbers, nested or flat");
     } else if (tensor_json_from_array(values, cfg->inputs[0].dtype, t, err, err_len) == 0) {
-        ex->infer.n_inputs = 1;
+        ex->call->n_inputs = 1;
         if ((shape == NULL || apply_shape(&doc, shape, t, err, err_len) == 0) &&
             shape_fit(cfg->inputs[0].name, cfg->inputs[0].shape, cfg->inputs[0].ndim,
                       cfg->max_batch_size > 0, t->shape, &t->ndim, err, err_len) == 0)
@@ -192,12 +192,12 @@ static int decode_images(struct http_exchange *ex, const struct model_config *cf
         }
     }
     if (status == 0)
-        status = image_batch_check(b, cfg->max_batch_size, &ex->infer.inputs[0], err, err_len);
+        status = image_batch_check(b, cfg->max_batch_size, &ex->call->inputs[0], err, err_len);
     if (status != 0)
         return status;
-    ex->infer.n_inputs = 1;
-    ex->infer.prepare = image_request_prepare;
-    ex->infer.prepare_arg = images;
+    ex->call->n_inputs = 1;
+    ex->call->prepare = image_request_prepare;
+    ex->call->prepare_arg = images;
     return 0;
 }
 
@@ -263,8 +263,9 @@ static int append_top_k(struct strbuf *sb, const struct tensor *out, const struc
 /* Worker thread: the first output becomes the reply. */
 static void encode_predict(struct http_exchange *ex)
 {
-    const struct model_config *cfg = &ex->model->cfg;
-    const struct tensor *out = &ex->infer.outputs[0];
+    struct api_call *c = api_call_of(ex);
+    const struct model_config *cfg = &c->req.model->cfg;
+    const struct tensor *out = &c->req.outputs[0];
     struct shim_tensor view = tensor_view(out);
     struct strbuf sb = {0};
     char shape[128];
@@ -284,7 +285,7 @@ static void encode_predict(struct http_exchange *ex)
         }
         strbuf_puts(&sb, "]");
     }
-    const struct predict_state *st = ex->api_state;
+    const struct predict_state *st = c->state;
     if (st && st->top_k > 0 && dtype_is_float(out->dtype) && out->ndim == 2 &&
         append_top_k(&sb, out, cfg, st->top_k) != 0) {
         strbuf_free(&sb);
@@ -302,8 +303,8 @@ enum route_outcome api_predict(struct http_exchange *ex)
     struct model *m = api_lookup_model(ex, ex->srv->cfg.default_model);
     if (m == NULL)
         return ROUTE_REPLIED;
-    ex->model = m; /* from here on, every answer counts in m's metrics */
-    if (!api_model_available(ex, m))
+    struct api_call *c = api_call_begin(ex, m, encode_predict);
+    if (c == NULL)
         return ROUTE_REPLIED;
     const struct model_config *cfg = &m->cfg;
     if (cfg->n_inputs != 1)
@@ -314,8 +315,8 @@ enum route_outcome api_predict(struct http_exchange *ex)
     struct predict_state *st = calloc(1, sizeof *st);
     if (st == NULL)
         return http_reply_error(ex, 500, "out of memory");
-    ex->api_state = st;
-    ex->api_free = predict_state_free;
+    c->state = st;
+    c->state_free = predict_state_free;
     char err[400] = "";
     int status = parse_top_k(ex, cfg, &st->top_k, err, sizeof err);
     if (status == 0)
@@ -325,8 +326,5 @@ enum route_outcome api_predict(struct http_exchange *ex)
                                                                  : 0;
     if (status != 0)
         return http_reply_error(ex, status, "%s", err);
-    if (infer_request_check(&ex->infer, cfg->max_batch_size, cfg->name, err, sizeof err) != 0)
-        return http_reply_error(ex, 400, "%s", err);
-    ex->encode = encode_predict;
-    return http_submit(ex, m);
+    return api_call_submit(ex, c);
 }

@@ -95,7 +95,11 @@ enum route_outcome api_models_stats(struct http_exchange *ex)
 enum route_outcome api_model_stats(struct http_exchange *ex)
 {
     struct model *m = api_lookup_version(ex);
-    return m == NULL ? ROUTE_REPLIED : reply_stats(ex, m);
+    if (m == NULL)
+        return ROUTE_REPLIED;
+    reply_stats(ex, m);
+    model_release(m);
+    return ROUTE_REPLIED;
 }
 
 enum route_outcome api_model_config(struct http_exchange *ex)
@@ -107,12 +111,14 @@ enum route_outcome api_model_config(struct http_exchange *ex)
         char why[256];
         model_get_error(m, why, sizeof why);
         redact_paths(why); /* the log has the paths */
-        return http_reply_unavailable(ex, 5, "model %s has no usable configuration: %s",
-                                      m->cfg.name, why);
+        http_reply_unavailable(ex, 5, "model %s has no usable configuration: %s", m->cfg.name, why);
+        model_release(m);
+        return ROUTE_REPLIED;
     }
     struct strbuf sb = {0};
     size_t len = 0;
     char *body =
         model_config_json(&m->cfg, &sb) != 0 ? (strbuf_free(&sb), NULL) : strbuf_detach(&sb, &len);
+    model_release(m);
     return http_reply_body(ex, 200, body, len, "application/json");
 }

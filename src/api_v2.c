@@ -37,6 +37,7 @@ enum route_outcome api_model_meta(struct http_exchange *ex)
     model_config_json_io(&sb, m->cfg.outputs, m->cfg.n_outputs, false);
     strbuf_printf(&sb, ",\"max_batch_size\":%d,\"state\":\"%s\"}", m->cfg.max_batch_size,
                   model_state_name(model_get_state(m)));
+    model_release(m);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "application/json");
@@ -47,13 +48,16 @@ enum route_outcome api_model_ready(struct http_exchange *ex)
     struct model *m = api_lookup_version(ex);
     if (m == NULL)
         return ROUTE_REPLIED;
-    if (model_get_state(m) == MODEL_READY && !server_draining(ex->srv))
-        return api_reply_json_text(ex, 200, "{\"ready\":true}");
-    return http_reply_unavailable(ex, 1, "model %s is %s", m->cfg.name,
-                                  model_state_name(model_get_state(m)));
+    enum model_state state = model_get_state(m);
+    if (state == MODEL_READY && !server_draining(ex->srv))
+        api_reply_json_text(ex, 200, "{\"ready\":true}");
+    else
+        http_reply_unavailable(ex, 1, "model %s is %s", m->cfg.name, model_state_name(state));
+    model_release(m);
+    return ROUTE_REPLIED;
 }
 
-/* api_state's destructor. */
+/* The call's state's destructor. */
 static void free_v2(void *arg)
 {
     v2_request_free(arg);
@@ -66,8 +70,9 @@ static void encode_v2(struct http_exchange *ex)
     size_t json_len = 0;
     bool any_binary = false;
     char err[256] = "";
-    int status = v2_encode(ex->api_state, &ex->model->cfg, &ex->infer, &sb, &json_len, &any_binary,
-                           err, sizeof err);
+    struct api_call *c = api_call_of(ex);
+    int status = v2_encode(c->state, &c->req.model->cfg, &c->req, &sb, &json_len, &any_binary, err,
+                           sizeof err);
     if (status != 0) {
         strbuf_free(&sb);
         http_reply_error(ex, status, "%s", err);
@@ -88,23 +93,20 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     struct model *m = api_lookup_version(ex);
     if (m == NULL)
         return ROUTE_REPLIED;
-    ex->model = m; /* from here on, every answer counts in m's metrics */
-    if (!api_model_available(ex, m))
+    struct api_call *c = api_call_begin(ex, m, encode_v2);
+    if (c == NULL)
         return ROUTE_REPLIED;
     struct v2_request *v2 = calloc(1, sizeof *v2);
     if (v2 == NULL)
         return http_reply_error(ex, 500, "out of memory");
-    ex->api_state = v2;
-    ex->api_free = free_v2;
+    c->state = v2;
+    c->state_free = free_v2;
     char err[400] = "";
     int status = 400;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),
                            strcmp(ex->body_type, API_BINARY) == 0};
-    if (v2_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &ex->infer, &status, err,
+    if (v2_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &c->req, &status, err,
                   sizeof err) != 0)
         return http_reply_error(ex, status, "%s", err);
-    if (infer_request_check(&ex->infer, m->cfg.max_batch_size, m->cfg.name, err, sizeof err) != 0)
-        return http_reply_error(ex, 400, "%s", err);
-    ex->encode = encode_v2;
-    return http_submit(ex, m);
+    return api_call_submit(ex, c);
 }

@@ -23,7 +23,6 @@
 
 #include "clock.h"
 #include "log.h"
-#include "model.h"
 #include "redact.h"
 #include "strbuf.h"
 
@@ -152,23 +151,29 @@ static int status_of(enum infer_status s)
     return 500;
 }
 
-/* Runs on a worker thread once ex->infer has a result. */
+enum route_outcome http_reply_status(struct http_exchange *ex, enum infer_status status,
+                                     int retry_after_s, const char *message)
+{
+    if (status == INFER_UNAVAILABLE)
+        return http_reply_unavailable(ex, retry_after_s, "%s", message);
+    if (status == INFER_INTERNAL) {
+        /* the model failed: libtorch's text may name files of this server's */
+        char text[512];
+        snprintf(text, sizeof text, "%s", message);
+        redact_paths(text);
+        return http_reply_error(ex, 500, "%s", text);
+    }
+    return http_reply_error(ex, status_of(status), "%s", message);
+}
+
+/* Runs on a worker thread once the call has a result. */
 static void on_infer_done(struct infer_request *req)
 {
     struct http_exchange *ex = req->owner;
-    if (req->status == INFER_OK && ex->encode) {
-        ex->encode(ex);
-    } else if (req->status == INFER_UNAVAILABLE) {
-        http_reply_unavailable(ex, 1, "%s", req->error);
-    } else if (req->status == INFER_INTERNAL) {
-        /* the model failed: libtorch's text may name files of this server's */
-        char message[sizeof req->error];
-        snprintf(message, sizeof message, "%s", req->error);
-        redact_paths(message);
-        http_reply_error(ex, 500, "%s", message);
-    } else {
-        http_reply_error(ex, status_of(req->status), "%s", req->error);
-    }
+    if (req->status == INFER_OK)
+        ex->call_ops->encode(ex);
+    else
+        http_reply_status(ex, req->status, 1, req->error);
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;
     MHD_resume_connection(ex->conn);
@@ -224,28 +229,21 @@ static bool client_gone(const struct infer_request *req)
 
 static const struct infer_hooks http_hooks = {on_queued, client_gone, on_infer_done};
 
-enum route_outcome http_submit(struct http_exchange *ex, struct model *m)
+void http_attach_call(struct http_exchange *ex, struct infer_request *call,
+                      const struct http_call_ops *ops)
 {
-    struct infer_request *req = &ex->infer;
     const struct inferd_config *cfg = ex->front->cfg;
-    ex->model = m;
-    req->owner = ex;
-    req->hooks = &http_hooks;
-    req->arrival_ns = clock_now_ns();
-    req->deadline_ns = cfg->request_timeout_ms > 0
-                           ? ex->start_ns + (uint64_t)cfg->request_timeout_ms * 1000000u
-                           : 0;
+    ex->call = call;
+    ex->call_ops = ops;
+    call->owner = ex;
+    call->hooks = &http_hooks;
+    call->request_id = ex->request_id;
+    call->deadline_ns = cfg->request_timeout_ms > 0
+                            ? ex->start_ns + (uint64_t)cfg->request_timeout_ms * 1000000u
+                            : 0;
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(ex->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     ex->client_fd = info ? info->connect_fd : -1;
-    int rc = batch_queue_submit(&m->queue, req);
-    if (rc == SUBMIT_OK)
-        return ROUTE_SUSPENDED;
-    if (rc == SUBMIT_FULL)
-        return http_reply_unavailable(ex, 1,
-                                      "model %s has %d requests queued, its limit; retry later",
-                                      m->cfg.name, m->queue.capacity);
-    return http_reply_unavailable(ex, 1, "the server is shutting down");
 }
 
 const char *http_query(const struct http_exchange *ex, const char *key)
@@ -276,6 +274,7 @@ static struct http_exchange *begin_exchange(struct http_front *h, struct MHD_Con
     ex->conn = conn;
     ex->method = method;
     ex->start_ns = clock_now_ns();
+    ex->client_fd = -1;
     snprintf(ex->path, sizeof ex->path, "%s", url);
     const char *id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
     if (id && valid_request_id(id)) {
@@ -464,13 +463,13 @@ static void add_access_header(void *ctx, const char *name, const char *value)
     MHD_add_response_header(ctx, name, value);
 }
 
-/* Count the answer in its model's statistics, once. */
-static void count_stats(struct http_exchange *ex)
+/* Tell the call's handler of the answer, once. */
+static void count_answer(struct http_exchange *ex)
 {
-    if (ex->model == NULL || ex->stats_counted)
+    if (ex->call_ops == NULL || ex->answer_counted)
         return;
-    ex->stats_counted = true;
-    metrics_stats_request(&ex->model->metrics, ex->reply.status, clock_now_ns() - ex->start_ns);
+    ex->answer_counted = true;
+    ex->call_ops->answered(ex);
 }
 
 static enum MHD_Result queue_reply(struct http_exchange *ex)
@@ -480,7 +479,7 @@ static enum MHD_Result queue_reply(struct http_exchange *ex)
         http_reply_error(ex, 500, "internal error: no reply was produced");
     compress_reply(ex);
     /* Before the answer leaves: a client that has it sees it counted. */
-    count_stats(ex);
+    count_answer(ex);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
@@ -592,7 +591,8 @@ static void access_log(const struct http_exchange *ex, uint64_t total_ns)
 {
     if (!log_enabled(LOG_INFO))
         return;
-    const struct infer_request *req = &ex->infer;
+    static const struct infer_request none;
+    const struct infer_request *req = ex->call ? ex->call : &none;
     struct log_field fields[] = {
         {"request_id", LOG_STR, ex->request_id, 0},
         {"method", LOG_STR, ex->method, 0},
@@ -600,7 +600,7 @@ static void access_log(const struct http_exchange *ex, uint64_t total_ns)
         {"status", LOG_INT, NULL, ex->reply.status},
         {"bytes_in", LOG_INT, NULL, (int64_t)ex->body_len},
         {"bytes_out", LOG_INT, NULL, (int64_t)ex->reply.len},
-        {"model", LOG_STR, ex->model ? ex->model->cfg.name : "", 0},
+        {"model", LOG_STR, req->model_name ? req->model_name : "", 0},
         {"batch", LOG_INT, NULL, req->batch_samples},
         {"queue_ms", LOG_MS, NULL, (int64_t)req->queue_ns},
         {"compute_ms", LOG_MS, NULL, (int64_t)req->compute_ns},
@@ -611,15 +611,7 @@ static void access_log(const struct http_exchange *ex, uint64_t total_ns)
 
 static void free_exchange(struct http_exchange *ex)
 {
-    for (int i = 0; i < ex->infer.n_inputs; i++)
-        tensor_free(&ex->infer.inputs[i]);
-    for (int i = 0; i < ex->infer.n_outputs; i++)
-        tensor_free(&ex->infer.outputs[i]);
-    if (ex->api_free)
-        ex->api_free(ex->api_state);
     inflater_free(ex->inflater);
-    if (ex->model_ref)
-        model_release(ex->model_ref);
     free(ex->reply.body);
     free(ex->body);
     free(ex);
@@ -640,12 +632,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     /* Kept alive (or closing): the idle deadline, and first to give way. */
     conn_guard_phase(&h->guard, ex->conn_entry, CONN_IDLE);
     uint64_t total = clock_now_ns() - ex->start_ns;
-    count_stats(ex); /* an exchange that ended without an answer */
+    count_answer(ex); /* an exchange that ended without an answer */
     access_log(ex, total);
-    if (ex->model) {
-        metrics_count_request(&ex->model->metrics, ex->reply.status);
-        metrics_observe(&ex->model->metrics.request_seconds, (double)total / 1e9);
-    }
+    if (ex->call_ops)
+        ex->call_ops->ended(ex, total);
     free_exchange(ex);
     if (atomic_fetch_sub(&h->inflight, 1) == 1) {
         pthread_mutex_lock(&h->idle_lock);
@@ -736,13 +726,10 @@ static size_t unescape_path(void *cls, struct MHD_Connection *conn, char *s)
  * keepalive_timeout (60 s at most in our templates), so nginx closes first. */
 #define HTTP_IDLE_TIMEOUT_S 120u
 
-int http_start(struct http_front *h, const struct inferd_config *cfg,
+void http_init(struct http_front *h, const struct inferd_config *cfg,
                const struct route_def *routes, size_t n_routes, struct access *access,
-               struct server *srv, char *err, size_t err_len)
+               struct server *srv)
 {
-    struct sockaddr_in addr4;
-    struct sockaddr_in6 addr6;
-    struct sockaddr *addr;
     memset(h, 0, sizeof *h);
     h->cfg = cfg;
     h->routes = routes;
@@ -750,6 +737,15 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
     h->srv = srv;
     h->access = access;
     h->quiesced_fd = -1;
+}
+
+static int http_start(void *self, char *err, size_t err_len)
+{
+    struct http_front *h = self;
+    const struct inferd_config *cfg = h->cfg;
+    struct sockaddr_in addr4;
+    struct sockaddr_in6 addr6;
+    struct sockaddr *addr;
     h->start_ns = clock_now_ns();
     /* poll(), not epoll: with MHD_USE_EPOLL, libmicrohttpd 0.9.75 did not
      * notice a client that closed right after sending headers or part of a
@@ -826,8 +822,9 @@ int http_start(struct http_front *h, const struct inferd_config *cfg,
     return 0;
 }
 
-void http_drain_begin(struct http_front *h)
+static void http_drain_begin(void *self)
 {
+    struct http_front *h = self;
     if (h->daemon != NULL && h->quiesced_fd < 0) {
         MHD_socket fd = MHD_quiesce_daemon(h->daemon);
         if (fd != MHD_INVALID_SOCKET) {
@@ -847,13 +844,15 @@ void http_drain_begin(struct http_front *h)
     atomic_store(&h->draining, true);
 }
 
-bool http_draining(struct http_front *h)
+static int http_inflight(void *self)
 {
-    return atomic_load(&h->draining);
+    struct http_front *h = self;
+    return atomic_load(&h->inflight);
 }
 
-bool http_wait_idle(struct http_front *h, uint64_t deadline_ns)
+static bool http_wait_idle(void *self, uint64_t deadline_ns)
 {
+    struct http_front *h = self;
     pthread_mutex_lock(&h->idle_lock);
     uint64_t now;
     while (atomic_load(&h->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
@@ -866,8 +865,9 @@ bool http_wait_idle(struct http_front *h, uint64_t deadline_ns)
     return idle;
 }
 
-void http_stop(struct http_front *h)
+static void http_stop(void *self)
 {
+    struct http_front *h = self;
     if (h->daemon == NULL)
         return;
     MHD_stop_daemon(h->daemon);
@@ -880,3 +880,6 @@ void http_stop(struct http_front *h)
     pthread_cond_destroy(&h->idle_cond);
     pthread_mutex_destroy(&h->idle_lock);
 }
+
+const struct transport_ops http_transport = {"http",        http_start,     http_drain_begin,
+                                             http_inflight, http_wait_idle, http_stop};

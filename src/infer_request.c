@@ -41,6 +41,15 @@ int infer_request_check(struct infer_request *req, int max_batch, const char *mo
     return 0;
 }
 
+void infer_request_free_tensors(struct infer_request *req)
+{
+    for (int i = 0; i < req->n_inputs; i++)
+        tensor_free(&req->inputs[i]);
+    for (int i = 0; i < req->n_outputs; i++)
+        tensor_free(&req->outputs[i]);
+    req->n_inputs = req->n_outputs = 0;
+}
+
 const char *infer_status_name(enum infer_status s)
 {
     switch (s) {

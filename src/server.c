@@ -15,7 +15,7 @@
 
 bool server_draining(struct server *srv)
 {
-    return http_draining(&srv->http);
+    return atomic_load(&srv->draining);
 }
 
 bool server_ready(struct server *srv)
@@ -107,18 +107,20 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     /* The start-up models are known before HTTP starts; they load and warm
      * up in their workers, started last, while liveness already answers. A
      * port in use fails before any model loads. */
-    if (http_start(&srv->http, &srv->cfg, routes, n_routes, &srv->access, srv, err, err_len) != 0) {
+    http_init(&srv->http, &srv->cfg, routes, n_routes, &srv->access, srv);
+    srv->transports[srv->n_transports++] = (struct transport){&http_transport, &srv->http};
+    if (transport_start_all(srv->transports, srv->n_transports, err, err_len) != 0) {
         release_all(srv);
         return -1;
     }
     if (queue_watch_start(&srv->queue_watch, &srv->registry, err, err_len) != 0) {
-        http_stop(&srv->http);
+        transport_stop_all(srv->transports, srv->n_transports);
         release_all(srv);
         return -1;
     }
     if (registry_manager_start(&srv->registry, err, err_len) != 0) {
         queue_watch_stop(&srv->queue_watch);
-        http_stop(&srv->http);
+        transport_stop_all(srv->transports, srv->n_transports);
         release_all(srv);
         return -1;
     }
@@ -131,13 +133,16 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
 void server_drain_and_stop(struct server *srv)
 {
     uint64_t t0 = clock_now_ns();
+    const struct transport *t = srv->transports;
+    int n_t = srv->n_transports;
     /* Refuse new connections first, then report not ready: a client that
      * has seen readiness turn 503 can no longer connect. */
-    http_drain_begin(&srv->http);
+    transport_drain_begin_all(t, n_t);
+    atomic_store(&srv->draining, true);
     log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s",
-            atomic_load(&srv->http.inflight), srv->cfg.drain_timeout_s);
+            transport_inflight_all(t, n_t), srv->cfg.drain_timeout_s);
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
-    bool clean = http_wait_idle(&srv->http, deadline);
+    bool clean = transport_wait_idle_all(t, n_t, deadline);
     /* No more loads or unloads: a control request still waiting gets 503. */
     registry_manager_stop(&srv->registry);
     static struct model *all[REGISTRY_SNAPSHOT_MAX]; /* only the main thread drains */
@@ -163,9 +168,9 @@ void server_drain_and_stop(struct server *srv)
         model_join(all[i]);
     for (int i = 0; i < n; i++)
         model_release(all[i]);
-    http_wait_idle(&srv->http, clock_now_ns() + 1000000000u);
+    transport_wait_idle_all(t, n_t, clock_now_ns() + 1000000000u);
     queue_watch_stop(&srv->queue_watch);
-    http_stop(&srv->http);
+    transport_stop_all(t, n_t);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
     release_all(srv);
