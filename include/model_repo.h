@@ -62,8 +62,7 @@ struct model_config {
     int cuda_graphs[SHIM_MAX_GRAPHS];
 };
 
-/* A plain folder name: [A-Za-z0-9._-], not "." or "..", at most 127 bytes. */
-bool model_name_valid(const char *name);
+/* model_name_valid: bounds.h. */
 
 /* Names of the folders in dir that hold a config.json, sorted. Returns the
  * count (0..max), or -1 with err set when dir cannot be read. */

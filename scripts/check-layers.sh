@@ -1,11 +1,15 @@
 #!/bin/sh
 # check-layers.sh - fail when inferd's modules depend on each other in a
-# cycle. A module is x.c (or x.cpp) plus x.h, in src/, include/, shim/ and
-# tools/; A depends on B when one of A's files includes "B.h". One exception:
-# the shim's model runtime interface (shim/shim_runtime.h) and its
-# implementations (shim/runtime_*.cpp) are internal to the torch_shim module,
-# whose only face to C is torch_shim.h. tsort finds the cycles; each one is
-# printed with its modules. `make check-layers`.
+# cycle, or against the order of the layers. A module is x.c (or x.cpp) plus
+# x.h, in src/, include/, shim/ and tools/; A depends on B when one of A's
+# files includes "B.h". One exception: the shim's model runtime interface
+# (shim/shim_runtime.h) and its implementations (shim/runtime_*.cpp) are
+# internal to the torch_shim module, whose only face to C is torch_shim.h.
+# tsort finds the cycles; each one is printed with its modules. Then every
+# module must be in one layer of LAYERS below, and include only modules of
+# its own layer or of a lower rank: two layers of the same rank (the
+# transports and the models) may not include each other. Each offending
+# include is printed. `make check-layers`.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -42,4 +46,41 @@ if ! loops=$(printf '%s\n' "$edges" | tsort 2>&1 >/dev/null) || [ -n "$loops" ];
     done >&2
     exit 1
 fi
-echo "check-layers: no cycles ($modules modules, $n_edges dependencies)"
+
+# rank layer: modules (docs/ARCHITECTURE.md's table, in the same order).
+LAYERS='
+1 shim: numconv shim_dtype_list torch_shim
+2 base: clock strbuf log config version bounds json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk transport
+3 tensors: dtype shape tensor tensor_json preprocess
+4 call: infer_request
+5 transports: router linger conn_guard http
+5 models: model_repo model_config_json metrics batch image_batch v2_binding batcher worker model registry registry_manager registry_render queue_watch infer_call
+6 server: server
+7 api: api_routes api api_predict api_server api_v2 api_stats api_repository
+8 program: main inferd_probe
+'
+layer_of() { # prints "rank layer" of module $1, nothing when it has none
+    printf '%s\n' "$LAYERS" | awk -v m="$1" 'NF > 2 { for (i = 3; i <= NF; i++) if ($i == m) { sub(":", "", $2); print $1, $2; exit } }'
+}
+bad=$(
+    printf '%s\n' "$edges" | tr ' ' '\n' | sort -u | while read -r m; do
+        if [ -n "$m" ] && [ -z "$(layer_of "$m")" ]; then
+            echo "  $m is in no layer (add it to LAYERS in scripts/check-layers.sh)"
+        fi
+    done
+    printf '%s\n' "$edges" | while read -r a b; do
+        la=$(layer_of "$a") lb=$(layer_of "$b")
+        if [ -z "$la" ] || [ -z "$lb" ]; then continue; fi
+        ra=${la% *} na=${la#* } rb=${lb% *} nb=${lb#* }
+        if [ "$na" != "$nb" ] && [ "$rb" -ge "$ra" ]; then
+            echo "  $a ($na) includes $b.h ($nb): a layer includes only its own and lower ones"
+        fi
+    done
+)
+if [ -n "$bad" ]; then
+    echo "check-layers: includes against the layer order:" >&2
+    printf '%s\n' "$bad" >&2
+    exit 1
+fi
+n_layers=$(printf '%s\n' "$LAYERS" | grep -c ':')
+echo "check-layers: no cycles, every include down the $n_layers layers ($modules modules, $n_edges dependencies)"

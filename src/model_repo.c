@@ -13,20 +13,6 @@
 #define CONFIG_MAX_BYTES (1 << 20)
 #define LABELS_MAX_BYTES (8 << 20)
 
-bool model_name_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n >= MODEL_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return false;
-    for (const char *p = name; *p; p++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
 /* The model formats, by KServe v2 platform name: the shim's format name
  * (shim_load_options.format) and the file extension that implies it. */
 static const struct {

@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#include "model_repo.h" /* model_name_valid */
-
 bool route_method_listed(const char *methods, const char *method)
 {
     size_t n = strlen(method);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "api_routes.h"
-#include "model_repo.h" /* model_name_valid */
+#include "bounds.h" /* model_name_valid */
 #include "router.h"
 #include "test_support.h"
 
