@@ -13,11 +13,11 @@ enum image_format { IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG };
 /* The colour modes a model can declare: 1 or 3 channels, 8 bits each. */
 enum image_color { IMAGE_GRAY = 1, IMAGE_RGB = 3 };
 
-/* Why an image was refused, as the HTTP status it deserves. */
+/* Why an image was refused (image_batch maps it to an infer_status). */
 enum image_status {
     IMAGE_OK = 0,
-    IMAGE_CORRUPT = 400,     /* truncated, corrupt, or over the pixel limit */
-    IMAGE_UNSUPPORTED = 415, /* a format inferd does not decode (GIF, WebP...) */
+    IMAGE_CORRUPT,     /* truncated, corrupt, or over the pixel limit */
+    IMAGE_UNSUPPORTED, /* a format inferd does not decode (GIF, WebP...) */
 };
 
 struct image_info {

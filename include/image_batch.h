@@ -37,14 +37,15 @@ int image_batch_add(struct image_batch *b, const uint8_t *data, size_t len, bool
  * 0: a model that does not batch takes one image), every image's header
  * (format, size, pixel limit: no decoding), that all give the same output
  * size, and allocate t: [n, dims...] when batching, else one sample
- * [dims...]. The pixels are written by image_batch_decode. Returns 0, or an
- * HTTP status (400, 415, 500) with err set. */
-int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, char *err,
-                      size_t err_len);
+ * [dims...]. The pixels are written by image_batch_decode. Returns INFER_OK,
+ * or INFER_INVALID, INFER_UNSUPPORTED or INFER_INTERNAL with err set. */
+enum infer_status image_batch_check(struct image_batch *b, int max_batch, struct tensor *t,
+                                    char *err, size_t err_len);
 
-/* Decode and preprocess every image into t's rows. Returns 0, or an HTTP
- * status (400, 415, 500) with err naming the image. */
-int image_batch_decode(const struct image_batch *b, struct tensor *t, char *err, size_t err_len);
+/* Decode and preprocess every image into t's rows. Returns INFER_OK, or a
+ * status as image_batch_check's with err naming the image. */
+enum infer_status image_batch_decode(const struct image_batch *b, struct tensor *t, char *err,
+                                     size_t err_len);
 
 void image_batch_free(struct image_batch *b);
 

@@ -29,7 +29,7 @@ struct v2_request {
     bool binary[MODEL_MAX_IO];        /* per requested output */
     bool binary_all;                  /* binary_data_output */
     int classification[MODEL_MAX_IO]; /* per requested output: top k as BYTES (0: off) */
-    int status;                       /* the error's HTTP status when not 400 */
+    enum infer_status status;         /* the error's when not INFER_INVALID */
     struct image_request images;      /* BYTES inputs (encoded images) */
 };
 
@@ -43,21 +43,22 @@ struct v2_body {
 
 /* Decode body for the model cfg into req (inputs, n_inputs, and the image
  * prepare hook) and v2 (what the reply must hold); v2 starts zeroed.
- * Returns 0, or -1 with err set and *status the client's error: 400, 415
- * (BYTES for a non-image input), 500 (out of memory). The request's batch
- * rules are infer_request_check's, run after this. */
+ * Returns 0, or -1 with err set and *status why: INFER_INVALID,
+ * INFER_UNSUPPORTED (BYTES for a non-image input, an image format inferd
+ * does not read), INFER_INTERNAL (out of memory). The request's batch rules
+ * are infer_request_check's, run after this. */
 int v2_decode(const struct model_config *cfg, long long max_image_pixels,
               const struct v2_body *body, struct v2_request *v2, struct infer_request *req,
-              int *status, char *err, size_t err_len);
+              enum infer_status *status, char *err, size_t err_len);
 
 /* Encode req's outputs as v2 asked into sb: the JSON part (*json_len bytes)
- * then the binary parts; *any_binary says whether there are any. Returns 0,
- * or an HTTP status (400: classification of an output that is no
- * [batch, classes] float tensor; 500: an asked-for output is missing) with
- * err set; sb is then the caller's to free. */
-int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
-              const struct infer_request *req, struct strbuf *sb, size_t *json_len,
-              bool *any_binary, char *err, size_t err_len);
+ * then the binary parts; *any_binary says whether there are any. Returns
+ * INFER_OK, or INFER_INVALID (classification of an output that is no
+ * [batch, classes] float tensor) or INFER_INTERNAL (an asked-for output is
+ * missing) with err set; sb is then the caller's to free. */
+enum infer_status v2_encode(const struct v2_request *v2, const struct model_config *cfg,
+                            const struct infer_request *req, struct strbuf *sb, size_t *json_len,
+                            bool *any_binary, char *err, size_t err_len);
 
 /* Free v2 and the images it holds (NULL: nothing). */
 void v2_request_free(struct v2_request *v2);

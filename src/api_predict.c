@@ -104,22 +104,22 @@ static int decode_predict(struct http_exchange *ex, const struct model_config *c
     return rc;
 }
 
-/* ?top_k=K, else the model's default. Returns 0 or 400 with err set. */
-static int parse_top_k(struct http_exchange *ex, const struct model_config *cfg, int *k, char *err,
-                       size_t err_len)
+/* ?top_k=K, else the model's default. Returns INFER_OK, or INFER_INVALID with err set. */
+static enum infer_status parse_top_k(struct http_exchange *ex, const struct model_config *cfg,
+                                     int *k, char *err, size_t err_len)
 {
     const char *q = http_query(ex, "top_k");
     *k = cfg->top_k;
     if (q == NULL)
-        return 0;
+        return INFER_OK;
     char *end = NULL;
     long v = strtol(q, &end, 10);
     if (end == q || *end != '\0' || v < 0 || v > TOP_K_MAX) {
         snprintf(err, err_len, "top_k must be an integer in [0, %d], got '%.32s'", TOP_K_MAX, q);
-        return 400;
+        return INFER_INVALID;
     }
     *k = (int)v;
-    return 0;
+    return INFER_OK;
 }
 
 static bool is_image_request(const char *content_type)
@@ -128,44 +128,45 @@ static bool is_image_request(const char *content_type)
            strncasecmp(content_type, "multipart/form-data", 19) == 0;
 }
 
-/* The files of a multipart body into b. Returns 0 or 400 with err set. */
-static int add_multipart(struct http_exchange *ex, struct image_batch *b, char *err, size_t err_len)
+/* The files of a multipart body into b. Returns INFER_OK, or INFER_INVALID with err set. */
+static enum infer_status add_multipart(struct http_exchange *ex, struct image_batch *b, char *err,
+                                       size_t err_len)
 {
     char boundary[MULTIPART_BOUNDARY_MAX + 1];
     if (multipart_boundary(ex->content_type, boundary, err, err_len) != 0)
-        return 400;
+        return INFER_INVALID;
     enum { MAX_PARTS = 256 };
     struct multipart_part *parts = malloc(MAX_PARTS * sizeof *parts);
     if (parts == NULL) {
         snprintf(err, err_len, "out of memory");
-        return 500;
+        return INFER_INTERNAL;
     }
     int n = multipart_parse((const uint8_t *)ex->body, ex->body_len, boundary, parts, MAX_PARTS,
                             err, err_len);
-    int status = n < 0 ? 400 : 0;
-    for (int i = 0; status == 0 && i < n; i++) {
+    enum infer_status status = n < 0 ? INFER_INVALID : INFER_OK;
+    for (int i = 0; status == INFER_OK && i < n; i++) {
         if (!parts[i].is_file && strncasecmp(parts[i].content_type, "image/", 6) != 0)
             continue; /* a plain form field */
         if (image_batch_add(b, parts[i].data, parts[i].len, false) != 0) {
             snprintf(err, err_len, "more than %d images in one request", IMAGE_BATCH_MAX);
-            status = 400;
+            status = INFER_INVALID;
         }
     }
     free(parts);
-    if (status == 0 && b->n == 0) {
+    if (status == INFER_OK && b->n == 0) {
         snprintf(err, err_len,
                  "multipart body has no file part: send the image as a file, "
                  "e.g. curl -F image=@photo.jpg");
-        status = 400;
+        status = INFER_INVALID;
     }
     return status;
 }
 
 /* An image body (raw or multipart) into the model's image input: headers
  * checked here, pixels decoded by the worker (image_request_prepare).
- * Returns 0 or an HTTP status with err set. */
-static int decode_images(struct http_exchange *ex, const struct model_config *cfg,
-                         struct image_request *images, char *err, size_t err_len)
+ * Returns INFER_OK, or a status with err set. */
+static enum infer_status decode_images(struct http_exchange *ex, const struct model_config *cfg,
+                                       struct image_request *images, char *err, size_t err_len)
 {
     const struct io_spec *spec = &cfg->inputs[0];
     if (!spec->is_image) {
@@ -173,32 +174,34 @@ static int decode_images(struct http_exchange *ex, const struct model_config *cf
                  "model %s does not take images: its input \"%s\" declares no \"image\" "
                  "preprocessing in config.json; send {\"inputs\": [...]}",
                  cfg->name, spec->name);
-        return 415;
+        return INFER_UNSUPPORTED;
     }
     struct image_batch *b =
         image_request_slot(images, 0, &spec->image, ex->srv->cfg.max_image_pixels);
     if (b == NULL) {
         snprintf(err, err_len, "out of memory");
-        return 500;
+        return INFER_INTERNAL;
     }
-    int status;
+    enum infer_status status;
     if (strncasecmp(ex->content_type, "multipart/", 10) == 0) {
         status = add_multipart(ex, b, err, err_len);
     } else {
-        status = image_batch_add(b, (const uint8_t *)ex->body, ex->body_len, false) == 0 ? 0 : 500;
+        status = image_batch_add(b, (const uint8_t *)ex->body, ex->body_len, false) == 0
+                     ? INFER_OK
+                     : INFER_INTERNAL;
         if (ex->body_len == 0) {
             snprintf(err, err_len, "empty request body: send the image's bytes");
-            status = 400;
+            status = INFER_INVALID;
         }
     }
-    if (status == 0)
+    if (status == INFER_OK)
         status = image_batch_check(b, cfg->max_batch_size, &ex->call->inputs[0], err, err_len);
-    if (status != 0)
+    if (status != INFER_OK)
         return status;
     ex->call->n_inputs = 1;
     ex->call->prepare = image_request_prepare;
     ex->call->prepare_arg = images;
-    return 0;
+    return INFER_OK;
 }
 
 /* Index of the largest value in row r of a [rows, cols] float tensor. */
@@ -318,13 +321,13 @@ enum route_outcome api_predict(struct http_exchange *ex)
     c->state = st;
     c->state_free = predict_state_free;
     char err[400] = "";
-    int status = parse_top_k(ex, cfg, &st->top_k, err, sizeof err);
-    if (status == 0)
+    enum infer_status status = parse_top_k(ex, cfg, &st->top_k, err, sizeof err);
+    if (status == INFER_OK)
         status = is_image_request(ex->content_type)
                      ? decode_images(ex, cfg, &st->images, err, sizeof err)
-                 : decode_predict(ex, cfg, err, sizeof err) != 0 ? 400
-                                                                 : 0;
-    if (status != 0)
-        return http_reply_error(ex, status, "%s", err);
+                 : decode_predict(ex, cfg, err, sizeof err) != 0 ? INFER_INVALID
+                                                                 : INFER_OK;
+    if (status != INFER_OK)
+        return http_reply_status(ex, status, 1, err);
     return api_call_submit(ex, c);
 }

@@ -71,11 +71,11 @@ static void encode_v2(struct http_exchange *ex)
     bool any_binary = false;
     char err[256] = "";
     struct api_call *c = api_call_of(ex);
-    int status = v2_encode(c->state, &c->req.model->cfg, &c->req, &sb, &json_len, &any_binary, err,
-                           sizeof err);
-    if (status != 0) {
+    enum infer_status status = v2_encode(c->state, &c->req.model->cfg, &c->req, &sb, &json_len,
+                                         &any_binary, err, sizeof err);
+    if (status != INFER_OK) {
         strbuf_free(&sb);
-        http_reply_error(ex, status, "%s", err);
+        http_reply_status(ex, status, 1, err);
         return;
     }
     size_t len = 0;
@@ -102,11 +102,11 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     c->state = v2;
     c->state_free = free_v2;
     char err[400] = "";
-    int status = 400;
+    enum infer_status status = INFER_INVALID;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),
                            strcmp(ex->body_type, API_BINARY) == 0};
     if (v2_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &c->req, &status, err,
                   sizeof err) != 0)
-        return http_reply_error(ex, status, "%s", err);
+        return http_reply_status(ex, status, 1, err);
     return api_call_submit(ex, c);
 }

@@ -37,24 +37,30 @@ static void which(const struct image_batch *b, int i, char *buf, size_t len)
         buf[0] = '\0';
 }
 
-int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, char *err,
-                      size_t err_len)
+/* An image's refusal as a call's status. */
+static enum infer_status status_of(enum image_status st)
+{
+    return st == IMAGE_UNSUPPORTED ? INFER_UNSUPPORTED : INFER_INVALID;
+}
+
+enum infer_status image_batch_check(struct image_batch *b, int max_batch, struct tensor *t,
+                                    char *err, size_t err_len)
 {
     bool batching = max_batch > 0;
     char where[48], why[256];
     if (b->n == 0) {
         snprintf(err, err_len, "no image in the request");
-        return 400;
+        return INFER_INVALID;
     }
     if (!batching && b->n > 1) {
         snprintf(err, err_len, "this model does not batch: send one image, not %d", b->n);
-        return 400;
+        return INFER_INVALID;
     }
     if (batching && b->n > max_batch) { /* before allocating for them */
         snprintf(err, err_len,
                  "%d images are over the model's max_batch_size of %d; split the request", b->n,
                  max_batch);
-        return 400;
+        return INFER_INVALID;
     }
     for (int i = 0; i < b->n; i++) {
         struct image_info info;
@@ -63,19 +69,19 @@ int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, ch
         which(b, i, where, sizeof where);
         if (st != IMAGE_OK) {
             snprintf(err, err_len, "%s%s", why, where);
-            return (int)st;
+            return status_of(st);
         }
         int h, w;
         if (preprocess_check(b->spec, info.width, info.height, &h, &w, why, sizeof why) != 0) {
             snprintf(err, err_len, "%s%s", why, where);
-            return 400;
+            return INFER_INVALID;
         }
         if (i > 0 && (h != b->out_h || w != b->out_w)) {
             snprintf(err, err_len,
                      "images of one request must give the same size: image 1 gives %dx%d, "
                      "image %d gives %dx%d (declare a crop or a fixed resize)",
                      b->out_w, b->out_h, i + 1, w, h);
-            return 400;
+            return INFER_INVALID;
         }
         b->out_h = h;
         b->out_w = w;
@@ -87,16 +93,17 @@ int image_batch_check(struct image_batch *b, int max_batch, struct tensor *t, ch
     ndim += preprocess_sample_dims(b->spec, b->out_h, b->out_w, shape + ndim);
     if (tensor_alloc(t, b->spec->dtype, ndim, shape) != 0) {
         snprintf(err, err_len, "out of memory for a %d-image input", b->n);
-        return 500;
+        return INFER_INTERNAL;
     }
-    return 0;
+    return INFER_OK;
 }
 
-int image_batch_decode(const struct image_batch *b, struct tensor *t, char *err, size_t err_len)
+enum infer_status image_batch_decode(const struct image_batch *b, struct tensor *t, char *err,
+                                     size_t err_len)
 {
     if (b->n < 1) {
         snprintf(err, err_len, "no images to decode");
-        return 400;
+        return INFER_INVALID;
     }
     size_t sample = t->nbytes / (size_t)b->n;
     char where[48], why[256];
@@ -107,17 +114,17 @@ int image_batch_decode(const struct image_batch *b, struct tensor *t, char *err,
                                             &img, why, sizeof why);
         if (st != IMAGE_OK) {
             snprintf(err, err_len, "%s%s", why, where);
-            return (int)st;
+            return status_of(st);
         }
         int rc =
             preprocess_run(b->spec, &img, (char *)t->data + (size_t)i * sample, why, sizeof why);
         image_free(&img);
         if (rc != 0) {
             snprintf(err, err_len, "%s%s", why, where);
-            return 500;
+            return INFER_INTERNAL;
         }
     }
-    return 0;
+    return INFER_OK;
 }
 
 void image_batch_free(struct image_batch *b)
@@ -146,12 +153,10 @@ enum infer_status image_request_prepare(struct infer_request *req, void *arg)
     for (int i = 0; i < MODEL_MAX_IO; i++) {
         if (r->inputs[i] == NULL)
             continue;
-        int status =
+        enum infer_status status =
             image_batch_decode(r->inputs[i], &req->inputs[i], req->error, sizeof req->error);
-        if (status != 0)
-            return status == 400   ? INFER_INVALID
-                   : status == 415 ? INFER_UNSUPPORTED
-                                   : INFER_INTERNAL;
+        if (status != INFER_OK)
+            return status;
     }
     return INFER_OK;
 }

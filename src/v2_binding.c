@@ -266,7 +266,7 @@ static int decode_image_input(struct v2_decoder *dc, const struct json_doc *doc,
                  "input \"%s\" is not declared as an image (no \"image\" in config.json): "
                  "BYTES is only for encoded images",
                  spec->name);
-        v2->status = 415;
+        v2->status = INFER_UNSUPPORTED;
         return -1;
     }
     int64_t shape[TENSOR_MAX_DIMS];
@@ -277,7 +277,7 @@ static int decode_image_input(struct v2_decoder *dc, const struct json_doc *doc,
         image_request_slot(&v2->images, slot, &spec->image, dc->max_image_pixels);
     if (b == NULL) {
         snprintf(err, err_len, "out of memory");
-        v2->status = 500;
+        v2->status = INFER_INTERNAL;
         return -1;
     }
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(input, "parameters");
@@ -294,8 +294,9 @@ static int decode_image_input(struct v2_decoder *dc, const struct json_doc *doc,
                  text);
         return -1;
     }
-    int status = image_batch_check(b, cfg->max_batch_size, &dc->req->inputs[slot], err, err_len);
-    if (status != 0) {
+    enum infer_status status =
+        image_batch_check(b, cfg->max_batch_size, &dc->req->inputs[slot], err, err_len);
+    if (status != INFER_OK) {
         v2->status = status;
         return -1;
     }
@@ -605,20 +606,20 @@ static int find_output(const struct infer_request *req, const char *name)
 
 int v2_decode(const struct model_config *cfg, long long max_image_pixels,
               const struct v2_body *body, struct v2_request *v2, struct infer_request *req,
-              int *status, char *err, size_t err_len)
+              enum infer_status *status, char *err, size_t err_len)
 {
     struct v2_decoder dc = {cfg, max_image_pixels, v2, req};
-    v2->status = 0;
+    v2->status = INFER_OK;
     if (decode_v2(&dc, body, err, err_len) != 0) {
-        *status = v2->status ? v2->status : 400;
+        *status = v2->status != INFER_OK ? v2->status : INFER_INVALID;
         return -1;
     }
     return 0;
 }
 
-int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
-              const struct infer_request *req, struct strbuf *sb, size_t *json_len,
-              bool *any_binary, char *err, size_t err_len)
+enum infer_status v2_encode(const struct v2_request *v2, const struct model_config *cfg,
+                            const struct infer_request *req, struct strbuf *sb, size_t *json_len,
+                            bool *any_binary, char *err, size_t err_len)
 {
     int order[MODEL_MAX_IO], n = 0;
     int classify[MODEL_MAX_IO] = {0};
@@ -634,7 +635,7 @@ int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
             int o = find_output(req, v2->outputs[i]);
             if (o < 0) {
                 snprintf(err, err_len, "the model did not produce output \"%s\"", v2->outputs[i]);
-                return 500;
+                return INFER_INTERNAL;
             }
             order[n] = o;
             classify[n] = v2->classification[i];
@@ -649,24 +650,24 @@ int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
         strbuf_json_string(sb, v2->id);
     }
     struct strbuf classes[MODEL_MAX_IO] = {{0}}; /* binary classification outputs */
-    int rc = 0;
+    enum infer_status rc = INFER_OK;
     strbuf_puts(sb, ",\"outputs\":[");
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && rc == INFER_OK; i++) {
         if (i)
             strbuf_puts(sb, ",");
         if (classify[i] > 0)
             rc = append_classification(sb, &classes[i], req->output_names[order[i]],
                                        &req->outputs[order[i]], cfg, classify[i], binary[i], err,
                                        err_len) != 0
-                     ? 400
-                     : 0;
+                     ? INFER_INVALID
+                     : INFER_OK;
         else
             append_output_json(sb, req->output_names[order[i]], &req->outputs[order[i]], binary[i]);
         *any_binary |= binary[i];
     }
     strbuf_puts(sb, "]}");
     *json_len = sb->len;
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && rc == INFER_OK; i++) {
         if (binary[i] && classify[i] > 0)
             strbuf_append(sb, classes[i].data, classes[i].len);
         else if (binary[i])

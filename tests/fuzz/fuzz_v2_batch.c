@@ -122,9 +122,11 @@ static void run_batch(const struct model_config *cfg, struct infer_request **bat
         struct strbuf sb = {0};
         size_t json_len = 0;
         bool any_binary = false;
-        int status = v2_encode(c->v2, cfg, batch[r], &sb, &json_len, &any_binary, err, sizeof err);
-        CHECK(status == 0 || (status >= 400 && err[0] != '\0'));
-        CHECK(status != 0 || (json_len >= 2 && json_len <= sb.len));
+        enum infer_status status =
+            v2_encode(c->v2, cfg, batch[r], &sb, &json_len, &any_binary, err, sizeof err);
+        CHECK(status == INFER_OK ||
+              ((status == INFER_INVALID || status == INFER_INTERNAL) && err[0] != '\0'));
+        CHECK(status != INFER_OK || (json_len >= 2 && json_len <= sb.len));
         strbuf_free(&sb);
     }
     CHECK(row == total);
@@ -161,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             snprintf(c->header, sizeof c->header, "%zu", (size_t)(nul - start));
         struct v2_body body = {start, body_len, nul ? c->header : NULL, nul != NULL};
         char err[400];
-        int status;
+        enum infer_status status;
         if (v2_decode(cfg, FUZZ_V2_MAX_PIXELS, &body, c->v2, &c->req, &status, err, sizeof err) ==
                 0 &&
             infer_request_check(&c->req, cfg->max_batch_size, cfg->name, err, sizeof err) == 0)

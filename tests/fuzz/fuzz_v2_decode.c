@@ -55,11 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data + 4, len);
     struct v2_body in = {body, len, (data[1] & 1) ? header : NULL, (data[1] & 2) != 0};
     char err[400] = "";
-    int status = 0;
+    enum infer_status status = INFER_OK;
     int rc = v2_decode(cfg, FUZZ_V2_MAX_PIXELS, &in, v2, req, &status, err, sizeof err);
     if (rc != 0) {
         CHECK(err[0] != '\0' && strlen(err) < sizeof err);
-        CHECK(status == 400 || status == 413 || status == 415 || status == 500);
+        CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
     } else {
         check_accepted(cfg, req, body, len);
         if (infer_request_check(req, cfg->max_batch_size, cfg->name, err, sizeof err) == 0) {
