@@ -118,9 +118,10 @@ const char *access_bearer(const char *authorization, size_t *len);
 void access_reply_headers(const struct access *a, const struct access_result *r,
                           access_add_header_fn add, void *ctx);
 
-/* The status and message of a verdict that answers at once (0 for
- * ACCESS_GO_ON). The message never contains a key. */
-int access_status(enum access_verdict v, const char **message);
+/* The message of a verdict that answers at once ("" for ACCESS_GO_ON and
+ * ACCESS_PREFLIGHT). It never contains a key. Each transport maps the
+ * verdict to its own code (HTTP: http.c). */
+const char *access_message(enum access_verdict v);
 
 /* Parse key file text (len bytes, need not be NUL-terminated) into keys.
  * Lines: one key each; CR before LF is dropped, blank lines and lines

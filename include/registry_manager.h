@@ -15,17 +15,11 @@
 
 #include <stddef.h>
 
+#include "infer_request.h"
 #include "registry.h"
 
 /* What a load or unload came to. Functions return 0 or one of the
  * negative codes, with a message in a buffer the caller owns. */
-enum registry_status {
-    REGISTRY_OK = 0,
-    REGISTRY_INVALID = -1,   /* the model cannot be (re)loaded as it is (config, files, load) */
-    REGISTRY_NOT_FOUND = -2, /* no such model folder, or no such model to unload */
-    REGISTRY_STOPPING = -3,  /* the manager is stopping: try again later */
-};
-
 enum registry_job_kind { REGISTRY_LOAD, REGISTRY_UNLOAD };
 
 /* A control request handed to the manager thread. */
@@ -34,8 +28,8 @@ struct registry_job {
     char name[MODEL_NAME_MAX];
     char *config; /* LOAD: config.json text to use instead of the file, or NULL (owned) */
     /* Set by the manager, then done(job) runs on its thread. */
-    enum registry_status status;
-    char message[512]; /* why, when status is not REGISTRY_OK (no file paths) */
+    enum infer_status status; /* ok, invalid, not found, unavailable (stopping) */
+    char message[512];        /* why, when status is not INFER_OK (no file paths) */
     void (*done)(struct registry_job *job);
     void *arg;
     struct registry_job *next;
@@ -55,7 +49,7 @@ int registry_manager_init(struct registry *r, const struct inferd_config *cfg, c
  * registry_manager_destroy stops them). */
 int registry_manager_start(struct registry *r, char *err, size_t err_len);
 
-/* Stop the manager: jobs not yet run end with REGISTRY_STOPPING. The
+/* Stop the manager: jobs not yet run end with INFER_UNAVAILABLE. The
  * models stay. Safe to call twice, or when it never started. */
 void registry_manager_stop(struct registry *r);
 
@@ -63,9 +57,9 @@ void registry_manager_stop(struct registry *r);
  * request holds one). Cannot fail. */
 void registry_manager_destroy(struct registry *r);
 
-/* Hand job to the manager thread. Returns 0, or REGISTRY_STOPPING when it
+/* Hand job to the manager thread. Returns INFER_OK, or INFER_UNAVAILABLE when it
  * is stopping or not started (the job is then not taken). */
-int registry_manager_submit(struct registry *r, struct registry_job *job);
+enum infer_status registry_manager_submit(struct registry *r, struct registry_job *job);
 
 /* Ask for a rescan now (SIGHUP in poll mode). Cannot fail. */
 void registry_manager_rescan(struct registry *r);

@@ -412,27 +412,22 @@ struct access_result access_check(struct access *a, enum access_level level,
     return r;
 }
 
-int access_status(enum access_verdict v, const char **message)
+const char *access_message(enum access_verdict v)
 {
     switch (v) {
-    case ACCESS_GO_ON: *message = ""; return 0;
-    case ACCESS_PREFLIGHT: *message = ""; return 204;
+    case ACCESS_GO_ON:
+    case ACCESS_PREFLIGHT: return "";
     case ACCESS_NO_KEY:
-        *message = "an API key is needed: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'";
-        return 401;
-    case ACCESS_BAD_KEY: *message = "the API key is not valid"; return 401;
-    case ACCESS_BAD_ORIGIN: *message = "this origin may not call the API (CORS)"; return 403;
+        return "an API key is needed: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'";
+    case ACCESS_BAD_KEY: return "the API key is not valid";
+    case ACCESS_BAD_ORIGIN: return "this origin may not call the API (CORS)";
     case ACCESS_NO_TOKEN:
-        *message = "loading and unloading models needs the admin token: send "
-                   "'Authorization: Bearer <token>' (the token in --admin-token-file)";
-        return 403;
+        return "loading and unloading models needs the admin token: send "
+               "'Authorization: Bearer <token>' (the token in --admin-token-file)";
     case ACCESS_NOT_LOCAL:
-        *message = "without --admin-token-file, only clients on loopback may load and unload "
-                   "models";
-        return 403;
+        return "without --admin-token-file, only clients on loopback may load and unload models";
     }
-    *message = "internal error";
-    return 500;
+    return "internal error";
 }
 
 void access_reply_headers(const struct access *a, const struct access_result *r,

@@ -36,24 +36,11 @@ static bool control_on(struct http_exchange *ex)
     return false;
 }
 
-/* A job's status as HTTP's. */
-static int http_status_of(enum registry_status status)
-{
-    switch (status) {
-    case REGISTRY_OK: return 200;
-    case REGISTRY_INVALID: return 400;
-    case REGISTRY_NOT_FOUND: return 404;
-    case REGISTRY_STOPPING: return 503;
-    }
-    return 500;
-}
-
 /* Runs on the manager thread when the job is done. */
 static void job_done(struct registry_job *job)
 {
     struct http_exchange *ex = job->arg;
-    int status = http_status_of(job->status);
-    if (status == 200) {
+    if (job->status == INFER_OK) {
         struct strbuf sb = {0};
         int versions[MODEL_MAX_VERSIONS];
         int n = registry_versions(&ex->srv->registry, job->name, versions, MODEL_MAX_VERSIONS);
@@ -67,10 +54,8 @@ static void job_done(struct registry_job *job)
         size_t len = 0;
         char *body = strbuf_detach(&sb, &len);
         http_reply_body(ex, 200, body, len, "application/json");
-    } else if (status == 503) {
-        http_reply_unavailable(ex, 1, "%s", job->message);
     } else {
-        http_reply_error(ex, status, "%s", job->message);
+        http_reply_status(ex, job->status, 1, job->message);
     }
     free(job->config);
     free(job);
@@ -91,7 +76,7 @@ static enum route_outcome submit(struct http_exchange *ex, enum registry_job_kin
     job->done = job_done;
     job->arg = ex;
     http_suspend(ex); /* before the manager can answer */
-    if (registry_manager_submit(&ex->srv->registry, job) != 0) {
+    if (registry_manager_submit(&ex->srv->registry, job) != INFER_OK) {
         free(job->config);
         free(job);
         http_reply_unavailable(ex, 1, "the server is shutting down");

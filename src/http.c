@@ -449,13 +449,18 @@ static bool check_access(struct http_exchange *ex)
         .loopback = level == ACCESS_ADMIN && http_peer_loopback(ex),
     };
     ex->access = access_check(ex->front->access, level, &req);
-    const char *message;
-    int status = access_status(ex->access.verdict, &message);
-    if (status == 204)
-        http_reply_body(ex, 204, calloc(1, 1), 0, NULL);
-    else if (status != 0)
-        http_reply_error(ex, status, "%s", message);
-    return status != 0;
+    enum access_verdict v = ex->access.verdict;
+    switch (v) {
+    case ACCESS_GO_ON: return false;
+    case ACCESS_PREFLIGHT: http_reply_body(ex, 204, calloc(1, 1), 0, NULL); return true;
+    case ACCESS_NO_KEY:
+    case ACCESS_BAD_KEY: http_reply_error(ex, 401, "%s", access_message(v)); return true;
+    case ACCESS_BAD_ORIGIN:
+    case ACCESS_NO_TOKEN:
+    case ACCESS_NOT_LOCAL: http_reply_error(ex, 403, "%s", access_message(v)); return true;
+    }
+    http_reply_error(ex, 500, "%s", access_message(v));
+    return true;
 }
 
 static void add_access_header(void *ctx, const char *name, const char *value)

@@ -220,9 +220,9 @@ static void add_fail(struct reload *rl, int version, uint64_t stamp, const char 
 
 /* config.json (or the version folders) cannot be used: record it on the
  * entry, unless a poll already did for the same text. Lock held; dropped.
- * Returns REGISTRY_INVALID with err set. */
-static int plan_failed_unlock(struct registry *r, struct reload *rl, const char *text,
-                              const char *why, char *err, size_t err_len)
+ * Returns INFER_INVALID with err set. */
+static enum infer_status plan_failed_unlock(struct registry *r, struct reload *rl, const char *text,
+                                            const char *why, char *err, size_t err_len)
 {
     struct registry_entry *e = rl->e;
     uint64_t stamp = stamp_of(text, "");
@@ -238,16 +238,16 @@ static int plan_failed_unlock(struct registry *r, struct reload *rl, const char 
         log_msg(LOG_ERROR, "model %s: load failed: %s; %s", rl->name, why,
                 serving ? "the served versions stay" : "nothing served");
     snprintf(err, err_len, "%s", why);
-    return REGISTRY_INVALID;
+    return INFER_INVALID;
 }
 
 /* Plan: the versions the repository wants (from text) and, for each,
  * whether the served one stays (unchanged, not forced) or an unchanged
  * failure is not retried (not forced). Creates the entry of a new name.
- * Returns 0, or REGISTRY_INVALID with err set (a bad config.json or
+ * Returns INFER_OK, or INFER_INVALID with err set (a bad config.json or
  * version folder, a full table). */
-static int reload_plan(struct registry *r, struct reload *rl, const char *text, char *err,
-                       size_t err_len)
+static enum infer_status reload_plan(struct registry *r, struct reload *rl, const char *text,
+                                     char *err, size_t err_len)
 {
     char why[256];
     rl->n = wanted_versions(r, rl->name, text, rl->cfgs, why, sizeof why);
@@ -260,7 +260,7 @@ static int reload_plan(struct registry *r, struct reload *rl, const char *text, 
         for (int i = 0; i < rl->n; i++)
             model_config_free(&rl->cfgs[i]);
         snprintf(err, err_len, "too many models (at most %d)", MODEL_MAX_MODELS);
-        return REGISTRY_INVALID;
+        return INFER_INVALID;
     }
     if (rl->n < 0)
         return plan_failed_unlock(r, rl, text, why, err, err_len);
@@ -278,7 +278,7 @@ static int reload_plan(struct registry *r, struct reload *rl, const char *text, 
     }
     rl->n_old_fails = rl->n_fails;
     pthread_mutex_unlock(&r->lock);
-    return REGISTRY_OK;
+    return INFER_OK;
 }
 
 static bool any_loading(struct model *const *models, int n)
@@ -290,9 +290,9 @@ static bool any_loading(struct model *const *models, int n)
 }
 
 /* Wait until none of models is still loading: each instance that becomes
- * ready or fails broadcasts the registry's wake (build). Returns 0, or
- * REGISTRY_STOPPING when the manager is asked to stop first. */
-static int wait_loaded(struct registry *r, struct model *const *models, int n)
+ * ready or fails broadcasts the registry's wake (build). Returns INFER_OK, or
+ * INFER_UNAVAILABLE when the manager is asked to stop first. */
+static enum infer_status wait_loaded(struct registry *r, struct model *const *models, int n)
 {
     pthread_mutex_lock(&r->lock);
     while (!r->stop && any_loading(models, n)) {
@@ -301,14 +301,15 @@ static int wait_loaded(struct registry *r, struct model *const *models, int n)
     }
     bool loading = any_loading(models, n);
     pthread_mutex_unlock(&r->lock);
-    return loading ? REGISTRY_STOPPING : REGISTRY_OK;
+    return loading ? INFER_UNAVAILABLE : INFER_OK;
 }
 
 /* Build: start each planned version beside the served ones and wait until
  * every one is ready or failed; a failed one is freed and recorded in
- * rl->fails. Returns 0, or REGISTRY_STOPPING with err set (the manager is
+ * rl->fails. Returns INFER_OK, or INFER_UNAVAILABLE with err set (the manager is
  * stopping: nothing built is kept, the entry is unchanged). */
-static int reload_build(struct registry *r, struct reload *rl, char *err, size_t err_len)
+static enum infer_status reload_build(struct registry *r, struct reload *rl, char *err,
+                                      size_t err_len)
 {
     int n_build = 0;
     for (int i = 0; i < rl->n; i++) {
@@ -326,14 +327,14 @@ static int reload_build(struct registry *r, struct reload *rl, char *err, size_t
         model_run(rl->builds[i]);
         n_build++;
     }
-    if (n_build > 0 && wait_loaded(r, rl->builds, rl->n) != REGISTRY_OK) {
+    if (n_build > 0 && wait_loaded(r, rl->builds, rl->n) != INFER_OK) {
         for (int i = 0; i < rl->n; i++) {
             if (rl->builds[i] != NULL)
                 registry_free_model(rl->builds[i]);
             rl->builds[i] = NULL;
         }
         snprintf(err, err_len, "the server is shutting down");
-        return REGISTRY_STOPPING;
+        return INFER_UNAVAILABLE;
     }
     for (int i = 0; i < rl->n; i++) {
         struct model *m = rl->builds[i];
@@ -345,7 +346,7 @@ static int reload_build(struct registry *r, struct reload *rl, char *err, size_t
         registry_free_model(m);
         rl->builds[i] = NULL;
     }
-    return REGISTRY_OK;
+    return INFER_OK;
 }
 
 /* The served set after the reload: what loaded, what was kept, and the old
@@ -412,9 +413,9 @@ static void reload_swap(struct registry *r, struct reload *rl)
 }
 
 /* Log what the reload did and drop the registry's references to the
- * retired versions. Returns 0, or REGISTRY_INVALID with err set to the
+ * retired versions. Returns INFER_OK, or INFER_INVALID with err set to the
  * first new failure. */
-static int reload_report(struct reload *rl, char *err, size_t err_len)
+static enum infer_status reload_report(struct reload *rl, char *err, size_t err_len)
 {
     double took = (double)(clock_now_ns() - rl->t0) / 1e9;
     for (int i = 0; i < rl->n; i++) {
@@ -442,23 +443,23 @@ static int reload_report(struct reload *rl, char *err, size_t err_len)
         model_release(rl->dropped[i]);
     }
     if (rl->n_fails == rl->n_old_fails)
-        return REGISTRY_OK;
+        return INFER_OK;
     snprintf(err, err_len, "version %d: %s", rl->fails[rl->n_old_fails].version,
              rl->fails[rl->n_old_fails].why);
-    return REGISTRY_INVALID;
+    return INFER_INVALID;
 }
 
 /* (Re)load model name from text (config.json's or an override): plan,
- * build, swap. Returns 0, or a negative registry_status with err set when
+ * build, swap. Returns INFER_OK, or a status with err set when
  * something failed (what did load is served, the rest stays as it was). */
-static int reload(struct registry *r, const char *name, const char *text, bool force, char *err,
-                  size_t err_len)
+static enum infer_status reload(struct registry *r, const char *name, const char *text, bool force,
+                                char *err, size_t err_len)
 {
     struct reload rl = {.name = name, .force = force, .t0 = clock_now_ns()};
-    int rc = reload_plan(r, &rl, text, err, err_len);
-    if (rc == REGISTRY_OK)
+    enum infer_status rc = reload_plan(r, &rl, text, err, err_len);
+    if (rc == INFER_OK)
         rc = reload_build(r, &rl, err, err_len);
-    if (rc != REGISTRY_OK)
+    if (rc != INFER_OK)
         return rc;
     reload_swap(r, &rl);
     return reload_report(&rl, err, err_len);
@@ -467,16 +468,16 @@ static int reload(struct registry *r, const char *name, const char *text, bool f
 /* ---- unload and poll ---- */
 
 /* Stop serving model name: its versions drain and are freed. forget: also
- * drop the entry (its folder is gone). Returns 0, or REGISTRY_NOT_FOUND
+ * drop the entry (its folder is gone). Returns INFER_OK, or INFER_NOT_FOUND
  * when the name is unknown. */
-static int unload(struct registry *r, const char *name, bool forget)
+static enum infer_status unload(struct registry *r, const char *name, bool forget)
 {
     struct model *dropped[MODEL_MAX_VERSIONS];
     pthread_mutex_lock(&r->lock);
     struct registry_entry *e = registry_find_locked(r, name);
     if (e == NULL) {
         pthread_mutex_unlock(&r->lock);
-        return REGISTRY_NOT_FOUND;
+        return INFER_NOT_FOUND;
     }
     int n = e->n_served;
     for (int i = 0; i < n; i++) {
@@ -495,7 +496,7 @@ static int unload(struct registry *r, const char *name, bool forget)
                 dropped[i]->cfg.version, batch_queue_length(&dropped[i]->queue));
         model_release(dropped[i]);
     }
-    return REGISTRY_OK;
+    return INFER_OK;
 }
 
 /* Poll: (re)load every model folder whose files changed; unload those gone. */
@@ -546,11 +547,11 @@ static void forget_if_empty(struct registry *r, const char *name)
 /* Run job; sets its status and message (never a file path). */
 static void run_job(struct registry *r, struct registry_job *job)
 {
-    job->status = REGISTRY_OK;
+    job->status = INFER_OK;
     job->message[0] = '\0';
     if (job->kind == REGISTRY_UNLOAD) {
         job->status = unload(r, job->name, false);
-        if (job->status != REGISTRY_OK)
+        if (job->status != INFER_OK)
             snprintf(job->message, sizeof job->message, "no model named '%s' in the repository",
                      job->name);
         return;
@@ -561,7 +562,7 @@ static void run_job(struct registry *r, struct registry_job *job)
         text = model_repo_read_config(r->cfg->model_repository, job->name, err, sizeof err);
         if (text == NULL) {
             log_msg(LOG_WARN, "model %s: load refused: %s", job->name, err);
-            job->status = REGISTRY_NOT_FOUND;
+            job->status = INFER_NOT_FOUND;
             snprintf(job->message, sizeof job->message, "model %s: %.300s", job->name, err);
             redact_paths(job->message);
             return;
@@ -570,8 +571,8 @@ static void run_job(struct registry *r, struct registry_job *job)
     pthread_mutex_lock(&r->lock);
     bool existed = registry_find_locked(r, job->name) != NULL;
     pthread_mutex_unlock(&r->lock);
-    int rc = reload(r, job->name, text, true, err, sizeof err);
-    if (rc != REGISTRY_OK) {
+    enum infer_status rc = reload(r, job->name, text, true, err, sizeof err);
+    if (rc != INFER_OK) {
         job->status = rc;
         snprintf(job->message, sizeof job->message, "model %s: %.300s", job->name, err);
         redact_paths(job->message);
@@ -654,7 +655,7 @@ static bool report_pending_locked(struct registry *r)
     return unlocked;
 }
 
-/* Jobs that will not run end now, with REGISTRY_STOPPING. Lock held;
+/* Jobs that will not run end now, with INFER_UNAVAILABLE. Lock held;
  * dropped. */
 static void refuse_jobs_unlock(struct registry *r)
 {
@@ -663,7 +664,7 @@ static void refuse_jobs_unlock(struct registry *r)
     pthread_mutex_unlock(&r->lock);
     while (left != NULL) {
         struct registry_job *next = left->next;
-        left->status = REGISTRY_STOPPING;
+        left->status = INFER_UNAVAILABLE;
         snprintf(left->message, sizeof left->message, "the server is shutting down");
         left->done(left);
         left = next;
@@ -766,13 +767,13 @@ void registry_manager_destroy(struct registry *r)
     registry_destroy(r);
 }
 
-int registry_manager_submit(struct registry *r, struct registry_job *job)
+enum infer_status registry_manager_submit(struct registry *r, struct registry_job *job)
 {
     job->next = NULL;
     pthread_mutex_lock(&r->lock);
     if (r->stop || !r->started) {
         pthread_mutex_unlock(&r->lock);
-        return REGISTRY_STOPPING;
+        return INFER_UNAVAILABLE;
     }
     if (r->jobs == NULL)
         r->jobs = job;
@@ -781,7 +782,7 @@ int registry_manager_submit(struct registry *r, struct registry_job *job)
     r->jobs_tail = job;
     pthread_cond_broadcast(&r->wake);
     pthread_mutex_unlock(&r->lock);
-    return 0;
+    return INFER_OK;
 }
 
 void registry_manager_rescan(struct registry *r)
