@@ -50,10 +50,10 @@ fi
 # rank layer: modules (docs/ARCHITECTURE.md's table, in the same order).
 LAYERS='
 1 shim: numconv shim_dtype_list torch_shim
-2 base: clock strbuf log config version bounds json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk transport
+2 base: clock strbuf log config version bounds json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk
 3 tensors: dtype shape tensor tensor_json preprocess
 4 call: infer_request
-5 transports: router linger conn_guard http
+5 transports: transport router linger conn_guard http
 5 models: model_repo model_config_json metrics batch image_batch v2_binding batcher worker model registry registry_manager registry_render queue_watch infer_call
 6 server: server
 7 api: api_routes api api_predict api_server api_v2 api_stats api_repository
