@@ -13,6 +13,9 @@
 
 /* "FP32" -> SHIM_FP32 ... Returns 0, or -1 for a name that is none. */
 int dtype_from_name(const char *name, enum shim_dtype *out);
+/* Every v2 name, in the list's order: "BOOL, UINT8, ..., FP64" (for
+ * messages; generated from shim_dtype_list.h). */
+const char *dtype_names_text(void);
 /* The v2 name, or "?" for an invalid dtype. */
 const char *dtype_name(enum shim_dtype dtype);
 /* Bytes per element (0 for an invalid dtype). */

@@ -6,7 +6,7 @@
 
 #include "api.h"
 #include "model_config_json.h"
-#include "v2_binding.h"
+#include "v2_json.h"
 
 /* The served versions of model name, as a JSON list of strings. */
 static void append_versions(struct strbuf *sb, struct server *srv, const char *name)
@@ -71,8 +71,8 @@ static void encode_v2(struct http_exchange *ex)
     bool any_binary = false;
     char err[256] = "";
     struct api_call *c = api_call_of(ex);
-    enum infer_status status = v2_encode(c->state, &c->req.model->cfg, &c->req, &sb, &json_len,
-                                         &any_binary, err, sizeof err);
+    enum infer_status status = v2_json_encode(c->state, &c->req.model->cfg, &c->req, &sb, &json_len,
+                                              &any_binary, err, sizeof err);
     if (status != INFER_OK) {
         strbuf_free(&sb);
         http_reply_status(ex, status, 1, err);
@@ -105,8 +105,8 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     enum infer_status status = INFER_INVALID;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),
                            strcmp(ex->body_type, API_BINARY) == 0};
-    if (v2_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &c->req, &status, err,
-                  sizeof err) != 0)
+    if (v2_json_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &c->req, &status, err,
+                       sizeof err) != 0)
         return http_reply_status(ex, status, 1, err);
     return api_call_submit(ex, c);
 }

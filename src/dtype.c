@@ -14,6 +14,15 @@ static const char *const dtype_names[SHIM_DTYPE_COUNT] = {SHIM_DTYPE_LIST(DTYPE_
 static const size_t dtype_sizes[SHIM_DTYPE_COUNT] = {SHIM_DTYPE_LIST(DTYPE_SIZE)};
 #undef DTYPE_SIZE
 
+#define DTYPE_LISTED(name, ctype, torch) ", " #name
+static const char names_text[] = SHIM_DTYPE_LIST(DTYPE_LISTED);
+#undef DTYPE_LISTED
+
+const char *dtype_names_text(void)
+{
+    return names_text + 2; /* past the first ", " */
+}
+
 int dtype_from_name(const char *name, enum shim_dtype *out)
 {
     for (int i = 0; i < SHIM_DTYPE_COUNT; i++) {

@@ -142,10 +142,8 @@ static int parse_io(const cJSON *list, const char *what, struct io_spec *specs, 
         }
         strcpy(s->name, name->valuestring);
         if (!cJSON_IsString(dtype) || dtype_from_name(dtype->valuestring, &s->dtype) != 0) {
-            snprintf(err, err_len,
-                     "%s \"%s\": \"datatype\" must be one of BOOL, "
-                     "UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64",
-                     what, s->name);
+            snprintf(err, err_len, "%s \"%s\": \"datatype\" must be one of %s", what, s->name,
+                     dtype_names_text());
             return -1;
         }
         s->is_image = false;

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "v2_binding.h"
+#include "v2_json.h"
 
 /* a FP32 [-1,4], b INT64 [-1,4] in; sum FP32 [-1,4], prod_sum FP32 [-1,1] out */
 static const char two_io_config[] =
@@ -65,7 +65,7 @@ static void decode(struct decoded *d, const char *json, const void *bin, size_t 
         memcpy(d->body + json_len, bin, bin_len);
     struct v2_body body = {d->body, json_len + bin_len, bin ? header : NULL, binary};
     d->status = INFER_OK;
-    d->rc = v2_decode(&cfg, 1 << 20, &body, d->v2, d->req, &d->status, d->err, sizeof d->err);
+    d->rc = v2_json_decode(&cfg, 1 << 20, &body, d->v2, d->req, &d->status, d->err, sizeof d->err);
 }
 
 static void release(struct decoded *d)
@@ -152,7 +152,7 @@ static void test_binary_inputs(void **state)
     struct v2_body body = {json, strlen(json), NULL, true};
     enum infer_status status = INFER_OK;
     char err[400];
-    assert_int_equal(v2_decode(&cfg, 1 << 20, &body, v2, req, &status, err, sizeof err), -1);
+    assert_int_equal(v2_json_decode(&cfg, 1 << 20, &body, v2, req, &status, err, sizeof err), -1);
     assert_int_equal(status, INFER_INVALID);
     assert_non_null(strstr(err, V2_HEADER_LENGTH));
     infer_request_free_tensors(req);
@@ -229,6 +229,59 @@ static void test_errors(void **state)
     }
 }
 
+/* The binder fed directly, as a wire form other than JSON (protobuf's raw
+ * contents and typed values) would: the same tensors, the same checks. */
+static void test_binder_alone(void **state)
+{
+    (void)state;
+    struct v2_request *v2 = calloc(1, sizeof *v2);
+    struct infer_request *req = calloc(1, sizeof *req);
+    assert_non_null(v2);
+    assert_non_null(req);
+    struct v2_binder b;
+    char err[256];
+    const int64_t shape[2] = {2, 4};
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    /* a: raw bytes in FP32's layout */
+    assert_int_equal(v2_bind_input(&b, "a", "FP32", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, shape, 2, err, sizeof err), 0);
+    assert_int_equal(v2_bind_raw(&b, a_values, sizeof a_values - 1, err, sizeof err), -1);
+    assert_int_equal(b.status, INFER_INVALID);
+    assert_non_null(strstr(err, "does not match"));
+    assert_int_equal(v2_bind_raw(&b, a_values, sizeof a_values, err, sizeof err), 0);
+    assert_int_equal(v2_bind_input_end(&b, err, sizeof err), 0);
+    /* b: typed values (a flat tensor of the sent type) */
+    assert_int_equal(v2_bind_input(&b, "b", "INT64", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, shape, 2, err, sizeof err), 0);
+    struct tensor values;
+    const int64_t flat[1] = {8};
+    assert_int_equal(tensor_alloc(&values, SHIM_INT64, 1, flat), 0);
+    memcpy(values.data, b_values, sizeof b_values);
+    assert_int_equal(v2_bind_values(&b, &values, err, sizeof err), 0);
+    assert_int_equal(v2_bind_input_end(&b, err, sizeof err), 0);
+    assert_int_equal(v2_bind_output(&b, "sum", false, 3, err, sizeof err), 0);
+    assert_int_equal(v2_bind_output(&b, "prod_sum", false, -1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "classification"));
+    assert_int_equal(v2_bind_end(&b, err, sizeof err), 0);
+    check_inputs(req);
+    assert_int_equal(v2->classification[0], 3);
+    /* a second "a", and a shape too large for its bytes to be counted */
+    assert_int_equal(v2_bind_input(&b, "a", "FP32", err, sizeof err), -1);
+    assert_non_null(strstr(err, "twice"));
+    const int64_t huge[3] = {1 << 30, 1 << 30, 1 << 30};
+    infer_request_free_tensors(req);
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    assert_int_equal(v2_bind_input(&b, "a", "FP32", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, huge, 3, err, sizeof err), -1);
+    assert_non_null(strstr(err, "too large"));
+    /* a missing input */
+    assert_int_equal(v2_bind_end(&b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "missing input"));
+    infer_request_free_tensors(req);
+    v2_request_free(v2);
+    free(req);
+}
+
 /* A request that ran: sum [2,4] and prod_sum [2,1] as the model's outputs. */
 static void ran(struct infer_request *req)
 {
@@ -269,7 +322,7 @@ static void test_encode(void **state)
     size_t json_len = 0;
     bool any_binary = true;
     char err[256];
-    assert_int_equal(v2_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
+    assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_OK);
     assert_false(any_binary);
     assert_int_equal(json_len, sb.len);
@@ -289,7 +342,7 @@ static void test_encode(void **state)
     /* binary_data_output: the JSON part, then each output's bytes in order */
     v2.binary_all = true;
     sb = (struct strbuf){0};
-    assert_int_equal(v2_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
+    assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_OK);
     assert_true(any_binary);
     assert_int_equal(sb.len, json_len + 32 + 8);
@@ -317,7 +370,7 @@ static void test_classification(void **state)
     size_t json_len = 0;
     bool any_binary;
     char err[256];
-    assert_int_equal(v2_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
+    assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_OK);
     cJSON *reply = cJSON_ParseWithLength(sb.data, sb.len);
     assert_non_null(reply);
@@ -335,7 +388,7 @@ static void test_classification(void **state)
     /* an asked-for output the model did not produce: the server's fault */
     snprintf(v2.outputs[0], sizeof v2.outputs[0], "gone");
     sb = (struct strbuf){0};
-    assert_int_equal(v2_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
+    assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_INTERNAL);
     assert_non_null(strstr(err, "gone"));
     strbuf_free(&sb);
@@ -346,7 +399,7 @@ static void test_classification(void **state)
     assert_int_equal(tensor_alloc(&req.outputs[1], SHIM_INT64, 2, shape), 0);
     snprintf(v2.outputs[0], sizeof v2.outputs[0], "prod_sum");
     sb = (struct strbuf){0};
-    assert_int_equal(v2_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
+    assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_INVALID);
     assert_non_null(strstr(err, "cannot be classified"));
     strbuf_free(&sb);
@@ -356,9 +409,10 @@ static void test_classification(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_inputs), cmocka_unit_test(test_binary_inputs),
-        cmocka_unit_test(test_conversion),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_encode),      cmocka_unit_test(test_classification),
+        cmocka_unit_test(test_json_inputs),    cmocka_unit_test(test_binary_inputs),
+        cmocka_unit_test(test_conversion),     cmocka_unit_test(test_binder_alone),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_encode),
+        cmocka_unit_test(test_classification),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
