@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "service.h"
+
 /* Where a connection is; each phase starts its own clock. */
 enum conn_phase {
     CONN_HEADER, /* accepted, its first request's header not complete: header deadline */
@@ -35,8 +37,7 @@ struct conn_guard {
     struct conn_limits limits;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    pthread_t reaper;
-    bool running, stopping;
+    struct service reaper;   /* reaper.stop under lock */
     struct conn_entry *head; /* every connection until the transport closes it */
     int n_open;              /* entries not shut by the guard */
     uint64_t refused, reaped;

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "service.h"
+
 #define LINGER_TIME_MS 10000
 #define LINGER_IDLE_MS 2000
 #define LINGER_MAX_BYTES ((uint64_t)256 << 20)
@@ -32,13 +34,11 @@ struct linger_socket {
 };
 
 struct linger_pool {
-    pthread_t thread;
-    pthread_mutex_t lock; /* guards socks, n and stop */
+    struct service svc;   /* the thread; svc.stop under lock */
+    pthread_mutex_t lock; /* guards socks, n and svc.stop */
     int wake[2];          /* a pipe: a socket added, or stop */
     struct linger_socket socks[LINGER_MAX_SOCKETS];
     int n;
-    bool stop;
-    bool started;
 };
 
 /* Start the thread. Returns 0, or -1 with err set. */

@@ -18,15 +18,14 @@
 #include <stdint.h>
 
 #include "registry.h"
+#include "service.h"
 
 #define QUEUE_WATCH_PERIOD_MS 100
 
 struct queue_watch {
-    pthread_t thread;
+    struct service svc; /* the thread; svc.stop under lock */
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* CLOCK_MONOTONIC */
-    bool stop;
-    bool started;
+    pthread_cond_t wake;       /* CLOCK_MONOTONIC */
     struct registry *registry; /* whose models' queues, served or draining */
 };
 

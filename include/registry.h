@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "service.h"
 
 #define REGISTRY_SNAPSHOT_MAX 1024 /* most models one snapshot returns */
 
@@ -61,10 +62,8 @@ struct registry {
     /* The manager thread's state (registry_manager.c), under the same lock. */
     struct model *pending; /* start-up loads still to report in the log */
     struct registry_job *jobs, *jobs_tail;
-    bool rescan; /* SIGHUP in poll mode */
-    bool stop;
-    pthread_t thread;
-    bool started;
+    bool rescan;        /* SIGHUP in poll mode */
+    struct service svc; /* the manager thread; svc.stop under lock */
 };
 
 /* An empty table for cfg's repository. Returns 0, or -1 with err set (the

@@ -227,10 +227,10 @@ static void *reaper_main(void *arg)
 {
     struct conn_guard *g = arg;
     pthread_mutex_lock(&g->lock);
-    while (!g->stopping) {
+    while (!g->reaper.stop) {
         struct timespec until = clock_timespec(clock_now_ns() + REAP_PERIOD_NS);
         pthread_cond_timedwait(&g->wake, &g->lock, &until);
-        if (g->stopping)
+        if (g->reaper.stop)
             break;
         int n = reap_locked(g, clock_now_ns());
         if (n > 0) {
@@ -257,11 +257,9 @@ int conn_guard_start(struct conn_guard *g, const struct conn_limits *limits, cha
         snprintf(err, err_len, "cannot create the connection guard's condition");
         goto err_lock;
     }
-    if (pthread_create(&g->reaper, NULL, reaper_main, g) != 0) {
-        snprintf(err, err_len, "cannot start the connection reaper thread");
+    if (service_start(&g->reaper, &g->lock, &g->wake, NULL, reaper_main, g, "connection reaper",
+                      err, err_len) != 0)
         goto err_cond;
-    }
-    g->running = true;
     return 0;
 err_cond:
     pthread_cond_destroy(&g->wake);
@@ -272,13 +270,9 @@ err_lock:
 
 void conn_guard_stop(struct conn_guard *g)
 {
-    if (!g->running)
+    if (!g->reaper.running)
         return;
-    pthread_mutex_lock(&g->lock);
-    g->stopping = true;
-    pthread_cond_signal(&g->wake);
-    pthread_mutex_unlock(&g->lock);
-    pthread_join(g->reaper, NULL);
+    service_stop(&g->reaper);
     while (g->head != NULL) {
         struct conn_entry *e = g->head;
         g->head = e->next;
@@ -286,5 +280,4 @@ void conn_guard_stop(struct conn_guard *g)
     }
     pthread_cond_destroy(&g->wake);
     pthread_mutex_destroy(&g->lock);
-    g->running = false;
 }

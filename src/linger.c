@@ -44,7 +44,7 @@ static void *linger_main(void *arg)
     struct linger_pool *l = arg;
     struct pollfd pfd[LINGER_MAX_SOCKETS + 1];
     pthread_mutex_lock(&l->lock);
-    while (!l->stop) {
+    while (!l->svc.stop) {
         int n = l->n;
         pfd[0] = (struct pollfd){.fd = l->wake[0], .events = POLLIN};
         for (int i = 0; i < n; i++)
@@ -79,6 +79,14 @@ static void *linger_main(void *arg)
     return NULL;
 }
 
+/* Wake the thread from its poll: stop is set. */
+static void nudge(void *arg)
+{
+    struct linger_pool *l = arg;
+    ssize_t w = write(l->wake[1], "", 1);
+    (void)w; /* a full pipe already holds a wake-up */
+}
+
 int linger_start(struct linger_pool *l, char *err, size_t err_len)
 {
     memset(l, 0, sizeof *l);
@@ -91,12 +99,11 @@ int linger_start(struct linger_pool *l, char *err, size_t err_len)
         snprintf(err, err_len, "cannot create the lingering-close lock");
         goto err;
     }
-    if (pthread_create(&l->thread, NULL, linger_main, l) != 0) {
+    if (service_start(&l->svc, &l->lock, NULL, nudge, linger_main, l, "lingering-close", err,
+                      err_len) != 0) {
         pthread_mutex_destroy(&l->lock);
-        snprintf(err, err_len, "cannot start the lingering-close thread");
         goto err;
     }
-    l->started = true;
     return 0;
 err:
     close(l->wake[0]);
@@ -110,9 +117,9 @@ void linger_add(struct linger_pool *l, int fd)
     if (fd < 0)
         return;
     bool taken = false;
-    if (l->started) {
+    if (l->svc.running) {
         pthread_mutex_lock(&l->lock);
-        if (!l->stop && l->n < LINGER_MAX_SOCKETS) {
+        if (!l->svc.stop && l->n < LINGER_MAX_SOCKETS) {
             uint64_t now = clock_now_ns();
             l->socks[l->n++] = (struct linger_socket){fd, now, now, 0};
             taken = true;
@@ -123,25 +130,18 @@ void linger_add(struct linger_pool *l, int fd)
         close(fd);
         return;
     }
-    ssize_t w = write(l->wake[1], "", 1);
-    (void)w; /* a full pipe already holds a wake-up */
+    nudge(l);
 }
 
 void linger_stop(struct linger_pool *l)
 {
-    if (!l->started)
+    if (!l->svc.running)
         return;
-    pthread_mutex_lock(&l->lock);
-    l->stop = true;
-    pthread_mutex_unlock(&l->lock);
-    ssize_t w = write(l->wake[1], "", 1);
-    (void)w;
-    pthread_join(l->thread, NULL);
+    service_stop(&l->svc);
     for (int i = 0; i < l->n; i++)
         close(l->socks[i].fd);
     l->n = 0;
     pthread_mutex_destroy(&l->lock);
     close(l->wake[0]);
     close(l->wake[1]);
-    l->started = false;
 }

@@ -47,7 +47,7 @@ static void *watch_main(void *arg)
 {
     struct queue_watch *w = arg;
     pthread_mutex_lock(&w->lock);
-    while (!w->stop) {
+    while (!w->svc.stop) {
         pthread_mutex_unlock(&w->lock);
         uint64_t earliest = sweep(w);
         uint64_t wake_at = clock_now_ns() + PERIOD_NS;
@@ -55,7 +55,7 @@ static void *watch_main(void *arg)
             wake_at = earliest;
         struct timespec until = clock_timespec(wake_at);
         pthread_mutex_lock(&w->lock);
-        if (!w->stop)
+        if (!w->svc.stop)
             pthread_cond_timedwait(&w->wake, &w->lock, &until);
     }
     pthread_mutex_unlock(&w->lock);
@@ -75,26 +75,20 @@ int queue_watch_start(struct queue_watch *w, struct registry *registry, char *er
         snprintf(err, err_len, "cannot create the queue watcher");
         return -1;
     }
-    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+    if (service_start(&w->svc, &w->lock, &w->wake, NULL, watch_main, w, "queue watcher", err,
+                      err_len) != 0) {
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->wake);
-        snprintf(err, err_len, "cannot start the queue watcher thread");
         return -1;
     }
-    w->started = true;
     return 0;
 }
 
 void queue_watch_stop(struct queue_watch *w)
 {
-    if (!w->started)
+    if (!w->svc.running)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = true;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
+    service_stop(&w->svc);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
-    w->started = false;
 }

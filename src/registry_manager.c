@@ -295,7 +295,7 @@ static bool any_loading(struct model *const *models, int n)
 static enum infer_status wait_loaded(struct registry *r, struct model *const *models, int n)
 {
     pthread_mutex_lock(&r->lock);
-    while (!r->stop && any_loading(models, n)) {
+    while (!r->svc.stop && any_loading(models, n)) {
         struct timespec until = clock_timespec(clock_now_ns() + IDLE_NS);
         pthread_cond_timedwait(&r->wake, &r->lock, &until);
     }
@@ -679,7 +679,7 @@ static void *manager_main(void *arg)
     uint64_t poll_ns = (uint64_t)cfg->repository_poll_s * 1000000000u;
     uint64_t next_poll = clock_now_ns() + poll_ns;
     pthread_mutex_lock(&r->lock);
-    while (!r->stop) {
+    while (!r->svc.stop) {
         if (r->jobs != NULL) {
             struct registry_job *job = r->jobs;
             r->jobs = job->next;
@@ -735,24 +735,15 @@ int registry_manager_start(struct registry *r, char *err, size_t err_len)
      * through registry_wake, which takes it. */
     for (int i = 0; i < n; i++)
         model_run(start[i]);
-    if (pthread_create(&r->thread, NULL, manager_main, r) != 0) {
-        snprintf(err, err_len, "cannot start the model manager thread");
-        return -1;
-    }
-    r->started = true;
-    return 0;
+    return service_start(&r->svc, &r->lock, &r->wake, NULL, manager_main, r, "model manager", err,
+                         err_len);
 }
 
 void registry_manager_stop(struct registry *r)
 {
-    if (!r->started)
+    if (!r->svc.running)
         return;
-    pthread_mutex_lock(&r->lock);
-    r->stop = true;
-    pthread_cond_broadcast(&r->wake);
-    pthread_mutex_unlock(&r->lock);
-    pthread_join(r->thread, NULL);
-    r->started = false;
+    service_stop(&r->svc);
     while (r->pending != NULL) {
         struct model *m = r->pending;
         r->pending = m->next;
@@ -771,7 +762,7 @@ enum infer_status registry_manager_submit(struct registry *r, struct registry_jo
 {
     job->next = NULL;
     pthread_mutex_lock(&r->lock);
-    if (r->stop || !r->started) {
+    if (r->svc.stop || !r->svc.running) {
         pthread_mutex_unlock(&r->lock);
         return INFER_UNAVAILABLE;
     }
