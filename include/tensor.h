@@ -38,4 +38,14 @@ int tensor_convert(const struct tensor *src, enum shim_dtype dtype, struct tenso
                    size_t err_len);
 struct shim_tensor tensor_view(const struct tensor *t);
 
+struct topk_entry;
+
+/* The top k of each row of t (a [rows, cols] tensor; a 1-D one is one row;
+ * cols at most INT32_MAX), best first, as topk_select gives them (raw
+ * values, or softmax probabilities when softmax): emit(arg, row, best, n)
+ * once per row, n = min(k, cols). Returns 0, or -1 when out of memory. */
+int tensor_topk_rows(const struct tensor *t, int k, int softmax,
+                     void (*emit)(void *arg, int64_t row, const struct topk_entry *best, int n),
+                     void *arg);
+
 #endif

@@ -220,46 +220,43 @@ static int row_argmax(const struct tensor *t, int64_t r)
     return (int)best;
 }
 
+/* Where append_top_k's rows go. */
+struct top_k_sink {
+    struct strbuf *sb;
+    const struct model_config *cfg;
+    int64_t cols;
+};
+
+static void top_k_row(void *arg, int64_t row, const struct topk_entry *best, int n)
+{
+    const struct top_k_sink *s = arg;
+    struct strbuf *sb = s->sb;
+    strbuf_puts(sb, row ? ",[" : "[");
+    for (int j = 0; j < n; j++) {
+        strbuf_puts(sb, j ? ",{" : "{");
+        if (s->cfg->n_labels == s->cols) {
+            strbuf_puts(sb, "\"label\":");
+            strbuf_json_string(sb, s->cfg->labels[best[j].index]);
+            strbuf_puts(sb, ",");
+        }
+        if (isfinite(best[j].score))
+            strbuf_printf(sb, "\"index\":%d,\"score\":%.7g}", best[j].index, best[j].score);
+        else
+            strbuf_printf(sb, "\"index\":%d,\"score\":null}", best[j].index);
+    }
+    strbuf_puts(sb, "]");
+}
+
 /* ,"top_k":[[{"label":..,"index":..,"score":..},..],..]: one list per
  * sample, softmax probabilities, highest first. Returns 0 or -1. */
 static int append_top_k(struct strbuf *sb, const struct tensor *out, const struct model_config *cfg,
                         int k)
 {
-    int64_t rows = out->shape[0], cols = out->shape[1];
-    if (cols > INT32_MAX)
-        cols = INT32_MAX; /* topk_select counts classes in an int */
-    if (k > cols)
-        k = (int)cols; /* as Triton's classification: at most every class */
-    double *row = malloc((size_t)(cols ? cols : 1) * sizeof *row);
-    struct topk_entry *best = malloc((size_t)(k ? k : 1) * sizeof *best);
-    if (row == NULL || best == NULL) {
-        free(row);
-        free(best);
-        return -1;
-    }
+    struct top_k_sink sink = {sb, cfg, out->shape[1]};
     strbuf_puts(sb, ",\"top_k\":[");
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t c = 0; c < cols; c++)
-            row[c] = dtype_load(out->data, (size_t)(r * cols + c), out->dtype);
-        int n = topk_select(row, (int)cols, k, 1, best);
-        strbuf_puts(sb, r ? ",[" : "[");
-        for (int j = 0; j < n; j++) {
-            strbuf_puts(sb, j ? ",{" : "{");
-            if (cfg->n_labels == cols) {
-                strbuf_puts(sb, "\"label\":");
-                strbuf_json_string(sb, cfg->labels[best[j].index]);
-                strbuf_puts(sb, ",");
-            }
-            if (isfinite(best[j].score))
-                strbuf_printf(sb, "\"index\":%d,\"score\":%.7g}", best[j].index, best[j].score);
-            else
-                strbuf_printf(sb, "\"index\":%d,\"score\":null}", best[j].index);
-        }
-        strbuf_puts(sb, "]");
-    }
+    if (tensor_topk_rows(out, k, 1, top_k_row, &sink) != 0)
+        return -1;
     strbuf_puts(sb, "]");
-    free(row);
-    free(best);
     return 0;
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "topk.h"
+
 int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape)
 {
     memset(t, 0, sizeof *t);
@@ -80,5 +82,31 @@ int tensor_convert(const struct tensor *src, enum shim_dtype dtype, struct tenso
         }
         dtype_store(out->data, i, dtype, v);
     }
+    return 0;
+}
+
+int tensor_topk_rows(const struct tensor *t, int k, int softmax,
+                     void (*emit)(void *arg, int64_t row, const struct topk_entry *best, int n),
+                     void *arg)
+{
+    int64_t rows = t->ndim == 2 ? t->shape[0] : 1;
+    int64_t cols = t->ndim == 2 ? t->shape[1] : t->ndim == 1 ? t->shape[0] : 0;
+    int64_t n = cols > INT32_MAX ? INT32_MAX : cols; /* topk_select counts in an int */
+    if (k > n)
+        k = (int)n; /* as Triton's classification: at most every class */
+    double *row = malloc((size_t)(n ? n : 1) * sizeof *row);
+    struct topk_entry *best = malloc((size_t)(k > 0 ? k : 1) * sizeof *best);
+    if (row == NULL || best == NULL) {
+        free(row);
+        free(best);
+        return -1;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < n; c++)
+            row[c] = dtype_load(t->data, (size_t)(r * cols + c), t->dtype);
+        emit(arg, r, best, topk_select(row, (int)n, k, softmax, best));
+    }
+    free(row);
+    free(best);
     return 0;
 }

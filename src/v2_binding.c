@@ -339,37 +339,36 @@ enum infer_status v2_classify_check(const struct tensor *t, const char *name, in
     return INFER_OK;
 }
 
+/* What v2_classify's rows go to. */
+struct classify_sink {
+    const struct model_config *cfg;
+    int64_t cols;
+    void (*emit)(void *arg, const char *text, size_t len);
+    void *arg;
+};
+
+static void classify_row(void *arg, int64_t row, const struct topk_entry *best, int n)
+{
+    const struct classify_sink *s = arg;
+    bool labelled = s->cfg->n_labels == s->cols;
+    (void)row;
+    for (int j = 0; j < n; j++) {
+        char text[320];
+        int len = snprintf(text, sizeof text, "%f:%d%s%.256s", best[j].score, best[j].index,
+                           labelled ? ":" : "", labelled ? s->cfg->labels[best[j].index] : "");
+        if (len < 0)
+            len = 0;
+        if ((size_t)len >= sizeof text)
+            len = (int)sizeof text - 1;
+        s->emit(s->arg, text, (size_t)len);
+    }
+}
+
 int v2_classify(const struct tensor *t, const struct model_config *cfg, int k,
                 void (*emit)(void *arg, const char *text, size_t len), void *arg)
 {
-    int64_t rows = t->ndim == 2 ? t->shape[0] : 1;
-    int64_t cols = t->ndim == 2 ? t->shape[1] : t->shape[0];
-    double *row = malloc((size_t)cols * sizeof *row);
-    struct topk_entry *best = malloc((size_t)k * sizeof *best);
-    if (row == NULL || best == NULL) {
-        free(row);
-        free(best);
-        return -1;
-    }
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t c = 0; c < cols; c++)
-            row[c] = dtype_load(t->data, (size_t)(r * cols + c), t->dtype);
-        int n = topk_select(row, (int)cols, k, 0, best);
-        for (int j = 0; j < n; j++) {
-            char text[320];
-            int len = snprintf(text, sizeof text, "%f:%d%s%.256s", best[j].score, best[j].index,
-                               cfg->n_labels == cols ? ":" : "",
-                               cfg->n_labels == cols ? cfg->labels[best[j].index] : "");
-            if (len < 0)
-                len = 0;
-            if ((size_t)len >= sizeof text)
-                len = (int)sizeof text - 1;
-            emit(arg, text, (size_t)len);
-        }
-    }
-    free(row);
-    free(best);
-    return 0;
+    struct classify_sink sink = {cfg, t->ndim == 2 ? t->shape[1] : t->shape[0], emit, arg};
+    return tensor_topk_rows(t, k, 0, classify_row, &sink);
 }
 
 void v2_request_free(struct v2_request *v2)
