@@ -7,18 +7,21 @@
  * Workers still check deadlines as they form a batch.
  *
  * It wakes every QUEUE_WATCH_PERIOD_MS, or sooner for the earliest queued
- * deadline. A departed client is seen with a non-blocking MSG_PEEK on the
- * connection's socket (libmicrohttpd does not poll suspended connections):
- * end of stream or a reset means gone, as nginx reads it. */
+ * deadline. Whether a client has left is asked of its transport (the
+ * call's gone hook: HTTP peeks at the suspended connection's socket, which
+ * libmicrohttpd does not poll; end of stream or a reset means gone, as
+ * nginx reads it). */
 #ifndef INFERD_QUEUE_WATCH_H
 #define INFERD_QUEUE_WATCH_H
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "registry.h"
 #include "service.h"
+
+struct registry;
 
 #define QUEUE_WATCH_PERIOD_MS 100
 

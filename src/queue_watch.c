@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "registry.h"
 
 #define PERIOD_NS ((uint64_t)QUEUE_WATCH_PERIOD_MS * 1000000u)
 
