@@ -31,7 +31,7 @@ INFERD=${INFERD:-build/inferd}
 OUT=bench/out/callgrind
 mkdir -p "$OUT/lib"
 rm -f "$OUT"/callgrind.out.*
-HWY=$(ldd "$INFERD" | awk '/libhwy/ {print $3; exit}')
+HWY=$(ldd "$INFERD" | awk '/libhwy/ && !seen {print $3; seen = 1}') # no early exit: pipefail would see ldd's SIGPIPE
 if [ -n "$HWY" ]; then
     /usr/bin/python3 - "$HWY" "$OUT/lib/$(basename "$HWY")" <<'PY'
 import sys
