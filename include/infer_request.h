@@ -40,6 +40,13 @@ const char *infer_status_name(enum infer_status s);
 struct infer_request;
 struct model;
 
+/* An output the client asked for. */
+struct infer_output_want {
+    char name[64];
+    bool binary;        /* as raw bytes (a wire form's binary part), not as text */
+    int classification; /* its top k classes instead of the tensor; 0: the tensor */
+};
+
 /* How a transport follows its requests. */
 struct infer_hooks {
     /* As the request joins its queue, with the queue's lock held (NULL:
@@ -61,6 +68,10 @@ struct infer_request {
     const char *request_id; /* the transport's, for logs ("" when none) */
     struct tensor inputs[MODEL_MAX_IO];
     int n_inputs;
+    /* The outputs wanted, in order (none: every output, as the model
+     * gives them). */
+    struct infer_output_want wanted[MODEL_MAX_IO];
+    int n_wanted;
     int64_t samples;                 /* dim 0 of the inputs (1 for non-batching models) */
     uint64_t arrival_ns;             /* as it joined its queue (infer_call_submit) */
     uint64_t deadline_ns;            /* 0: none */

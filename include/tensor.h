@@ -1,7 +1,7 @@
-/* tensor.h - inferd's tensor type: an owned (or borrowed), dense, row-major
- * CPU buffer of one element type, with its shape; allocation, views for the
- * shim, and conversion between element types. Codecs build on it
- * (tensor_json.h). */
+/* tensor.h - inferd's tensor type: a dense, row-major CPU buffer of one
+ * element type, with its shape and where its memory lives; allocation,
+ * views for the shim, and conversion between element types. Codecs build
+ * on it (tensor_json.h). */
 #ifndef INFERD_TENSOR_H
 #define INFERD_TENSOR_H
 
@@ -15,13 +15,22 @@
 
 #define TENSOR_MAX_DIMS SHIM_MAX_DIMS
 
+/* Where a tensor's bytes live, and so who frees them: tensor_free frees
+ * only TENSOR_HEAP's. */
+enum tensor_memory {
+    TENSOR_HEAP = 0, /* its own allocation */
+    TENSOR_BODY,     /* in the request body the transport received (borrowed) */
+    TENSOR_PINNED,   /* in a worker's pinned staging slot (borrowed) */
+    TENSOR_SHARED,   /* in a client's registered shared-memory region (borrowed) */
+};
+
 struct tensor {
     enum shim_dtype dtype;
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    void *data; /* owned, unless borrowed */
+    void *data;
     size_t nbytes;
-    bool borrowed; /* data points into memory someone else frees */
+    enum tensor_memory memory;
 };
 
 /* Allocate an uninitialised tensor. Returns 0 or -1 (out of memory, or a

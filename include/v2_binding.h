@@ -23,16 +23,13 @@
 /* The classification extension's largest k. */
 #define V2_CLASSIFICATION_MAX 1000000
 
-/* What a v2 request asked for, kept until its reply is encoded. */
+/* What a v2 request holds until its reply is encoded, beyond the call's
+ * own fields (the outputs it wants are the call's: infer_request.wanted). */
 struct v2_request {
     char id[256];
     bool has_id;
-    int n_outputs;                    /* 0: every output */
-    char outputs[MODEL_MAX_IO][64];   /* requested output names, in order */
-    bool binary[MODEL_MAX_IO];        /* per requested output */
-    bool binary_all;                  /* binary_data_output */
-    int classification[MODEL_MAX_IO]; /* per requested output: top k as BYTES (0: off) */
-    struct image_request images;      /* BYTES inputs (encoded images) */
+    bool binary_all;             /* binary_data_output */
+    struct image_request images; /* BYTES inputs (encoded images) */
 };
 
 /* Binds one request's inputs and outputs to a call. Fields are private to
@@ -84,8 +81,8 @@ int v2_bind_element(struct v2_binder *b, const uint8_t *data, size_t len, bool o
  * shape. */
 int v2_bind_input_end(struct v2_binder *b, char *err, size_t err_len);
 
-/* An output asked for: name, binary, classification (top k: 1 to
- * V2_CLASSIFICATION_MAX; 0: none). */
+/* An output asked for (into the call's wanted list): name, binary,
+ * classification (top k: 1 to V2_CLASSIFICATION_MAX; 0: none). */
 int v2_bind_output(struct v2_binder *b, const char *name, bool binary, long long classification,
                    char *err, size_t err_len);
 
@@ -100,7 +97,9 @@ struct v2_output_plan {
     int classify; /* top k as BYTES strings; 0: the tensor itself */
 };
 
-/* The outputs of req to send as v2 asked, in order (MODEL_MAX_IO at most).
+/* The outputs of req to send as the call wants them (req->wanted; none:
+ * every output, binary when v2 asked for binary_data_output), in order
+ * (MODEL_MAX_IO at most).
  * Returns INFER_OK, or INFER_INTERNAL with err set (an output asked for
  * that the model did not produce). */
 enum infer_status v2_plan_outputs(const struct v2_request *v2, const struct infer_request *req,

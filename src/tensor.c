@@ -26,7 +26,7 @@ int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_
 
 void tensor_free(struct tensor *t)
 {
-    if (!t->borrowed)
+    if (t->memory == TENSOR_HEAP)
         free(t->data);
     memset(t, 0, sizeof *t);
 }

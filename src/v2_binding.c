@@ -166,7 +166,7 @@ int v2_bind_raw(struct v2_binder *b, const void *data, size_t len, char *err, si
     t->nbytes = len;
     if ((uintptr_t)data % dtype_size(b->dtype) == 0) {
         t->data = (void *)data; /* no copy: the body outlives the call */
-        t->borrowed = true;
+        t->memory = TENSOR_BODY;
     } else {
         t->data = malloc(len ? len : 1);
         if (t->data == NULL) {
@@ -252,11 +252,11 @@ int v2_bind_output(struct v2_binder *b, const char *name, bool binary, long long
                    char *err, size_t err_len)
 {
     const struct model_config *cfg = b->cfg;
-    struct v2_request *v2 = b->v2;
+    struct infer_request *req = b->req;
     bool known = false;
     for (int o = 0; o < cfg->n_outputs; o++)
         known |= strcmp(cfg->outputs[o].name, name) == 0;
-    if (!known || v2->n_outputs == MODEL_MAX_IO) {
+    if (!known || req->n_wanted == MODEL_MAX_IO) {
         snprintf(err, err_len, "model %s has no output named \"%.64s\"", cfg->name, name);
         return fail(b, INFER_INVALID);
     }
@@ -265,10 +265,10 @@ int v2_bind_output(struct v2_binder *b, const char *name, bool binary, long long
                  name);
         return fail(b, INFER_INVALID);
     }
-    snprintf(v2->outputs[v2->n_outputs], sizeof v2->outputs[0], "%s", name);
-    v2->binary[v2->n_outputs] = binary;
-    v2->classification[v2->n_outputs] = (int)classification;
-    v2->n_outputs++;
+    struct infer_output_want *w = &req->wanted[req->n_wanted++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->binary = binary;
+    w->classification = (int)classification;
     return 0;
 }
 
@@ -302,21 +302,21 @@ enum infer_status v2_plan_outputs(const struct v2_request *v2, const struct infe
                                   struct v2_output_plan *plan, int *n, char *err, size_t err_len)
 {
     *n = 0;
-    if (v2->n_outputs == 0) {
+    if (req->n_wanted == 0) {
         for (int o = 0; o < req->n_outputs; o++)
             plan[(*n)++] =
                 (struct v2_output_plan){req->output_names[o], &req->outputs[o], v2->binary_all, 0};
         return INFER_OK;
     }
-    for (int i = 0; i < v2->n_outputs; i++) {
-        int o = find_output(req, v2->outputs[i]);
+    for (int i = 0; i < req->n_wanted; i++) {
+        const struct infer_output_want *w = &req->wanted[i];
+        int o = find_output(req, w->name);
         if (o < 0) {
-            snprintf(err, err_len, "the model did not produce output \"%s\"", v2->outputs[i]);
+            snprintf(err, err_len, "the model did not produce output \"%s\"", w->name);
             return INFER_INTERNAL;
         }
-        plan[(*n)++] =
-            (struct v2_output_plan){req->output_names[o], &req->outputs[o],
-                                    v2->binary[i] || v2->binary_all, v2->classification[i]};
+        plan[(*n)++] = (struct v2_output_plan){req->output_names[o], &req->outputs[o],
+                                               w->binary || v2->binary_all, w->classification};
     }
     return INFER_OK;
 }

@@ -30,7 +30,7 @@ static void check_accepted(const struct model_config *cfg, const struct infer_re
         size_t bytes;
         CHECK(shape_size(t->shape, t->ndim, dtype_size(t->dtype), NULL, &bytes) == 0);
         CHECK(bytes == t->nbytes);
-        if (t->borrowed && !cfg->inputs[i].is_image)
+        if (t->memory == TENSOR_BODY && !cfg->inputs[i].is_image)
             CHECK((const char *)t->data >= body && t->nbytes <= len &&
                   (const char *)t->data - body <= (ptrdiff_t)(len - t->nbytes));
     }

@@ -107,9 +107,9 @@ static void test_json_inputs(void **state)
     check_inputs(d.req);
     assert_true(d.v2->has_id);
     assert_string_equal(d.v2->id, "r1");
-    assert_int_equal(d.v2->n_outputs, 1);
-    assert_string_equal(d.v2->outputs[0], "sum");
-    assert_true(d.v2->binary[0]);
+    assert_int_equal(d.req->n_wanted, 1);
+    assert_string_equal(d.req->wanted[0].name, "sum");
+    assert_true(d.req->wanted[0].binary);
     char err[256];
     assert_int_equal(infer_request_check(d.req, cfg.max_batch_size, cfg.name, err, sizeof err), 0);
     assert_int_equal(d.req->samples, 2);
@@ -264,7 +264,7 @@ static void test_binder_alone(void **state)
     assert_non_null(strstr(err, "classification"));
     assert_int_equal(v2_bind_end(&b, err, sizeof err), 0);
     check_inputs(req);
-    assert_int_equal(v2->classification[0], 3);
+    assert_int_equal(req->wanted[0].classification, 3);
     /* a second "a", and a shape too large for its bytes to be counted */
     assert_int_equal(v2_bind_input(&b, "a", "FP32", err, sizeof err), -1);
     assert_non_null(strstr(err, "twice"));
@@ -363,9 +363,9 @@ static void test_classification(void **state)
     struct infer_request req;
     ran(&req);
     struct v2_request v2 = {0};
-    v2.n_outputs = 1;
-    snprintf(v2.outputs[0], sizeof v2.outputs[0], "sum");
-    v2.classification[0] = 2;
+    req.n_wanted = 1;
+    snprintf(req.wanted[0].name, sizeof req.wanted[0].name, "sum");
+    req.wanted[0].classification = 2;
     struct strbuf sb = {0};
     size_t json_len = 0;
     bool any_binary;
@@ -386,7 +386,7 @@ static void test_classification(void **state)
     strbuf_free(&sb);
 
     /* an asked-for output the model did not produce: the server's fault */
-    snprintf(v2.outputs[0], sizeof v2.outputs[0], "gone");
+    snprintf(req.wanted[0].name, sizeof req.wanted[0].name, "gone");
     sb = (struct strbuf){0};
     assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_INTERNAL);
@@ -397,7 +397,7 @@ static void test_classification(void **state)
     tensor_free(&req.outputs[1]);
     const int64_t shape[2] = {2, 1};
     assert_int_equal(tensor_alloc(&req.outputs[1], SHIM_INT64, 2, shape), 0);
-    snprintf(v2.outputs[0], sizeof v2.outputs[0], "prod_sum");
+    snprintf(req.wanted[0].name, sizeof req.wanted[0].name, "prod_sum");
     sb = (struct strbuf){0};
     assert_int_equal(v2_json_encode(&v2, &cfg, &req, &sb, &json_len, &any_binary, err, sizeof err),
                      INFER_INVALID);
