@@ -49,7 +49,7 @@ struct http_front {
     struct server *srv;    /* handed to handlers as ex->srv */
     struct access *access; /* API keys and CORS, checked before routing */
     struct MHD_Daemon *daemon;
-    int quiesced_fd;           /* the listening socket after http_drain_begin, else -1 */
+    int quiesced_fd;           /* the listening socket once draining, else -1 */
     int bound_port;            /* public, read-only: the port it listens on */
     struct linger_pool linger; /* sockets of early answers, read until the client stops */
     struct conn_guard guard;   /* connection limits, header and body deadlines */
