@@ -326,7 +326,7 @@ static int decode_input(struct v2_decoder *dc, const struct json_doc *doc, const
     }
     const struct io_spec *spec = &cfg->inputs[slot];
     struct tensor *t = &dc->req->inputs[slot];
-    if (t->data != NULL) {
+    if (tensor_is_set(t)) {
         snprintf(err, err_len, "input \"%s\" is given twice", spec->name);
         return -1;
     }
@@ -486,7 +486,7 @@ static int decode_v2(struct v2_decoder *dc, const struct v2_body *body, char *er
             goto out;
     }
     for (int i = 0; i < cfg->n_inputs; i++) {
-        if (dc->req->inputs[i].data == NULL) {
+        if (!tensor_is_set(&dc->req->inputs[i])) {
             snprintf(err, err_len, "missing input \"%s\"", cfg->inputs[i].name);
             goto out;
         }
