@@ -30,13 +30,13 @@ enum batch_profile_source {
 
 struct batch_profile {
     enum batch_profile_source source;
-    int n;                              /* sizes measured */
-    int sizes[BATCH_PROFILE_MAX];       /* ascending */
+    int n;                        /* sizes measured */
+    int sizes[BATCH_PROFILE_MAX]; /* ascending */
     double ns_per_sample[BATCH_PROFILE_MAX];
-    bool budget_hit;                    /* measuring stopped before max_batch_size */
-    int limit;                          /* the largest batch to form; 0: max_batch_size */
+    bool budget_hit; /* measuring stopped before max_batch_size */
+    int limit;       /* the largest batch to form; 0: max_batch_size */
     int n_preferred;
-    int preferred[BATCH_PROFILE_MAX];   /* ascending, the last is limit */
+    int preferred[BATCH_PROFILE_MAX]; /* ascending, the last is limit */
 };
 
 /* The sizes to measure for max_batch: 1, 2, 4, ... below it, then
@@ -58,8 +58,8 @@ typedef int (*batch_profile_run)(void *arg, int b, uint64_t *ns, char *err, size
 /* Measure the forward with run at each size of batch_profile_sizes(max_batch)
  * in ascending order: one untimed call at a new size, then timed calls (the
  * fastest counts): at least two, a third unless they took half a second,
- * more while the size has taken less than 0.1 s (at most 64). Stops early once budget_ns has passed (size 1 is always measured)
- * and chooses (batch_profile_choose). Returns 0, or -1 with err set (a
+ * more while the size has taken less than 0.1 s (at most 64). Stops early once budget_ns has passed
+ * (size 1 is always measured) and chooses (batch_profile_choose). Returns 0, or -1 with err set (a
  * forward failed). */
 int batch_profile_measure(struct batch_profile *p, int max_batch, uint64_t budget_ns,
                           batch_profile_run run, void *arg, char *err, size_t err_len);

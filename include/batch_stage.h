@@ -60,10 +60,10 @@ struct batch_stage {
     int fill_next, use_next; /* slot indexes, in turn */
     bool drained;            /* the queue is closed and empty */
     /* Counters (read by anyone). */
-    atomic_uint_least64_t requests;     /* staged requests */
-    atomic_uint_least64_t bytes_copied; /* request bytes copied into batch buffers */
+    atomic_uint_least64_t requests;      /* staged requests */
+    atomic_uint_least64_t bytes_copied;  /* request bytes copied into batch buffers */
     atomic_uint_least64_t bytes_decoded; /* image bytes decoded straight into them */
-    atomic_uint_least64_t padded_rows;  /* zero rows added */
+    atomic_uint_least64_t padded_rows;   /* zero rows added */
 };
 
 /* Allocate both slots' buffers for batches of the largest size (the bytes

@@ -79,8 +79,9 @@ int batch_profile_measure(struct batch_profile *p, int max_batch, uint64_t budge
         uint64_t ns, best = 0, spent = 0;
         if (run(arg, sizes[i], &ns, err, err_len) != 0) /* a new shape: not timed */
             return -1;
-        for (int k = 0; k < SIZE_MAX_RUNS &&
-                        (k < SIZE_MIN_RUNS || (k < 3 ? spent < SIZE_LONG_NS : spent < SIZE_ENOUGH_NS));
+        for (int k = 0;
+             k < SIZE_MAX_RUNS &&
+             (k < SIZE_MIN_RUNS || (k < 3 ? spent < SIZE_LONG_NS : spent < SIZE_ENOUGH_NS));
              k++) {
             if (run(arg, sizes[i], &ns, err, err_len) != 0)
                 return -1;

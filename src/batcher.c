@@ -117,8 +117,7 @@ static int batch_prefix(const struct batch_queue *q, int max, int max_samples, b
     int n = 0;
     int64_t samples = 0;
     const struct infer_request *r = q->head;
-    while (r && n < max && samples + r->samples <= max_samples &&
-           batch_compatible(q->head, r)) {
+    while (r && n < max && samples + r->samples <= max_samples && batch_compatible(q->head, r)) {
         samples += r->samples;
         n++;
         r = r->next;

@@ -312,8 +312,7 @@ static int parse_speed(const cJSON *root, struct model_config *out, char *err, s
 
 /* "measure_batch_sizes", "preferred_batch_sizes" and "pad_batches", once
  * max_batch_size is known. */
-static int parse_batch_sizes(const cJSON *root, struct model_config *out, char *err,
-                             size_t err_len)
+static int parse_batch_sizes(const cJSON *root, struct model_config *out, char *err, size_t err_len)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "preferred_batch_sizes");
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "pad_batches");
@@ -344,7 +343,8 @@ static int parse_batch_sizes(const cJSON *root, struct model_config *out, char *
     {
         int n = out->n_preferred_batch_sizes;
         int prev = n ? out->preferred_batch_sizes[n - 1] : 0;
-        if (!cJSON_IsNumber(b) || !(b->valuedouble > prev && b->valuedouble <= out->max_batch_size) ||
+        if (!cJSON_IsNumber(b) ||
+            !(b->valuedouble > prev && b->valuedouble <= out->max_batch_size) ||
             b->valuedouble != (double)(int)b->valuedouble) {
             snprintf(err, err_len,
                      "\"preferred_batch_sizes\" must list ascending batch sizes from 1 to the max "

@@ -128,9 +128,8 @@ static void test_measure(void **state)
     struct fake f = {.fail_at = -1};
     struct batch_profile p;
     char err[128];
-    assert_int_equal(batch_profile_measure(&p, 32, BATCH_PROFILE_BUDGET_NS, fake_run, &f, err,
-                                           sizeof err),
-                     0);
+    assert_int_equal(
+        batch_profile_measure(&p, 32, BATCH_PROFILE_BUDGET_NS, fake_run, &f, err, sizeof err), 0);
     assert_int_equal(p.n, 6);
     for (int i = 0; i < p.n; i++)
         assert_true(f.calls[p.sizes[i]] >= 3); /* one untimed, at least two timed */
@@ -141,9 +140,8 @@ static void test_measure(void **state)
     assert_false(p.budget_hit);
     /* An error stops it with the forward's message. */
     struct fake g = {.fail_at = 4};
-    assert_int_equal(batch_profile_measure(&p, 32, BATCH_PROFILE_BUDGET_NS, fake_run, &g, err,
-                                           sizeof err),
-                     -1);
+    assert_int_equal(
+        batch_profile_measure(&p, 32, BATCH_PROFILE_BUDGET_NS, fake_run, &g, err, sizeof err), -1);
     assert_string_equal(err, "forward failed at 4");
     /* No budget: size 1 only, and the limit is what was measured. */
     struct fake h = {.fail_at = -1};
@@ -186,7 +184,7 @@ static void test_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),   cmocka_unit_test(test_choose),
+        cmocka_unit_test(test_sizes),         cmocka_unit_test(test_choose),
         cmocka_unit_test(test_fixed_and_pad), cmocka_unit_test(test_measure),
         cmocka_unit_test(test_json),
     };

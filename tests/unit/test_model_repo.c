@@ -340,10 +340,11 @@ static void test_speed_settings(void **state)
     assert_int_equal(m.n_preferred_batch_sizes, 0);
     assert_int_equal(m.pad_batches, MODEL_PAD_AUTO);
     model_config_free(&m);
-    rc = model_config_parse("{" IN("[-1,3]") "," OUT ",\"max_batch_size\":8,"
-                            "\"measure_batch_sizes\":false,\"preferred_batch_sizes\":[2,4,8],"
-                            "\"pad_batches\":true}",
-                            "/r/m", "m", &defaults, &m, err, sizeof err);
+    rc = model_config_parse(
+        "{" IN("[-1,3]") "," OUT ",\"max_batch_size\":8,"
+                         "\"measure_batch_sizes\":false,\"preferred_batch_sizes\":[2,4,8],"
+                         "\"pad_batches\":true}",
+        "/r/m", "m", &defaults, &m, err, sizeof err);
     if (rc != 0)
         fail_msg("batch sizes refused: %s", err);
     assert_false(m.measure_batch_sizes);
