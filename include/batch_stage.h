@@ -80,6 +80,12 @@ struct stage_slot *batch_stage_next(struct batch_stage *s);
  * inputs that point into the slot's buffers point nowhere from now on. */
 void batch_stage_detach(struct stage_slot *slot);
 
+/* Just before the forward: end the slot's requests whose deadline passed
+ * or whose client left while the batch waited (INFER_DEADLINE,
+ * INFER_CANCELLED), keeping the rest contiguous and padded. Returns the
+ * requests left (0: release the slot). */
+int batch_stage_prune(struct batch_stage *s, struct stage_slot *slot, uint64_t now_ns);
+
 /* Give a slot back after its forward (its buffers and request list are
  * reused at once: copy what is still needed first). */
 void batch_stage_release(struct batch_stage *s, struct stage_slot *slot);

@@ -177,14 +177,109 @@ int batch_stage_fill(struct batch_stage *s, struct stage_slot *slot, struct infe
     return slot->n;
 }
 
+/* Whether req must not run: its deadline passed, or its client left (the
+ * transport's gone hook, as the queue watcher asks while it is queued). */
+static enum infer_status still_wanted(const struct infer_request *req, uint64_t now_ns)
+{
+    if (req->deadline_ns && now_ns > req->deadline_ns)
+        return INFER_DEADLINE;
+    if (req->hooks != NULL && req->hooks->gone != NULL && req->hooks->gone(req))
+        return INFER_CANCELLED;
+    return INFER_OK;
+}
+
+int batch_stage_prune(struct batch_stage *s, struct stage_slot *slot, uint64_t now_ns)
+{
+    size_t off[MODEL_MAX_IO] = {0}, src[MODEL_MAX_IO] = {0};
+    int kept = 0, n = slot->n;
+    int64_t rows = 0;
+    for (int r = 0; r < n; r++) {
+        struct infer_request *req = slot->reqs[r];
+        enum infer_status why = still_wanted(req, now_ns);
+        for (int i = 0; i < slot->n_inputs && !slot->whole; i++) {
+            const char *at = (const char *)slot->buf[i] + src[i];
+            bool inside = req->inputs[i].data == at; /* decoded in place */
+            if (why != INFER_OK) {
+                if (inside)
+                    req->inputs[i].data = NULL;
+            } else if (off[i] != src[i]) { /* close the gap a dropped request left */
+                memmove((char *)slot->buf[i] + off[i], at, req->inputs[i].nbytes);
+                if (inside)
+                    req->inputs[i].data = (char *)slot->buf[i] + off[i];
+            }
+            src[i] += req->inputs[i].nbytes;
+            if (why == INFER_OK)
+                off[i] += req->inputs[i].nbytes;
+        }
+        if (why != INFER_OK) {
+            infer_request_finish(req, why,
+                                 why == INFER_DEADLINE
+                                     ? INFER_DEADLINE_PASSED
+                                     : "the client closed the connection while the request was "
+                                       "queued");
+            continue;
+        }
+        rows += req->samples;
+        slot->reqs[kept++] = req;
+    }
+    slot->n = kept;
+    if (kept < n && kept > 0 && !slot->whole) {
+        slot->rows = rows;
+        slot->padded_rows = padded(s, rows);
+        finish_views(s, slot, off);
+    }
+    return kept;
+}
+
+/* How often a staged batch waiting for the instance is checked for
+ * clients that left (deadlines are met on time). */
+#define WATCH_NS 100000000ull
+
+/* The stage's lock held: wait until the slot to fill next is free. While a
+ * staged batch waits for the instance, end its requests as their deadlines
+ * pass or their clients leave, as the queue watcher does for queued ones
+ * (a batch emptied that way is filled again first). */
+static void wait_for_free_slot(struct batch_stage *s)
+{
+    for (;;) {
+        if (s->slots[s->fill_next].state == STAGE_FREE)
+            return;
+        struct stage_slot *waiting = &s->slots[s->use_next];
+        if (waiting->state != STAGE_FULL) {
+            pthread_cond_wait(&s->changed, &s->lock);
+            continue;
+        }
+        uint64_t wake = clock_now_ns() + WATCH_NS;
+        for (int r = 0; r < waiting->n; r++) {
+            uint64_t d = waiting->reqs[r]->deadline_ns;
+            if (d != 0 && d + 1 < wake)
+                wake = d + 1; /* just past it */
+        }
+        struct timespec until = clock_timespec(wake);
+        pthread_cond_timedwait(&s->changed, &s->lock, &until);
+        if (waiting->state != STAGE_FULL || clock_now_ns() < wake)
+            continue;                   /* taken, or woken early: look again */
+        waiting->state = STAGE_FILLING; /* the instance waits meanwhile */
+        pthread_mutex_unlock(&s->lock);
+        int live = batch_stage_prune(s, waiting, clock_now_ns());
+        pthread_mutex_lock(&s->lock);
+        if (live > 0) {
+            waiting->state = STAGE_FULL;
+        } else {
+            waiting->state = STAGE_FREE;
+            s->fill_next = (int)(waiting - s->slots);
+        }
+        pthread_cond_broadcast(&s->changed);
+    }
+}
+
 static void *stage_main(void *arg)
 {
     struct batch_stage *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->lock);
+        wait_for_free_slot(s);
         struct stage_slot *slot = &s->slots[s->fill_next];
-        while (slot->state != STAGE_FREE)
-            pthread_cond_wait(&s->changed, &s->lock);
         slot->state = STAGE_FILLING;
         pthread_mutex_unlock(&s->lock);
         int live = 0;
@@ -292,7 +387,7 @@ int batch_stage_start(struct batch_stage *s, const size_t *sample_bytes, int n_i
         snprintf(err, err_len, "cannot create the stage's lock");
         return -1;
     }
-    if (pthread_cond_init(&s->changed, NULL) != 0) {
+    if (clock_cond_init(&s->changed) != 0) {
         pthread_mutex_destroy(&s->lock);
         free_slots(s);
         snprintf(err, err_len, "cannot create the stage's condition");

@@ -466,8 +466,14 @@ static void *worker_main(void *arg)
         return NULL;
     }
     struct stage_slot *slot;
-    while ((slot = batch_stage_next(&w->stage)) != NULL)
-        run_staged(w, slot);
+    while ((slot = batch_stage_next(&w->stage)) != NULL) {
+        /* It may have waited for the previous batch: its deadlines and
+         * clients again, as the queue watcher checks queued requests. */
+        if (batch_stage_prune(&w->stage, slot, clock_now_ns()) > 0)
+            run_staged(w, slot);
+        else
+            batch_stage_release(&w->stage, slot);
+    }
     batch_stage_join(&w->stage);
     close_completer(w);
     return NULL;

@@ -302,6 +302,61 @@ static void test_padding_rows_are_zero(void **state)
     slot_free(&slot);
 }
 
+static bool gone_flag(const struct infer_request *req)
+{
+    return ((const struct fake_req *)req)->fail_decode; /* reused: "its client left" */
+}
+
+static const struct infer_hooks gone_hooks = {.done = on_done, .gone = gone_flag};
+
+static void test_prune_before_the_forward(void **state)
+{
+    (void)state;
+    struct batch_stage s;
+    struct stage_slot slot;
+    stage_init(&s, &slot, 8);
+    struct batch_profile pad;
+    int sizes[] = {2, 8};
+    batch_profile_fixed(&pad, sizes, 2);
+    s.pad = &pad;
+    struct fake_req a, b, c, d;
+    make_image_req(&a, 2, 10, false);
+    make_tensor_req(&b, 1, 20);
+    make_image_req(&c, 1, 30, false);
+    make_tensor_req(&d, 2, 40);
+    struct infer_request *reqs[] = {&a.req, &b.req, &c.req, &d.req};
+    assert_int_equal(batch_stage_fill(&s, &slot, reqs, 4, clock_now_ns()), 4);
+    assert_int_equal(slot.padded_rows, 8);
+    /* Nothing to drop: unchanged. */
+    assert_int_equal(batch_stage_prune(&s, &slot, clock_now_ns()), 4);
+    assert_int_equal(slot.rows, 6);
+    /* a's deadline passes and b's client leaves while the batch waits. */
+    a.req.deadline_ns = clock_now_ns();
+    b.req.hooks = &gone_hooks;
+    b.fail_decode = true;
+    assert_int_equal(batch_stage_prune(&s, &slot, clock_now_ns() + 1), 2);
+    assert_int_equal(a.done, 1);
+    assert_int_equal(a.status, INFER_DEADLINE);
+    assert_null(a.req.inputs[0].data);
+    assert_int_equal(b.done, 1);
+    assert_int_equal(b.status, INFER_CANCELLED);
+    assert_int_equal(c.done + d.done, 0);
+    struct fake_req *expect[] = {&c, &d};
+    check_rows(&slot, expect, 2);                        /* moved to the front, contiguous */
+    assert_ptr_equal(c.req.inputs[0].data, slot.buf[0]); /* still its rows */
+    assert_int_equal(slot.padded_rows, 8);               /* 3 rows: padded to 8 */
+    const float *p = slot.views[0].data;
+    for (int k = 3 * COLS; k < 8 * COLS; k++)
+        assert_true(p[k] == 0.0f);
+    assert_int_equal(slot.views[0].shape[0], 8);
+    /* Everyone gone: nothing left to run. */
+    c.req.deadline_ns = d.req.deadline_ns = 1;
+    assert_int_equal(batch_stage_prune(&s, &slot, clock_now_ns()), 0);
+    assert_int_equal(c.done + d.done, 2);
+    free_req(&a), free_req(&b), free_req(&c), free_req(&d);
+    slot_free(&slot);
+}
+
 /* ---- the thread ---- */
 
 static void test_thread_batches_up_to_the_limit(void **state)
@@ -355,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_images_decode_into_the_buffer),
         cmocka_unit_test(test_a_failed_decode_ends_that_request_alone),
         cmocka_unit_test(test_padding_rows_are_zero),
+        cmocka_unit_test(test_prune_before_the_forward),
         cmocka_unit_test(test_thread_batches_up_to_the_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
