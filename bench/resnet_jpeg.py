@@ -4,7 +4,8 @@ against the Python stacks it replaces (bench/image_apps.py: Flask + gunicorn,
 one image per forward; FastAPI + uvicorn with an asyncio batcher) and against
 the raw ceiling, in one run.
 
-- The photo: python3-skimage's chelsea (451x300), saved as JPEG quality 90;
+- The photo: python3-skimage's chelsea (451x300, from build/image-data, made
+  by models/make_image_data.py), saved as JPEG quality 90;
   every stack decodes it and preprocesses it ImageNet's way (resize 256,
   centre crop 224, normalise) for each request.
 - inferd: the model with that preprocessing declared in config.json,
@@ -48,10 +49,12 @@ def free_port():
 
 
 def make_photo():
-    from skimage import data
     from PIL import Image
+    png = os.path.join(ROOT, "build", "image-data", "photos", "chelsea.png")
+    if not os.path.exists(png):  # python3-skimage's photos, saved by the committed script
+        subprocess.run([PY, os.path.join(ROOT, "models", "make_image_data.py")], check=True)
     path = os.path.join(OUT, "chelsea.jpg")
-    Image.fromarray(data.chelsea()).save(path, "JPEG", quality=90)
+    Image.open(png).convert("RGB").save(path, "JPEG", quality=90)
     return path
 
 
@@ -136,7 +139,7 @@ def run_stack(stack, concs, seconds, photo):
         t0 = time.time()
         wait_ready(port, proc)
         ready_s = time.time() - t0
-        wrk(port, 8, 3, photo, os.path.join(OUT, f"{stack}-warmup.txt"))
+        wrk(port, 8, 5, photo, os.path.join(OUT, f"{stack}-warmup.txt"))
         for c in concs:
             la = loadavg()
             r = wrk(port, c, seconds, photo, os.path.join(OUT, f"{stack}-c{c}.txt"))

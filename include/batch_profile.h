@@ -55,12 +55,14 @@ void batch_profile_fixed(struct batch_profile *p, const int *sizes, int n);
 /* One timed forward at batch b: returns 0 with *ns set, or -1 with err set. */
 typedef int (*batch_profile_run)(void *arg, int b, uint64_t *ns, char *err, size_t err_len);
 
-/* Measure the forward with run at each size of batch_profile_sizes(max_batch)
- * in ascending order: one untimed call at a new size, then timed calls (the
- * fastest counts): at least two, a third unless they took half a second,
- * more while the size has taken less than 0.1 s (at most 64). Stops early once budget_ns has passed
- * (size 1 is always measured) and chooses (batch_profile_choose). Returns 0, or -1 with err set (a
- * forward failed). */
+/* Measure the forward with run at each size of batch_profile_sizes(max_batch):
+ * two untimed calls per size (a new shape), then rounds timing every size
+ * once each (the fastest call per size counts): at least two rounds, more
+ * while the timed calls have taken under 0.6 s and budget_ns has not
+ * passed. Sizes whose warm-up would start past half the budget are left
+ * out (budget_hit; size 1 is always measured). Then chooses
+ * (batch_profile_choose). Returns 0, or -1 with err set (a forward
+ * failed). */
 int batch_profile_measure(struct batch_profile *p, int max_batch, uint64_t budget_ns,
                           batch_profile_run run, void *arg, char *err, size_t err_len);
 

@@ -7,14 +7,17 @@
 
 #include "clock.h"
 
-/* Timed calls at one size: at least SIZE_MIN_RUNS; more (up to
- * SIZE_MAX_RUNS) while they have taken less than SIZE_ENOUGH_NS, so that a
- * fast forward is timed often enough for its fastest call to mean
- * something on a busy machine; none past SIZE_LONG_NS after the minimum. */
-#define SIZE_MIN_RUNS 2
-#define SIZE_MAX_RUNS 64
-#define SIZE_ENOUGH_NS 100000000ull
-#define SIZE_LONG_NS 500000000ull
+/* Measuring: two untimed calls per size first (TorchScript profiles a new
+ * shape, then optimises for it), then rounds that time every size once
+ * each, so that a busy spell on the machine hits every size alike; the
+ * fastest call per size counts. At least SIZE_MIN_ROUNDS rounds, more (up
+ * to SIZE_MAX_ROUNDS) while the timed calls have taken less than
+ * SIZE_ENOUGH_NS in all and the budget lasts. Sizes whose warm-up would
+ * start past half the budget are left out. */
+#define SIZE_WARM_CALLS 2
+#define SIZE_MIN_ROUNDS 2
+#define SIZE_MAX_ROUNDS 64
+#define SIZE_ENOUGH_NS 600000000ull
 
 int batch_profile_sizes(int max_batch, int *sizes, int cap)
 {
@@ -69,30 +72,37 @@ int batch_profile_measure(struct batch_profile *p, int max_batch, uint64_t budge
 {
     int sizes[BATCH_PROFILE_MAX];
     int n = batch_profile_sizes(max_batch, sizes, BATCH_PROFILE_MAX);
+    uint64_t best[BATCH_PROFILE_MAX] = {0};
     memset(p, 0, sizeof *p);
-    uint64_t start = clock_now_ns();
+    uint64_t start = clock_now_ns(), ns;
     for (int i = 0; i < n; i++) {
-        if (i > 0 && clock_now_ns() - start > budget_ns) {
+        if (i > 0 && clock_now_ns() - start > budget_ns / 2) {
             p->budget_hit = true;
+            n = i;
             break;
         }
-        uint64_t ns, best = 0, spent = 0;
-        if (run(arg, sizes[i], &ns, err, err_len) != 0) /* a new shape: not timed */
-            return -1;
-        for (int k = 0;
-             k < SIZE_MAX_RUNS &&
-             (k < SIZE_MIN_RUNS || (k < 3 ? spent < SIZE_LONG_NS : spent < SIZE_ENOUGH_NS));
-             k++) {
+        for (int k = 0; k < SIZE_WARM_CALLS; k++)
             if (run(arg, sizes[i], &ns, err, err_len) != 0)
                 return -1;
-            spent += ns;
-            if (k == 0 || ns < best)
-                best = ns;
-        }
-        p->sizes[p->n] = sizes[i];
-        p->ns_per_sample[p->n] = (double)best / sizes[i];
-        p->n++;
     }
+    uint64_t timed = 0;
+    for (int round = 0; round < SIZE_MAX_ROUNDS; round++) {
+        if (round >= SIZE_MIN_ROUNDS &&
+            (timed >= SIZE_ENOUGH_NS || clock_now_ns() - start > budget_ns))
+            break;
+        for (int i = 0; i < n; i++) {
+            if (run(arg, sizes[i], &ns, err, err_len) != 0)
+                return -1;
+            timed += ns;
+            if (round == 0 || ns < best[i])
+                best[i] = ns;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        p->sizes[i] = sizes[i];
+        p->ns_per_sample[i] = (double)best[i] / sizes[i];
+    }
+    p->n = n;
     batch_profile_choose(p, BATCH_PROFILE_TOLERANCE);
     return 0;
 }
