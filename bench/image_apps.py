@@ -19,6 +19,7 @@ BATCHER_MAX [8], BATCHER_DELAY_MS [2].
 import asyncio
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from PIL import Image
@@ -107,7 +108,7 @@ def _make_batcher():
                 except asyncio.TimeoutError:
                     break
             try:
-                y = await loop.run_in_executor(None, run_batch, [b for b, _ in items])
+                y = await loop.run_in_executor(state["pool"], run_batch, [b for b, _ in items])
                 for (_, fut), row in zip(items, y):
                     fut.set_result(answer(row))
             except Exception as e:  # noqa: BLE001  every waiter gets the error
@@ -118,6 +119,9 @@ def _make_batcher():
     @app.on_event("startup")
     async def start():
         state["model"] = load_model(int(os.environ.get("IMAGE_TORCH_THREADS", "2")))
+        # One thread runs every batch: each new thread calling torch gets its
+        # own OpenMP team, whose spinning threads would starve the others.
+        state["pool"] = ThreadPoolExecutor(max_workers=1)
         state["queue"] = asyncio.Queue()
         state["task"] = asyncio.create_task(batcher())
 
