@@ -74,7 +74,8 @@ SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o v2_json.o redact.o) $(BUILD)/obj/numconv.o
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o v2_json.o redact.o \
+            batch_profile.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -176,6 +177,10 @@ $(BUILD)/tests/test_gpu_stats: tests/unit/test_gpu_stats.c $(BUILD)/obj/gpu_stat
 		$(BUILD)/obj/strbuf.o $(BUILD)/tests/libfake_nvml.so | $(BUILD)/tests
 	$(CC) $(CFLAGS) -DFAKE_NVML='"$(abspath $(BUILD)/tests/libfake_nvml.so)"' -o $@ $< \
 		$(BUILD)/obj/gpu_stats.o $(BUILD)/obj/strbuf.o -lcmocka -ldl
+
+# The batch stage's test brings its own host memory (the shim's, without libtorch).
+$(BUILD)/tests/test_batch_stage: tests/unit/test_batch_stage.c $(CORE_OBJ) $(BUILD)/obj/batch_stage.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) $(BUILD)/obj/batch_stage.o -lcmocka -lcjson $(IMAGE_LIBS) -lz -lpthread -lm -lstdc++
 
 test-unit: check-deps $(UNIT_BIN)
 	@failed=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed=1; done; exit $$failed

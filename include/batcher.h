@@ -72,6 +72,13 @@ int batch_queue_submit(struct batch_queue *q, struct infer_request *req);
  * empty. */
 int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int max);
 
+/* As batch_queue_take, with batches of at most max_samples samples (0, or
+ * more than the queue's max_batch_size: that size). A batch is complete
+ * when it holds max_samples. A request larger than max_samples (but within
+ * max_batch_size) still runs, alone. */
+int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, int max,
+                          int max_samples);
+
 /* Remove every queued request whose deadline is at or before now_ns and
  * return them, linked by next, in queue order (NULL when none). Sets
  * *next_deadline_ns to the earliest deadline still queued, or 0. */

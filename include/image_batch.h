@@ -36,9 +36,11 @@ int image_batch_add(struct image_batch *b, const uint8_t *data, size_t len, bool
 /* Check the image count against max_batch (the model's max_batch_size;
  * 0: a model that does not batch takes one image), every image's header
  * (format, size, pixel limit: no decoding), that all give the same output
- * size, and allocate t: [n, dims...] when batching, else one sample
- * [dims...]. The pixels are written by image_batch_decode. Returns INFER_OK,
- * or INFER_INVALID, INFER_UNSUPPORTED or INFER_INTERNAL with err set. */
+ * size, and shape t: [n, dims...] when batching, else one sample
+ * [dims...], its data still to come (tensor_defer: a worker points it into
+ * its pooled batch buffer). The pixels are written by image_batch_decode.
+ * Returns INFER_OK, or INFER_INVALID, INFER_UNSUPPORTED or INFER_INTERNAL
+ * with err set. */
 enum infer_status image_batch_check(struct image_batch *b, int max_batch, struct tensor *t,
                                     char *err, size_t err_len);
 
@@ -61,7 +63,8 @@ struct image_batch *image_request_slot(struct image_request *r, int slot,
                                        const struct preprocess_spec *spec, long long max_pixels);
 
 /* infer_request's prepare hook (arg: the struct image_request): decode
- * every image input into req->inputs. Returns INFER_OK, or INFER_INVALID
+ * every image input into req->inputs (into the memory its data points to;
+ * a tensor still pending gets its own). Returns INFER_OK, or INFER_INVALID
  * (a corrupt image), INFER_UNSUPPORTED (a format it does not read) or
  * INFER_INTERNAL with req->error set. Runs on the worker thread. */
 enum infer_status image_request_prepare(struct infer_request *req, void *arg);

@@ -35,6 +35,12 @@ struct model_version_policy {
     int n_versions;
 };
 
+#define MODEL_MAX_PREFERRED 16
+
+/* Whether a batch is padded with zero rows to the next preferred size (the
+ * padding rows never reach an answer): by default on a GPU only. */
+enum model_pad { MODEL_PAD_AUTO = 0, MODEL_PAD_ON, MODEL_PAD_OFF };
+
 struct model_config {
     char name[MODEL_NAME_MAX];
     int version; /* the version folder's number (1 for a flat folder) */
@@ -60,6 +66,12 @@ struct model_config {
     bool cudnn_benchmark;
     int n_cuda_graphs; /* batch sizes to capture as CUDA graphs, ascending */
     int cuda_graphs[SHIM_MAX_GRAPHS];
+    /* Batch sizes (docs/models.md, "Batch sizes"): measured at warm-up
+     * unless fixed by preferred_batch_sizes or turned off. */
+    bool measure_batch_sizes;
+    int n_preferred_batch_sizes; /* 0: none fixed */
+    int preferred_batch_sizes[MODEL_MAX_PREFERRED];
+    enum model_pad pad_batches;
 };
 
 /* model_name_valid: bounds.h. */

@@ -38,6 +38,23 @@ struct tensor {
 int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape);
 void tensor_free(struct tensor *t);
 
+/* A tensor whose shape is known and whose data is written later, into memory
+ * someone else provides (a worker's pooled batch buffer): data NULL,
+ * borrowed. Returns 0 or -1 (a shape too large). */
+int tensor_defer(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape);
+
+/* Whether t has a shape but no data yet (tensor_defer). */
+static inline bool tensor_pending(const struct tensor *t)
+{
+    return t->data == NULL && t->ndim > 0;
+}
+
+/* Whether t was given at all: data, or a shape waiting for it. */
+static inline bool tensor_is_set(const struct tensor *t)
+{
+    return t->data != NULL || t->ndim > 0;
+}
+
 /* Convert src to dtype into out (a new tensor). Refuses a value the target
  * cannot hold exactly in kind: out of range, a fraction for an integer type,
  * an integer beyond a float type's exact range, not 0/1 for BOOL, NaN/Inf for

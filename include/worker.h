@@ -11,9 +11,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batch_profile.h"
+#include "batch_stage.h"
 #include "batcher.h"
 #include "metrics.h"
 #include "model_repo.h"
+#include "strbuf.h"
 #include "torch_shim.h"
 
 /* What a model's instances report, shared by all of them: how many are
@@ -50,10 +53,15 @@ struct worker {
     int index;  /* instance number within the model */
     /* The thread's own. */
     shim_model *handle;
-    void *staging[MODEL_MAX_IO]; /* batch inputs, reused; pinned on a GPU */
-    size_t staging_cap[MODEL_MAX_IO];
-    struct infer_request **batch; /* room for one batch's requests */
+    struct infer_request **batch; /* room for one batch's requests (a failed instance's) */
     int batch_cap;
+    /* The batch sizes it forms (measured at warm-up, or from config.json);
+     * written before profile_ready is set, read-only after. */
+    struct batch_profile profile;
+    atomic_bool profile_ready;
+    /* The thread that takes, decodes and copies the next batch while this
+     * one runs the forward. */
+    struct batch_stage stage;
     /* Answered requests on their way to the completion thread, which
      * finishes them (encodes replies, resumes connections) while the worker
      * runs the next batch. Lock order: the queue's lock is never held with
@@ -72,5 +80,11 @@ int worker_start(struct worker *w, char *err, size_t err_len);
 
 /* Join the thread (the queue must be closed) and free its resources. */
 void worker_join(struct worker *w);
+
+/* Append w as a JSON object: instance, device and, once it is ready, the
+ * batch sizes it forms (batch_profile_json), whether it pads, and its
+ * stage's counters (requests staged, request bytes copied into batch
+ * buffers, image bytes decoded straight into them, padding rows). */
+void worker_describe_json(struct worker *w, struct strbuf *sb);
 
 #endif

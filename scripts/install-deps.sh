@@ -9,7 +9,7 @@ python3-torchvision curl zlib1g-dev"
 # Test photos come from python3-skimage's data folder: models/make_image_data.py
 # extracts them from `apt-get download python3-skimage` (no install: the
 # package pulls in 40 others) unless the package is installed.
-[ "${WITH_BENCH:-0}" = 1 ] && PACKAGES="$PACKAGES wrk python3-flask gunicorn gnuplot-nox valgrind"
+[ "${WITH_BENCH:-0}" = 1 ] && PACKAGES="$PACKAGES wrk python3-flask gunicorn gnuplot-nox valgrind python3-fastapi uvicorn"
 [ "${WITH_DEPLOY:-0}" = 1 ] && PACKAGES="$PACKAGES docker.io docker-compose debootstrap python3-yaml nodejs npm curl openssl python3-jsonschema"
 # node and npm installed from elsewhere (e.g. NodeSource's nodejs, which
 # conflicts with Debian's npm package) do as well.

@@ -117,8 +117,19 @@ enum route_outcome api_model_config(struct http_exchange *ex)
     }
     struct strbuf sb = {0};
     size_t len = 0;
-    char *body =
-        model_config_json(&m->cfg, &sb) != 0 ? (strbuf_free(&sb), NULL) : strbuf_detach(&sb, &len);
+    int rc = model_config_json(&m->cfg, &sb);
+    if (rc == 0 && sb.len > 0) {
+        /* The configuration, then what its instances measured and do. */
+        sb.len--; /* the object's closing brace */
+        strbuf_puts(&sb, ",\"instance_status\":[");
+        for (int i = 0; i < m->n_workers; i++) {
+            if (i)
+                strbuf_puts(&sb, ",");
+            worker_describe_json(&m->workers[i], &sb);
+        }
+        strbuf_puts(&sb, "]}");
+    }
     model_release(m);
+    char *body = rc != 0 || sb.failed ? (strbuf_free(&sb), NULL) : strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "application/json");
 }

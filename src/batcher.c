@@ -108,7 +108,7 @@ bool batch_compatible(const struct infer_request *a, const struct infer_request 
 
 /* How many requests from the head form the next batch, and whether that
  * batch is complete (no later request could join it). Lock held. */
-static int batch_prefix(const struct batch_queue *q, int max, bool *complete)
+static int batch_prefix(const struct batch_queue *q, int max, int max_samples, bool *complete)
 {
     if (q->max_batch_size == 0) {
         *complete = true;
@@ -117,8 +117,7 @@ static int batch_prefix(const struct batch_queue *q, int max, bool *complete)
     int n = 0;
     int64_t samples = 0;
     const struct infer_request *r = q->head;
-    while (r && n < max && samples + r->samples <= q->max_batch_size &&
-           batch_compatible(q->head, r)) {
+    while (r && n < max && samples + r->samples <= max_samples && batch_compatible(q->head, r)) {
         samples += r->samples;
         n++;
         r = r->next;
@@ -127,12 +126,20 @@ static int batch_prefix(const struct batch_queue *q, int max, bool *complete)
         *complete = true;
         return 1;
     }
-    *complete = r != NULL || n == max || samples == q->max_batch_size;
+    *complete = r != NULL || n == max || samples == max_samples;
     return n;
 }
 
 int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int max)
 {
+    return batch_queue_take_upto(q, batch, max, 0);
+}
+
+int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, int max,
+                          int max_samples)
+{
+    if (max_samples <= 0 || max_samples > q->max_batch_size)
+        max_samples = q->max_batch_size;
     pthread_mutex_lock(&q->lock);
     int n = 0;
     for (;;) {
@@ -141,7 +148,7 @@ int batch_queue_take(struct batch_queue *q, struct infer_request **batch, int ma
         if (q->head == NULL)
             break; /* closed and empty */
         bool complete;
-        n = batch_prefix(q, max, &complete);
+        n = batch_prefix(q, max, max_samples, &complete);
         if (complete || q->closed)
             break;
         uint64_t due = batch_wait_until(&q->rate, q->adaptive, q->max_delay_ns, q->head->arrival_ns,

@@ -91,8 +91,8 @@ enum infer_status image_batch_check(struct image_batch *b, int max_batch, struct
     if (batching)
         shape[ndim++] = b->n;
     ndim += preprocess_sample_dims(b->spec, b->out_h, b->out_w, shape + ndim);
-    if (tensor_alloc(t, b->spec->dtype, ndim, shape) != 0) {
-        snprintf(err, err_len, "out of memory for a %d-image input", b->n);
+    if (tensor_defer(t, b->spec->dtype, ndim, shape) != 0) {
+        snprintf(err, err_len, "a %d-image input is too large", b->n);
         return INFER_INTERNAL;
     }
     return INFER_OK;
@@ -153,6 +153,15 @@ enum infer_status image_request_prepare(struct infer_request *req, void *arg)
     for (int i = 0; i < MODEL_MAX_IO; i++) {
         if (r->inputs[i] == NULL)
             continue;
+        struct tensor *t = &req->inputs[i];
+        if (tensor_pending(t)) { /* no pooled buffer given: its own memory */
+            struct tensor own;
+            if (tensor_alloc(&own, t->dtype, t->ndim, t->shape) != 0) {
+                snprintf(req->error, sizeof req->error, "out of memory for the images");
+                return INFER_INTERNAL;
+            }
+            *t = own;
+        }
         enum infer_status status =
             image_batch_decode(r->inputs[i], &req->inputs[i], req->error, sizeof req->error);
         if (status != INFER_OK)

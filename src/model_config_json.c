@@ -85,13 +85,21 @@ int model_config_json(const struct model_config *cfg, struct strbuf *sb)
     strbuf_puts(sb, ",\"cuda_graphs\":[");
     for (int i = 0; i < cfg->n_cuda_graphs; i++)
         strbuf_printf(sb, i ? ",%d" : "%d", cfg->cuda_graphs[i]);
+    strbuf_printf(sb, "],\"measure_batch_sizes\":%s,\"preferred_batch_sizes\":[",
+                  cfg->measure_batch_sizes ? "true" : "false");
+    for (int i = 0; i < cfg->n_preferred_batch_sizes; i++)
+        strbuf_printf(sb, i ? ",%d" : "%d", cfg->preferred_batch_sizes[i]);
+    strbuf_printf(sb, "],\"pad_batches\":%s",
+                  cfg->pad_batches == MODEL_PAD_ON    ? "true"
+                  : cfg->pad_batches == MODEL_PAD_OFF ? "false"
+                                                      : "\"auto\"");
     const struct model_version_policy *p = &cfg->policy;
     if (p->kind == MODEL_POLICY_ALL) {
-        strbuf_puts(sb, "],\"version_policy\":{\"all\":{}}}");
+        strbuf_puts(sb, ",\"version_policy\":{\"all\":{}}}");
     } else if (p->kind == MODEL_POLICY_LATEST) {
-        strbuf_printf(sb, "],\"version_policy\":{\"latest\":{\"num_versions\":%d}}}", p->latest);
+        strbuf_printf(sb, ",\"version_policy\":{\"latest\":{\"num_versions\":%d}}}", p->latest);
     } else {
-        strbuf_puts(sb, "],\"version_policy\":{\"specific\":{\"versions\":[");
+        strbuf_puts(sb, ",\"version_policy\":{\"specific\":{\"versions\":[");
         for (int i = 0; i < p->n_versions; i++)
             strbuf_printf(sb, i ? ",%d" : "%d", p->versions[i]);
         strbuf_puts(sb, "]}}}");

@@ -294,6 +294,53 @@ static int parse_speed(const cJSON *root, struct model_config *out, char *err, s
     return 0;
 }
 
+/* "measure_batch_sizes", "preferred_batch_sizes" and "pad_batches", once
+ * max_batch_size is known. */
+static int parse_batch_sizes(const cJSON *root, struct model_config *out, char *err, size_t err_len)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "preferred_batch_sizes");
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "pad_batches");
+    out->measure_batch_sizes = true;
+    if (get_bool(root, "measure_batch_sizes", &out->measure_batch_sizes, err, err_len) != 0)
+        return -1;
+    out->pad_batches = MODEL_PAD_AUTO;
+    if (pad != NULL) {
+        if (cJSON_IsBool(pad)) {
+            out->pad_batches = cJSON_IsTrue(pad) ? MODEL_PAD_ON : MODEL_PAD_OFF;
+        } else if (!cJSON_IsString(pad) || strcmp(pad->valuestring, "auto") != 0) {
+            snprintf(err, err_len, "\"pad_batches\" must be true, false or \"auto\"");
+            return -1;
+        }
+    }
+    if (list == NULL)
+        return 0;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > MODEL_MAX_PREFERRED ||
+        (out->max_batch_size < 1 && cJSON_GetArraySize(list) > 0)) { /* [] is none */
+        snprintf(err, err_len,
+                 "\"preferred_batch_sizes\" must be a list of at most %d batch sizes, for a "
+                 "batching model",
+                 MODEL_MAX_PREFERRED);
+        return -1;
+    }
+    const cJSON *b;
+    cJSON_ArrayForEach(b, list)
+    {
+        int n = out->n_preferred_batch_sizes;
+        int prev = n ? out->preferred_batch_sizes[n - 1] : 0;
+        if (!cJSON_IsNumber(b) ||
+            !(b->valuedouble > prev && b->valuedouble <= out->max_batch_size) ||
+            b->valuedouble != (double)(int)b->valuedouble) {
+            snprintf(err, err_len,
+                     "\"preferred_batch_sizes\" must list ascending batch sizes from 1 to the max "
+                     "batch size (%d)",
+                     out->max_batch_size);
+            return -1;
+        }
+        out->preferred_batch_sizes[out->n_preferred_batch_sizes++] = b->valueint;
+    }
+    return 0;
+}
+
 /* The "image" object of each input, once the batching is known. */
 static int parse_images(const cJSON *inputs, struct model_config *out, char *err, size_t err_len)
 {
@@ -448,7 +495,8 @@ int model_config_parse_version(const char *json, const char *model_dir, int vers
     out->max_queue_delay_us = delay;
     out->instances_per_device = (int)instances;
     out->warmup = !cJSON_IsFalse(warmup);
-    if (parse_speed(root, out, err, err_len) != 0)
+    if (parse_speed(root, out, err, err_len) != 0 ||
+        parse_batch_sizes(root, out, err, err_len) != 0)
         goto out;
     long top_k = 0;
     if (get_int(root, "top_k", 0, 1000000, &top_k, err, err_len) != 0)

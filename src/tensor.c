@@ -24,6 +24,20 @@ int tensor_alloc(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_
     return 0;
 }
 
+int tensor_defer(struct tensor *t, enum shim_dtype dtype, int ndim, const int64_t *shape)
+{
+    memset(t, 0, sizeof *t);
+    size_t elem = dtype_size(dtype);
+    if (ndim < 1 || ndim > TENSOR_MAX_DIMS || elem == 0 ||
+        shape_size(shape, ndim, elem, NULL, &t->nbytes) != 0)
+        return -1;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->memory = TENSOR_PINNED; /* a pooled batch buffer, the worker's */
+    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    return 0;
+}
+
 void tensor_free(struct tensor *t)
 {
     if (t->memory == TENSOR_HEAP)

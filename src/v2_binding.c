@@ -43,7 +43,7 @@ int v2_bind_input(struct v2_binder *b, const char *name, const char *datatype, c
         return fail(b, INFER_INVALID);
     }
     const struct io_spec *spec = &cfg->inputs[b->slot];
-    if (b->req->inputs[b->slot].data != NULL) {
+    if (tensor_is_set(&b->req->inputs[b->slot])) {
         snprintf(err, err_len, "input \"%s\" is given twice", spec->name);
         return fail(b, INFER_INVALID);
     }
@@ -277,7 +277,7 @@ int v2_bind_end(struct v2_binder *b, char *err, size_t err_len)
     const struct model_config *cfg = b->cfg;
     const struct infer_request *req = b->req;
     for (int i = 0; i < cfg->n_inputs; i++) {
-        if (req->inputs[i].data == NULL) {
+        if (!tensor_is_set(&req->inputs[i])) {
             snprintf(err, err_len, "missing input \"%s\"", cfg->inputs[i].name);
             return fail(b, INFER_INVALID);
         }

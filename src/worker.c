@@ -9,6 +9,7 @@
 #include "batch.h"
 #include "clock.h"
 #include "log.h"
+#include "shape.h"
 
 int worker_status_init(struct worker_status *s)
 {
@@ -60,9 +61,11 @@ static void device_name(int device, char *buf, size_t len)
         snprintf(buf, len, "cuda:%d", device);
 }
 
-/* Forward once on zeros shaped like the declared inputs, batch dim = rows;
- * with capture, capture the model's CUDA graphs from those shapes instead. */
-static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size_t err_len)
+/* Forward once on zeros shaped like the declared inputs, batch dim = rows
+ * (its time in *ns when ns is not NULL); with capture, capture the model's
+ * CUDA graphs from those shapes instead. */
+static int warm_up_timed(struct worker *w, int64_t rows, bool capture, uint64_t *ns, char *err,
+                         size_t err_len)
 {
     const struct model_config *cfg = w->cfg;
     struct tensor inputs[MODEL_MAX_IO];
@@ -82,14 +85,111 @@ static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size
         views[i] = tensor_view(&inputs[i]);
     }
     shim_outputs *out = NULL;
+    uint64_t t0 = clock_now_ns();
     if (capture)
         rc = shim_model_capture_graphs(w->handle, views, cfg->n_inputs, err, err_len) != 0 ? -1 : 0;
     else if (shim_model_forward(w->handle, views, cfg->n_inputs, &out, err, err_len) != 0)
         rc = -1;
+    if (ns != NULL)
+        *ns = clock_now_ns() - t0;
     shim_outputs_free(out);
     for (int i = 0; i < cfg->n_inputs; i++)
         tensor_free(&inputs[i]);
     return rc;
+}
+
+static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size_t err_len)
+{
+    return warm_up_timed(w, rows, capture, NULL, err, err_len);
+}
+
+/* batch_profile_run for the measuring at warm-up. */
+static int timed_forward(void *arg, int b, uint64_t *ns, char *err, size_t err_len)
+{
+    return warm_up_timed(arg, b, false, ns, err, err_len);
+}
+
+/* The batch sizes this instance forms: fixed by config.json, else measured
+ * (warm-up on, measuring on, a batching model), else up to max_batch_size.
+ * Every size it will form has run once when it returns. Returns 0, or -1
+ * with err set (a forward failed). */
+static int choose_batch_sizes(struct worker *w, char *err, size_t err_len)
+{
+    const struct model_config *cfg = w->cfg;
+    memset(&w->profile, 0, sizeof w->profile);
+    if (cfg->n_preferred_batch_sizes > 0) {
+        batch_profile_fixed(&w->profile, cfg->preferred_batch_sizes, cfg->n_preferred_batch_sizes);
+        for (int i = 0; cfg->warmup && i < cfg->n_preferred_batch_sizes; i++)
+            if (warm_up(w, cfg->preferred_batch_sizes[i], false, err, err_len) != 0)
+                return -1;
+        return 0;
+    }
+    if (cfg->warmup && cfg->measure_batch_sizes && cfg->max_batch_size > 1)
+        return batch_profile_measure(&w->profile, cfg->max_batch_size, BATCH_PROFILE_BUDGET_NS,
+                                     timed_forward, w, err, err_len);
+    if (cfg->warmup && cfg->max_batch_size > 1)
+        return warm_up(w, cfg->max_batch_size, false, err, err_len);
+    return 0;
+}
+
+static void log_batch_sizes(const struct worker *w)
+{
+    const struct batch_profile *p = &w->profile;
+    if (p->source == BATCH_PROFILE_OFF)
+        return;
+    char curve[512], preferred[128];
+    size_t used = 0;
+    preferred[0] = '\0';
+    for (int i = 0; i < p->n_preferred && used < sizeof preferred; i++) {
+        int n = snprintf(preferred + used, sizeof preferred - used, "%s%d", i ? "," : "",
+                         p->preferred[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    batch_profile_curve_text(p, curve, sizeof curve);
+    struct log_field fields[] = {
+        {"model", LOG_STR, w->cfg->name, 0},
+        {"instance", LOG_INT, NULL, w->index},
+        {"source", LOG_STR, p->source == BATCH_PROFILE_CONFIG ? "config" : "measured", 0},
+        {"max_batch", LOG_INT, NULL, p->limit},
+        {"preferred", LOG_STR, preferred, 0},
+        {"ms_per_sample", LOG_STR, curve, 0},
+        {"padding", LOG_STR, w->stage.pad != NULL ? "on" : "off", 0},
+    };
+    log_fields(LOG_INFO, "batch sizes", fields, 7);
+}
+
+/* The bytes of one sample of each declared input (0 where a dim after the
+ * batch is not fixed). */
+static void sample_bytes(const struct model_config *cfg, size_t *out)
+{
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        const struct io_spec *in = &cfg->inputs[i];
+        int first = cfg->max_batch_size > 0 ? 1 : 0;
+        bool fixed = true;
+        for (int d = first; d < in->ndim; d++)
+            fixed = fixed && in->shape[d] >= 0;
+        if (!fixed || shape_size(in->shape + first, in->ndim - first, dtype_size(in->dtype), NULL,
+                                 &out[i]) != 0)
+            out[i] = 0;
+    }
+}
+
+/* Start the stage thread with this instance's batch sizes. Returns 0, or -1
+ * with err set. */
+static int start_stage(struct worker *w, char *err, size_t err_len)
+{
+    const struct model_config *cfg = w->cfg;
+    bool pad = cfg->pad_batches == MODEL_PAD_ON ||
+               (cfg->pad_batches == MODEL_PAD_AUTO && w->device != CONFIG_DEVICE_CPU);
+    size_t bytes[MODEL_MAX_IO] = {0};
+    sample_bytes(cfg, bytes);
+    w->stage.queue = w->queue;
+    w->stage.device = w->device;
+    w->stage.max_batch_size = cfg->max_batch_size;
+    w->stage.limit = w->profile.limit;
+    w->stage.pad = pad && w->profile.n_preferred > 0 ? &w->profile : NULL;
+    w->stage.batch_cap = w->batch_cap;
+    return batch_stage_start(&w->stage, bytes, cfg->n_inputs, err, err_len);
 }
 
 /* Check the model's batching against the batch sizes its file accepts, when
@@ -147,13 +247,10 @@ static int load_and_warm(struct worker *w)
         return -1;
     }
     uint64_t t1 = clock_now_ns();
-    if (cfg->warmup) {
-        if (warm_up(w, 1, false, err, sizeof err) != 0 ||
-            (cfg->max_batch_size > 1 &&
-             warm_up(w, cfg->max_batch_size, false, err, sizeof err) != 0)) {
-            record_failure(w, "warm-up forward failed", err);
-            return -1;
-        }
+    if ((cfg->warmup && warm_up(w, 1, false, err, sizeof err) != 0) ||
+        choose_batch_sizes(w, err, sizeof err) != 0) {
+        record_failure(w, "warm-up forward failed", err);
+        return -1;
     }
     /* cuDNN's benchmark mode times its algorithms the first time it sees a
      * shape: with dynamic batching that is every batch size, so meet them
@@ -173,6 +270,12 @@ static int load_and_warm(struct worker *w)
         return -1;
     }
     uint64_t t2 = clock_now_ns();
+    if (start_stage(w, err, sizeof err) != 0) {
+        record_failure(w, "cannot start the instance", err);
+        return -1;
+    }
+    atomic_store(&w->profile_ready, true);
+    log_batch_sizes(w);
     struct log_field fields[] = {
         {"model", LOG_STR, cfg->name, 0},
         {"version", LOG_INT, NULL, cfg->version},
@@ -186,25 +289,6 @@ static int load_and_warm(struct worker *w)
     atomic_fetch_add(&w->status->ready, 1);
     if (w->status->changed)
         w->status->changed(w->status->changed_arg);
-    return 0;
-}
-
-/* Concatenate input i of the batch along dim 0 into the worker's staging
- * buffer (pinned host memory on a GPU) and describe it in view. Returns 0 or
- * -1 (out of memory). */
-static int stage_input(struct worker *w, struct infer_request **batch, int n, int i, int64_t total,
-                       struct shim_tensor *view)
-{
-    size_t need = batch_input_bytes(batch, n, i);
-    if (w->staging[i] == NULL || w->staging_cap[i] < need) {
-        shim_host_free(w->staging[i], w->device);
-        w->staging[i] = NULL;
-        w->staging_cap[i] = 0;
-        if (shim_host_alloc(need ? need : 1, w->device, &w->staging[i]) != 0)
-            return -1;
-        w->staging_cap[i] = need;
-    }
-    batch_gather(batch, n, i, total, w->cfg->max_batch_size > 0, w->staging[i], view);
     return 0;
 }
 
@@ -285,75 +369,45 @@ static void *completer_main(void *arg)
     return NULL;
 }
 
-static void run_batch(struct worker *w, struct infer_request **batch, int n)
+/* Run one staged batch: forward, split each request's rows out (padding
+ * rows are never split out), record the execution, hand the answers on. */
+static void run_staged(struct worker *w, struct stage_slot *slot)
 {
     struct metrics_model *metrics = w->metrics;
-    uint64_t start = clock_now_ns();
-    int live = 0;
-    for (int r = 0; r < n; r++) {
-        struct infer_request *req = batch[r];
-        if (req->deadline_ns && start > req->deadline_ns) {
-            infer_request_finish(req, INFER_DEADLINE, INFER_DEADLINE_PASSED);
-            continue;
-        }
-        req->queue_ns = start - req->arrival_ns;
-        enum infer_status status = req->prepare ? req->prepare(req, req->prepare_arg) : INFER_OK;
-        if (status != INFER_OK) {
-            char why[sizeof req->error];
-            memcpy(why, req->error, sizeof why);
-            infer_request_finish(req, status, why);
-            continue;
-        }
-        batch[live++] = req;
-    }
-    if (live == 0)
-        return;
-    n = live;
-    int64_t total = 0;
-    for (int r = 0; r < n; r++)
-        total += batch[r]->samples;
-    /* One request on the CPU: its tensors go in as they are. On a GPU they
-     * always pass through the pinned staging buffer. */
-    bool whole = n == 1;
-    bool staged = !whole || w->device != CONFIG_DEVICE_CPU;
-    struct shim_tensor views[MODEL_MAX_IO];
+    struct infer_request **batch = slot->reqs;
+    int n = slot->n;
+    int64_t total = slot->rows;
     char err[256] = "";
-    int n_inputs = batch[0]->n_inputs;
-    for (int i = 0; i < n_inputs; i++) {
-        if (!staged) {
-            views[i] = tensor_view(&batch[0]->inputs[i]);
-        } else if (stage_input(w, batch, n, i, total, &views[i]) != 0) {
-            for (int r = 0; r < n; r++)
-                infer_request_finish(batch[r], INFER_INTERNAL, "out of memory forming a batch");
-            return;
-        }
-    }
     shim_outputs *out = NULL;
     uint64_t t0 = clock_now_ns();
-    int rc = shim_model_forward(w->handle, views, n_inputs, &out, err, sizeof err);
+    int rc = shim_model_forward(w->handle, slot->views, slot->n_inputs, &out, err, sizeof err);
     uint64_t t1 = clock_now_ns();
     uint64_t compute = t1 - t0;
+    uint64_t staging = slot->staged_ns - slot->taken_ns;
     struct shim_tensor outs[MODEL_MAX_IO];
     const char *names[MODEL_MAX_IO];
     int n_out = 0;
     if (rc == 0 && (n_out = output_views(w, out, outs, names, err, sizeof err)) < 0)
         rc = -1;
     if (rc == 0 && w->cfg->max_batch_size > 0)
-        rc = batch_check_rows(outs, n_out, total, err, sizeof err);
+        rc = batch_check_rows(outs, n_out, slot->padded_rows, err, sizeof err);
     atomic_fetch_add(&metrics->executions, 1);
     atomic_fetch_add(&metrics->inferences, (uint64_t)total);
     metrics_observe(&metrics->batch_size, (double)total);
     metrics_observe(&metrics->compute_seconds, (double)compute / 1e9);
-    struct metrics_execution stats = {
-        .samples = total, .input_ns = t0 - start, .infer_ns = compute};
+    struct metrics_execution stats = {.samples = total, .input_ns = staging, .infer_ns = compute};
     int64_t row = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
+        /* Waiting counts as queueing (in the queue, then staged while the
+         * previous batch ran); staging the batch does not. */
+        uint64_t waited = t0 - req->arrival_ns;
+        req->queue_ns = waited > staging ? waited - staging : 0;
         req->batch_samples = (int)total;
         req->compute_ns = compute;
         metrics_observe(&metrics->queue_seconds, (double)req->queue_ns / 1e9);
-        if (rc == 0 &&
-            batch_split(outs, names, n_out, req, row, req->samples, whole, err, sizeof err) != 0)
+        if (rc == 0 && batch_split(outs, names, n_out, req, row, req->samples, slot->whole, err,
+                                   sizeof err) != 0)
             free_outputs(req);
         row += req->samples;
         if (rc == 0 && req->n_outputs > 0) {
@@ -366,16 +420,23 @@ static void run_batch(struct worker *w, struct infer_request **batch, int n)
     stats.output_ns = clock_now_ns() - t1;
     if (stats.requests > 0)
         metrics_stats_execution(metrics, &stats);
+    shim_outputs_free(out);
+    /* The slot goes back before the answers leave, so that the stage can
+     * fill it meanwhile; no input may point into it after that. */
+    batch_stage_detach(slot);
+    int answered = 0;
     for (int r = 0; r < n; r++) {
         struct infer_request *req = batch[r];
-        if (rc == 0 && req->n_outputs > 0) {
-            req->status = INFER_OK;
-            hand_off(w, req);
-        } else {
+        if (rc == 0 && req->n_outputs > 0)
+            w->batch[answered++] = req;
+        else
             infer_request_finish(req, INFER_INTERNAL, err[0] ? err : "model failed");
-        }
     }
-    shim_outputs_free(out);
+    batch_stage_release(&w->stage, slot);
+    for (int r = 0; r < answered; r++) {
+        w->batch[r]->status = INFER_OK;
+        hand_off(w, w->batch[r]);
+    }
 }
 
 static void close_completer(struct worker *w)
@@ -404,9 +465,16 @@ static void *worker_main(void *arg)
         close_completer(w);
         return NULL;
     }
-    int n;
-    while ((n = batch_queue_take(w->queue, w->batch, w->batch_cap)) > 0)
-        run_batch(w, w->batch, n);
+    struct stage_slot *slot;
+    while ((slot = batch_stage_next(&w->stage)) != NULL) {
+        /* It may have waited for the previous batch: its deadlines and
+         * clients again, as the queue watcher checks queued requests. */
+        if (batch_stage_prune(&w->stage, slot, clock_now_ns()) > 0)
+            run_staged(w, slot);
+        else
+            batch_stage_release(&w->stage, slot);
+    }
+    batch_stage_join(&w->stage);
     close_completer(w);
     return NULL;
 }
@@ -453,12 +521,29 @@ void worker_join(struct worker *w)
         pthread_cond_destroy(&w->done_cond);
     }
     w->completer_started = false;
+    batch_stage_join(&w->stage); /* started by the thread, which joins it: a no-op */
     shim_model_free(w->handle);
     w->handle = NULL;
-    for (int i = 0; i < MODEL_MAX_IO; i++) {
-        shim_host_free(w->staging[i], w->device);
-        w->staging[i] = NULL;
-    }
     free(w->batch);
     w->batch = NULL;
+}
+
+void worker_describe_json(struct worker *w, struct strbuf *sb)
+{
+    char dev[32];
+    device_name(w->device, dev, sizeof dev);
+    strbuf_printf(sb, "{\"instance\":%d,\"device\":\"%s\"", w->index, dev);
+    if (atomic_load(&w->profile_ready)) {
+        strbuf_puts(sb, ",\"batch_sizes\":");
+        batch_profile_json(&w->profile, sb);
+        strbuf_printf(sb,
+                      ",\"padding\":%s,\"staged_requests\":%llu,\"input_bytes_copied\":%llu"
+                      ",\"input_bytes_decoded_in_place\":%llu,\"padding_rows\":%llu",
+                      w->stage.pad != NULL ? "true" : "false",
+                      (unsigned long long)atomic_load(&w->stage.requests),
+                      (unsigned long long)atomic_load(&w->stage.bytes_copied),
+                      (unsigned long long)atomic_load(&w->stage.bytes_decoded),
+                      (unsigned long long)atomic_load(&w->stage.padded_rows));
+    }
+    strbuf_puts(sb, "}");
 }

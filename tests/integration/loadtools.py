@@ -46,10 +46,14 @@ def slow_iterations():
 
 def add_slow(repo, name="slow", factor=1, **config):
     """repo/<name>: the slow model (x FP32 [-1,4] -> y = 2x), max_batch_size 4,
-    max_queue_delay_us 1000, `factor` times the calibrated iterations.
-    `config` overrides config.json keys."""
+    max_queue_delay_us 1000, `factor` times the calibrated iterations,
+    batch sizes not measured at warm-up (its forward takes about the same
+    time at every batch size, by design, and measuring it would cost seconds
+    of start-up). `config` overrides config.json keys."""
     import make_slow_model
-    extra = {k: v for k, v in config.items() if k not in ("max_batch_size", "max_queue_delay_us")}
+    extra = {"measure_batch_sizes": False}
+    extra.update({k: v for k, v in config.items()
+                  if k not in ("max_batch_size", "max_queue_delay_us")})
     folder, _, _ = make_slow_model.make_slow_model(
         repo, name, iterations=slow_iterations() * factor,
         max_batch_size=config.get("max_batch_size", SLOW_MAX_BATCH),

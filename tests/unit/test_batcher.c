@@ -446,6 +446,26 @@ static void test_batch_limits(void **state)
     assert_true(clock_now_ns() - t0 < SLACK_NS);
     batch_queue_destroy(&q);
 
+    /* take_upto's sample limit: a batch of that many goes at once, a larger
+     * request (within max_batch_size) runs alone. */
+    assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);
+    struct infer_request u[4];
+    make_req(&u[0], 1, 4, SHIM_FP32, clock_now_ns());
+    make_req(&u[1], 1, 4, SHIM_FP32, clock_now_ns());
+    make_req(&u[2], 1, 4, SHIM_FP32, clock_now_ns());
+    make_req(&u[3], 5, 4, SHIM_FP32, clock_now_ns());
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(batch_queue_submit(&q, &u[k]), SUBMIT_OK);
+    t0 = clock_now_ns();
+    assert_int_equal(batch_queue_take_upto(&q, batch, 8, 2), 2);
+    assert_ptr_equal(batch[0], &u[0]);
+    assert_int_equal(batch_queue_take_upto(&q, batch, 8, 2), 1); /* u[3] cannot join u[2] */
+    assert_ptr_equal(batch[0], &u[2]);
+    assert_int_equal(batch_queue_take_upto(&q, batch, 8, 2), 1);
+    assert_ptr_equal(batch[0], &u[3]);
+    assert_true(clock_now_ns() - t0 < SLACK_NS); /* none of them waited */
+    batch_queue_destroy(&q);
+
     /* take's max caps the number of requests, and a batch of max requests
      * goes at once. */
     assert_int_equal(batch_queue_init(&q, 16, 8, 10 * 1000 * 1000), 0);

@@ -100,6 +100,9 @@ static void test_defaults_filled_in(void **state)
     assert_string_equal(get(root, "precision")->valuestring, "fp32");
     assert_true(cJSON_IsFalse(get(root, "channels_last")));
     assert_int_equal(cJSON_GetArraySize(get(root, "cuda_graphs")), 0);
+    assert_true(cJSON_IsTrue(get(root, "measure_batch_sizes")));
+    assert_int_equal(cJSON_GetArraySize(get(root, "preferred_batch_sizes")), 0);
+    assert_string_equal(get(root, "pad_batches")->valuestring, "auto");
     assert_null(cJSON_GetObjectItemCaseSensitive(root, "labels"));
     const cJSON *in = cJSON_GetArrayItem(get(root, "inputs"), 0);
     assert_string_equal(get(in, "name")->valuestring, "x");
@@ -124,7 +127,8 @@ static void test_everything(void **state)
         "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP16\",\"shape\":[-1,1000]}],"
         "\"max_batch_size\":8,\"max_queue_delay_us\":0,\"instances\":2,\"labels\":\"classes.txt\","
         "\"top_k\":5,\"warmup\":false,\"precision\":\"fp16\",\"channels_last\":true,"
-        "\"cudnn_benchmark\":true,\"cuda_graphs\":[1,4,8],"
+        "\"cudnn_benchmark\":true,\"cuda_graphs\":[1,4,8],\"measure_batch_sizes\":false,"
+        "\"preferred_batch_sizes\":[1,2,8],\"pad_batches\":false,"
         "\"version_policy\":{\"specific\":{\"versions\":[2,5]}}}";
     char *text = round_trip(json, &defaults);
     cJSON *root = cJSON_Parse(text);
@@ -141,6 +145,9 @@ static void test_everything(void **state)
     assert_string_equal(get(root, "precision")->valuestring, "fp16");
     assert_true(cJSON_IsTrue(get(root, "cudnn_benchmark")));
     assert_int_equal(cJSON_GetArrayItem(get(root, "cuda_graphs"), 2)->valueint, 8);
+    assert_true(cJSON_IsFalse(get(root, "measure_batch_sizes")));
+    assert_int_equal(cJSON_GetArrayItem(get(root, "preferred_batch_sizes"), 2)->valueint, 8);
+    assert_true(cJSON_IsFalse(get(root, "pad_batches")));
     const cJSON *image = get(cJSON_GetArrayItem(get(root, "inputs"), 0), "image");
     assert_string_equal(get(image, "color")->valuestring, "rgb");
     assert_int_equal(get(image, "resize")->valueint, 256);

@@ -332,6 +332,41 @@ static void test_speed_settings(void **state)
                         "ascending");
     expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,\"cuda_graphs\":[-3e12]}",
                         "ascending");
+    /* Batch sizes: measured by default, fixed by a list, padding auto. */
+    assert_int_equal(model_config_parse("{" IN("[-1,3]") "," OUT ",\"max_batch_size\":8}", "/r/m",
+                                        "m", &defaults, &m, err, sizeof err),
+                     0);
+    assert_true(m.measure_batch_sizes);
+    assert_int_equal(m.n_preferred_batch_sizes, 0);
+    assert_int_equal(m.pad_batches, MODEL_PAD_AUTO);
+    model_config_free(&m);
+    rc = model_config_parse(
+        "{" IN("[-1,3]") "," OUT ",\"max_batch_size\":8,"
+                         "\"measure_batch_sizes\":false,\"preferred_batch_sizes\":[2,4,8],"
+                         "\"pad_batches\":true}",
+        "/r/m", "m", &defaults, &m, err, sizeof err);
+    if (rc != 0)
+        fail_msg("batch sizes refused: %s", err);
+    assert_false(m.measure_batch_sizes);
+    assert_int_equal(m.n_preferred_batch_sizes, 3);
+    assert_int_equal(m.preferred_batch_sizes[2], 8);
+    assert_int_equal(m.pad_batches, MODEL_PAD_ON);
+    model_config_free(&m);
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,"
+                                       "\"preferred_batch_sizes\":[4,2]}",
+                        "ascending");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,"
+                                       "\"preferred_batch_sizes\":[16]}",
+                        "max batch size (8)");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"max_batch_size\":8,"
+                                       "\"preferred_batch_sizes\":[1e300]}",
+                        "ascending");
+    expect_config_error("{" IN("[3]") "," OUT ",\"max_batch_size\":0,"
+                                      "\"preferred_batch_sizes\":[1]}",
+                        "batching model");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"pad_batches\":\"yes\"}", "pad_batches");
+    expect_config_error("{" IN("[-1]") "," OUT ",\"measure_batch_sizes\":1}",
+                        "measure_batch_sizes");
     /* An empty list captures nothing, so variable dims are fine (the
      * effective config.json lists "cuda_graphs": [] for every model). */
     assert_int_equal(model_config_parse("{" IN("[-1,-1]") "," OUT ",\"cuda_graphs\":[]}", "/r/m",
