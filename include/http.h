@@ -147,6 +147,11 @@ enum route_outcome http_reply_body(struct http_exchange *ex, int status, char *b
  * when there is no room or the value is too long. */
 int http_reply_header(struct http_exchange *ex, const char *name, const char *value);
 
+/* The front end's own (http.c, http_reply.c): gzip a JSON reply of at least
+ * HTTP_GZIP_MIN_BYTES for a client that accepts it; left as it is when
+ * compressing fails or does not shrink it. */
+void http_reply_compress(struct http_exchange *ex);
+
 /* A request header's value, or NULL when absent. */
 const char *http_request_header(struct http_exchange *ex, const char *name);
 
