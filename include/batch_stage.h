@@ -64,6 +64,7 @@ struct batch_stage {
     atomic_uint_least64_t bytes_copied;  /* request bytes copied into batch buffers */
     atomic_uint_least64_t bytes_decoded; /* image bytes decoded straight into them */
     atomic_uint_least64_t padded_rows;   /* zero rows added */
+    atomic_int waiting; /* requests taken off the queue, not yet handed to the instance */
 };
 
 /* Allocate both slots' buffers for batches of the largest size (the bytes

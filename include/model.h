@@ -59,6 +59,10 @@ enum model_state model_get_state(struct model *m);
 void model_get_error(struct model *m, char *buf, size_t len);
 const char *model_state_name(enum model_state state);
 
+/* Requests waiting to run: queued, or taken by an instance's stage and not
+ * yet in its forward. */
+int model_pending(struct model *m);
+
 /* Stop taking requests; workers finish what is queued, then exit. */
 void model_close(struct model *m);
 /* Wait for the workers to finish what is queued and exit (after

@@ -46,7 +46,7 @@ enum route_outcome api_metrics(struct http_exchange *ex)
     int n = registry_snapshot(&srv->registry, models, MOST, false);
     for (int i = 0; i < n; i++) {
         struct model *m = models[i];
-        atomic_store(&m->metrics.queue_pending, batch_queue_length(&m->queue));
+        atomic_store(&m->metrics.queue_pending, model_pending(m));
         atomic_store(&m->metrics.queue_capacity, m->queue.capacity);
         snprintf(text[i], sizeof text[i], "model=\"%s\",version=\"%d\"", m->cfg.name,
                  m->cfg.version);

@@ -120,6 +120,7 @@ int batch_stage_fill(struct batch_stage *s, struct stage_slot *slot, struct infe
     for (int r = 0; r < n; r++) {
         struct infer_request *req = reqs[r];
         if (req->deadline_ns && taken_ns > req->deadline_ns) {
+            atomic_fetch_sub(&s->waiting, 1);
             infer_request_finish(req, INFER_DEADLINE, INFER_DEADLINE_PASSED);
             continue;
         }
@@ -147,6 +148,7 @@ int batch_stage_fill(struct batch_stage *s, struct stage_slot *slot, struct infe
         return 1;
     }
     if (reserve_all(s, slot, reqs, live, rows) != 0) {
+        atomic_fetch_sub(&s->waiting, live);
         for (int r = 0; r < live; r++)
             infer_request_finish(reqs[r], INFER_INTERNAL, "out of memory forming a batch");
         return -1;
@@ -159,6 +161,7 @@ int batch_stage_fill(struct batch_stage *s, struct stage_slot *slot, struct infe
         if (status != INFER_OK) {
             char why[sizeof req->error];
             memcpy(why, req->error, sizeof why);
+            atomic_fetch_sub(&s->waiting, 1);
             infer_request_finish(req, status, why);
             continue;
         }
@@ -212,6 +215,8 @@ int batch_stage_prune(struct batch_stage *s, struct stage_slot *slot, uint64_t n
                 off[i] += req->inputs[i].nbytes;
         }
         if (why != INFER_OK) {
+            if (slot->state != STAGE_RUNNING) /* the instance has not counted it out */
+                atomic_fetch_sub(&s->waiting, 1);
             infer_request_finish(req, why,
                                  why == INFER_DEADLINE
                                      ? INFER_DEADLINE_PASSED
@@ -285,6 +290,7 @@ static void *stage_main(void *arg)
         int live = 0;
         while (live <= 0) {
             int n = batch_queue_take_upto(s->queue, slot->reqs, s->batch_cap, s->limit);
+            atomic_fetch_add(&s->waiting, n);
             if (n == 0) { /* closed and empty */
                 pthread_mutex_lock(&s->lock);
                 slot->state = STAGE_FREE;
@@ -316,6 +322,7 @@ struct stage_slot *batch_stage_next(struct batch_stage *s)
         return NULL;
     }
     slot->state = STAGE_RUNNING;
+    atomic_fetch_sub(&s->waiting, slot->n);
     s->use_next = (s->use_next + 1) % BATCH_STAGE_SLOTS;
     pthread_mutex_unlock(&s->lock);
     return slot;
@@ -365,6 +372,7 @@ int batch_stage_start(struct batch_stage *s, const size_t *sample_bytes, int n_i
     atomic_store(&s->bytes_copied, 0);
     atomic_store(&s->bytes_decoded, 0);
     atomic_store(&s->padded_rows, 0);
+    atomic_store(&s->waiting, 0);
     size_t rows = s->max_batch_size > 0 ? (size_t)s->max_batch_size : 1;
     for (int k = 0; k < BATCH_STAGE_SLOTS; k++) {
         struct stage_slot *slot = &s->slots[k];

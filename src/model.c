@@ -130,6 +130,14 @@ const char *model_state_name(enum model_state state)
     return "?";
 }
 
+int model_pending(struct model *m)
+{
+    int n = batch_queue_length(&m->queue);
+    for (int i = 0; i < m->n_workers; i++)
+        n += atomic_load(&m->workers[i].stage.waiting);
+    return n;
+}
+
 void model_close(struct model *m)
 {
     batch_queue_close(&m->queue);

@@ -395,6 +395,7 @@ static void test_thread_batches_up_to_the_limit(void **state)
     batch_queue_close(&q);
     assert_null(batch_stage_next(&s));
     batch_stage_join(&s);
+    assert_int_equal(atomic_load(&s.waiting), 0); /* every one handed over */
     for (int k = 0; k < 10; k++) {
         assert_int_equal(reqs[k].done, 0);
         free_req(&reqs[k]);
