@@ -74,7 +74,7 @@ SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o redact.o) $(BUILD)/obj/numconv.o
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o redact.o shm_region.o v2_shm.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

@@ -14,6 +14,7 @@
 #include "queue_watch.h"
 #include "registry.h"
 #include "router.h"
+#include "shm_region.h"
 
 struct server {
     struct inferd_config cfg;
@@ -21,6 +22,7 @@ struct server {
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys, the admin token and CORS */
     struct http_front http;
+    struct shm_table shm; /* registered shared-memory regions (--shared-memory) */
     uint64_t start_ns;
 };
 

@@ -15,6 +15,7 @@
 #include "infer_request.h"
 #include "model_repo.h"
 #include "strbuf.h"
+#include "v2_shm.h"
 
 /* The binary tensor data extension's header: the length of the JSON part
  * of the body, the rest being binary tensor data. */
@@ -31,6 +32,7 @@ struct v2_request {
     int classification[MODEL_MAX_IO]; /* per requested output: top k as BYTES (0: off) */
     int status;                       /* the error's HTTP status when not 400 */
     struct image_request images;      /* BYTES inputs (encoded images) */
+    struct v2_shm shm;                /* holds on shared-memory regions, until freed */
 };
 
 /* A v2 request body as a transport received it. */
@@ -39,6 +41,7 @@ struct v2_body {
     size_t len;
     const char *header_length; /* V2_HEADER_LENGTH's value, or NULL when absent */
     bool binary;               /* sent as application/octet-stream */
+    struct shm_table *shm;     /* registered regions; NULL: shared memory off */
 };
 
 /* Decode body for the model cfg into req (inputs, n_inputs, and the image
@@ -59,7 +62,8 @@ int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
               const struct infer_request *req, struct strbuf *sb, size_t *json_len,
               bool *any_binary, char *err, size_t err_len);
 
-/* Free v2 and the images it holds (NULL: nothing). */
+/* Free v2, the images it holds and its holds on shared memory (NULL:
+ * nothing). */
 void v2_request_free(struct v2_request *v2);
 
 #endif

@@ -423,12 +423,13 @@ int access_status(enum access_verdict v, const char **message)
     case ACCESS_BAD_KEY: *message = "the API key is not valid"; return 401;
     case ACCESS_BAD_ORIGIN: *message = "this origin may not call the API (CORS)"; return 403;
     case ACCESS_NO_TOKEN:
-        *message = "loading and unloading models needs the admin token: send "
-                   "'Authorization: Bearer <token>' (the token in --admin-token-file)";
+        *message = "this control endpoint (model load/unload, shared memory register/unregister) "
+                   "needs the admin token: send 'Authorization: Bearer <token>' (the token in "
+                   "--admin-token-file)";
         return 403;
     case ACCESS_NOT_LOCAL:
         *message = "without --admin-token-file, only clients on loopback may load and unload "
-                   "models";
+                   "models or register and unregister shared memory";
         return 403;
     }
     *message = "internal error";

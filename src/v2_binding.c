@@ -19,6 +19,7 @@ struct v2_decoder {
     long long max_image_pixels;
     struct v2_request *v2;
     struct infer_request *req;
+    struct shm_table *shm; /* NULL: shared memory off */
 };
 
 static bool param_true(const cJSON *params, const char *key)
@@ -330,8 +331,18 @@ static int decode_input(struct v2_decoder *dc, const struct json_doc *doc, const
         snprintf(err, err_len, "input \"%s\" is given twice", spec->name);
         return -1;
     }
-    if (cJSON_IsString(dtype_item) && strcmp(dtype_item->valuestring, "BYTES") == 0)
+    struct shm_spec shm;
+    int in_shm = v2_shm_spec_json(input, true, spec->name, &shm, err, err_len);
+    if (in_shm < 0)
+        return -1;
+    if (cJSON_IsString(dtype_item) && strcmp(dtype_item->valuestring, "BYTES") == 0) {
+        if (in_shm) {
+            snprintf(err, err_len, "input \"%s\": BYTES cannot come from shared memory",
+                     spec->name);
+            return -1;
+        }
         return decode_image_input(dc, doc, input, slot, bin, err, err_len);
+    }
     enum shim_dtype dtype;
     if (!cJSON_IsString(dtype_item) || dtype_from_name(dtype_item->valuestring, &dtype) != 0) {
         snprintf(err, err_len,
@@ -342,9 +353,14 @@ static int decode_input(struct v2_decoder *dc, const struct json_doc *doc, const
     }
     int64_t shape[TENSOR_MAX_DIMS];
     int ndim = 0;
-    if (input_shape(doc, input, spec->name, shape, &ndim, err, err_len) != 0 ||
-        decode_input_data(doc, input, spec->name, dtype, shape, ndim, bin, t, err, err_len) != 0)
+    if (input_shape(doc, input, spec->name, shape, &ndim, err, err_len) != 0)
         return -1;
+    if (in_shm
+            ? v2_shm_input(dc->shm, &shm, spec->name, dtype, shape, ndim, &dc->v2->shm.in[slot], t,
+                           &dc->v2->status, err, err_len)
+            : decode_input_data(doc, input, spec->name, dtype, shape, ndim, bin, t, err, err_len))
+        return -1;
+    dc->v2->shm.any_in |= in_shm > 0;
     if (dtype != spec->dtype) {
         struct tensor converted;
         if (tensor_convert(t, spec->dtype, &converted, err, err_len) != 0) {
@@ -406,6 +422,12 @@ static int decode_outputs(struct v2_decoder *dc, const cJSON *outputs, struct v2
             }
             v2->classification[v2->n_outputs] = (int)cls->valuedouble;
         }
+        struct shm_spec shm;
+        int in_shm = v2_shm_spec_json(out, false, name->valuestring, &shm, err, err_len);
+        if (in_shm < 0 ||
+            (in_shm > 0 && v2_shm_output_acquire(dc->shm, &shm, &v2->shm.out[v2->n_outputs],
+                                                 &v2->status, err, err_len) != 0))
+            return -1;
         v2->n_outputs++;
     }
     return 0;
@@ -440,6 +462,20 @@ static int split_body(const struct v2_body *body, size_t *json_len, struct binar
     bin->next = body->data + *json_len;
     bin->end = body->data + body->len;
     return 0;
+}
+
+/* The prepare hook of a request with inputs in shared memory (arg: its
+ * v2_request): check, on the worker, that their regions still hold them,
+ * then decode any images. */
+static enum infer_status v2_prepare(struct infer_request *req, void *arg)
+{
+    struct v2_request *v2 = arg;
+    if (v2_shm_check_inputs(&v2->shm, req->error, sizeof req->error) != 0)
+        return INFER_INVALID;
+    for (int i = 0; i < MODEL_MAX_IO; i++)
+        if (v2->images.inputs[i] != NULL)
+            return image_request_prepare(req, &v2->images);
+    return INFER_OK;
 }
 
 /* Decode a whole v2 request into dc->req. Returns 0 or -1 with err. */
@@ -499,6 +535,10 @@ static int decode_v2(struct v2_decoder *dc, const struct v2_body *body, char *er
         snprintf(err, err_len, "%zu bytes of binary data after the last input",
                  (size_t)(bin.end - bin.next));
         goto out;
+    }
+    if (v2->shm.any_in) {
+        dc->req->prepare = v2_prepare;
+        dc->req->prepare_arg = v2;
     }
     rc = 0;
 out:
@@ -607,7 +647,7 @@ int v2_decode(const struct model_config *cfg, long long max_image_pixels,
               const struct v2_body *body, struct v2_request *v2, struct infer_request *req,
               int *status, char *err, size_t err_len)
 {
-    struct v2_decoder dc = {cfg, max_image_pixels, v2, req};
+    struct v2_decoder dc = {cfg, max_image_pixels, v2, req, body->shm};
     v2->status = 0;
     if (decode_v2(&dc, body, err, err_len) != 0) {
         *status = v2->status ? v2->status : 400;
@@ -638,7 +678,7 @@ int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
             }
             order[n] = o;
             classify[n] = v2->classification[i];
-            binary[n++] = v2->binary[i] || v2->binary_all;
+            binary[n++] = (v2->binary[i] || v2->binary_all) && v2->shm.out[i].region == NULL;
         }
     }
     strbuf_puts(sb, "{\"model_name\":");
@@ -654,7 +694,10 @@ int v2_encode(const struct v2_request *v2, const struct model_config *cfg,
     for (int i = 0; i < n && rc == 0; i++) {
         if (i)
             strbuf_puts(sb, ",");
-        if (classify[i] > 0)
+        if (v2->n_outputs > 0 && v2->shm.out[i].region != NULL)
+            rc = v2_shm_output(&v2->shm.out[i], req->output_names[order[i]],
+                               &req->outputs[order[i]], sb, err, err_len);
+        else if (classify[i] > 0)
             rc = append_classification(sb, &classes[i], req->output_names[order[i]],
                                        &req->outputs[order[i]], cfg, classify[i], binary[i], err,
                                        err_len) != 0
@@ -681,6 +724,7 @@ void v2_request_free(struct v2_request *v2)
 {
     if (v2) {
         image_request_free(&v2->images);
+        v2_shm_release(&v2->shm);
         free(v2);
     }
 }
