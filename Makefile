@@ -80,7 +80,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps check-layers run model model-pt2 examples image-data resnet18 test test-unit test-integration \
-        fuzz bench bench-codec bench-v2 bench-image bench-callgrind format clean cuda-syntax
+        fuzz bench bench-codec bench-v2 bench-shm bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -103,6 +103,7 @@ help:
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
+	@echo "  make bench-shm       req/s and server CPU per request: HTTP binary vs system shared memory, 3x224x224 FP32, c=1 and 32"
 	@echo "  make bench-image     image decode+preprocess: C vs PIL+torchvision; req/s posting a JPEG"
 	@echo "  make bench-callgrind instructions per request (valgrind callgrind): /predict JSON, v2 binary"
 	@echo "  make format          clang-format every C/C++ file"
@@ -233,6 +234,11 @@ $(BUILD)/bench/image_speed: bench/image_speed.c $(CORE_OBJ)
 
 bench-image: all $(BUILD)/bench/image_speed
 	$(PYTHON) bench/image_speed.py
+
+# The same 3x224x224 FP32 tensor in the body (v2 binary) vs in a system shared
+# memory region: req/s and server CPU per request at c=1 and 32.
+bench-shm: all
+	$(PYTHON) bench/shm_payload.py
 
 # Instructions per request (valgrind callgrind): /predict JSON and v2 binary.
 bench-callgrind: all
