@@ -10,10 +10,11 @@
  * overflow-free arithmetic; a region in use by a request cannot be
  * unregistered (SHM_BUSY), so its mapping outlives every request holding
  * it; and a system region's object is fstat'ed at each use before it is
- * touched, so a region shrunk underneath is an error, not a SIGBUS (the
- * window between that check and the copy right after it remains: a client
- * that truncates its own object in that instant can still fault the
- * process).
+ * touched, so a region shrunk underneath is an error, not a SIGBUS. What
+ * remains: a truncation after the last check and while the memory is read
+ * or written (a copy, or on the CPU a batch-of-one forward that reads the
+ * mapping directly) can still fault the process; only a process allowed to
+ * resize the object can do that.
  *
  * Lock order: the table's lock is a leaf; no other lock is taken under it
  * except a CUDA region's close hook at unregister. */
