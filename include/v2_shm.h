@@ -50,10 +50,15 @@ int v2_shm_output_acquire(struct shm_table *table, const struct shm_spec *spec,
  * bytes. Returns 0 or -1 with err set. */
 int v2_shm_check_inputs(const struct v2_shm *s, char *err, size_t err_len);
 
-/* Write output name (t) into view and append its JSON entry (name,
+/* Write output name (t) into view. Returns 0, or 400 (the region is too
+ * small: both sizes in err) or 500 (the region shrank or a copy failed)
+ * with err set. Any wire form; it then echoes the view's parameters. */
+int v2_shm_output_write(const struct shm_view *view, const char *name, const struct tensor *t,
+                        char *err, size_t err_len);
+
+/* v2_shm_output_write, then append the output's JSON entry (name,
  * datatype, shape and the shared-memory parameters; no data) to sb.
- * Returns 0, or 400 (the region is too small: both sizes in err) or 500
- * (the region shrank or a copy failed) with err set. */
+ * Returns as v2_shm_output_write. */
 int v2_shm_output(const struct shm_view *view, const char *name, const struct tensor *t,
                   struct strbuf *sb, char *err, size_t err_len);
 

@@ -150,8 +150,8 @@ int v2_shm_check_inputs(const struct v2_shm *s, char *err, size_t err_len)
     return 0;
 }
 
-int v2_shm_output(const struct shm_view *view, const char *name, const struct tensor *t,
-                  struct strbuf *sb, char *err, size_t err_len)
+int v2_shm_output_write(const struct shm_view *view, const char *name, const struct tensor *t,
+                        char *err, size_t err_len)
 {
     if ((uint64_t)t->nbytes > view->size) {
         snprintf(err, err_len,
@@ -161,6 +161,15 @@ int v2_shm_output(const struct shm_view *view, const char *name, const struct te
     }
     if (shm_view_write(view, t->data, t->nbytes, err, err_len) != 0)
         return 500;
+    return 0;
+}
+
+int v2_shm_output(const struct shm_view *view, const char *name, const struct tensor *t,
+                  struct strbuf *sb, char *err, size_t err_len)
+{
+    int rc = v2_shm_output_write(view, name, t, err, err_len);
+    if (rc != 0)
+        return rc;
     char shape[128];
     shape_format(t->shape, t->ndim, shape, sizeof shape);
     strbuf_puts(sb, "{\"name\":");
