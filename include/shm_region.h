@@ -104,8 +104,9 @@ struct shm_spec {
     uint64_t byte_size;
 };
 
-/* Set up t; on false every register and use gets SHM_OFF. Returns 0 or -1
- * (the mutex failed). */
+/* Set up t; on false every register and use gets SHM_OFF, as does a NULL
+ * table in every function below that takes one. Returns 0 or -1 (the mutex
+ * failed). */
 int shm_table_init(struct shm_table *t, bool on, int max_regions, uint64_t max_bytes);
 /* Unmap and close every region (no request may hold one any more). */
 void shm_table_destroy(struct shm_table *t);

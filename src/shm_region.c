@@ -153,7 +153,7 @@ static enum shm_status admit(struct shm_table *t, const char *name, uint64_t siz
 static enum shm_status check_on(const struct shm_table *t, const char *name, char *err,
                                 size_t err_len)
 {
-    if (!t->on) {
+    if (t == NULL || !t->on) {
         snprintf(err, err_len, "shared memory is off: start inferd with --shared-memory");
         return SHM_OFF;
     }

@@ -80,6 +80,19 @@ static void test_off(void **state)
     assert_int_equal(shm_status_list(&t, SHM_SYSTEM, NULL, NULL, 0, &st, err, sizeof err), -1);
     assert_int_equal(st, SHM_OFF);
     shm_table_destroy(&t);
+    /* No table at all (a transport without one): off as well. */
+    assert_int_equal(shm_view_acquire(NULL, &spec, &v, err, sizeof err), SHM_OFF);
+    assert_int_equal(shm_register_system(NULL, "r", "/k", 0, 1, err, sizeof err), SHM_OFF);
+    assert_int_equal(shm_unregister(NULL, SHM_SYSTEM, NULL, err, sizeof err), SHM_OFF);
+    assert_int_equal(shm_status_list(NULL, SHM_CUDA, NULL, NULL, 0, &st, err, sizeof err), -1);
+    int status = 0;
+    struct tensor tensor;
+    int64_t shape[1] = {1};
+    struct shm_spec four = {"r", 0, 4};
+    assert_int_equal(
+        v2_shm_input(NULL, &four, "t", SHIM_FP32, shape, 1, &v, &tensor, &status, err, sizeof err),
+        -1);
+    assert_int_equal(status, 400);
 }
 
 static void test_register_views_unregister(void **state)
