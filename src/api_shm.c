@@ -124,20 +124,20 @@ enum route_outcome api_sysshm_unregister_all(struct http_exchange *ex)
 
 static enum route_outcome status(struct http_exchange *ex, enum shm_kind kind, const char *name)
 {
-    enum { MOST = 4096 };
-    struct shm_region_info *info = calloc(MOST, sizeof *info);
+    int most = ex->srv->shm.max_regions > 0 ? ex->srv->shm.max_regions : 1;
+    struct shm_region_info *info = calloc((size_t)most, sizeof *info);
     if (info == NULL)
         return http_reply_error(ex, 500, "out of memory");
     char err[512] = "";
     enum shm_status st;
-    int n = shm_status_list(&ex->srv->shm, kind, name, info, MOST, &st, err, sizeof err);
+    int n = shm_status_list(&ex->srv->shm, kind, name, info, most, &st, err, sizeof err);
     if (n < 0) {
         free(info);
         return reply_status(ex, st, err);
     }
     struct strbuf sb = {0};
     strbuf_puts(&sb, "[");
-    for (int i = 0; i < n && i < MOST; i++) {
+    for (int i = 0; i < n && i < most; i++) {
         strbuf_puts(&sb, i ? ",{\"name\":" : "{\"name\":");
         strbuf_json_string(&sb, info[i].name);
         if (kind == SHM_SYSTEM) {
@@ -228,7 +228,8 @@ enum route_outcome api_cudashm_register(struct http_exchange *ex)
     if (root == NULL)
         return ROUTE_REPLIED;
     const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device_id");
-    int device_id = cJSON_IsNumber(dev) && dev->valuedouble >= 0 && dev->valuedouble < 1024
+    int device_id = cJSON_IsNumber(dev) && dev->valuedouble >= 0 && dev->valuedouble < 1024 &&
+                            dev->valuedouble == (double)(int)dev->valuedouble
                         ? (int)dev->valuedouble
                         : -1;
     uint8_t handle[SHM_CUDA_HANDLE];
