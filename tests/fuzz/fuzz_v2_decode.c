@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct infer_request *req = calloc(1, sizeof *req);
     CHECK(body != NULL && v2 != NULL && req != NULL);
     memcpy(body, data + 4, len);
-    struct v2_body in = {body, len, (data[1] & 1) ? header : NULL, (data[1] & 2) != 0};
+    struct v2_body in = {body, len, (data[1] & 1) ? header : NULL, (data[1] & 2) != 0, NULL};
     char err[400] = "";
     enum infer_status status = INFER_OK;
     int rc = v2_json_decode(cfg, FUZZ_V2_MAX_PIXELS, &in, v2, req, &status, err, sizeof err);

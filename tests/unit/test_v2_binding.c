@@ -63,7 +63,7 @@ static void decode(struct decoded *d, const char *json, const void *bin, size_t 
     memcpy(d->body, json, json_len);
     if (bin_len)
         memcpy(d->body + json_len, bin, bin_len);
-    struct v2_body body = {d->body, json_len + bin_len, bin ? header : NULL, binary};
+    struct v2_body body = {d->body, json_len + bin_len, bin ? header : NULL, binary, NULL};
     d->status = INFER_OK;
     d->rc = v2_json_decode(&cfg, 1 << 20, &body, d->v2, d->req, &d->status, d->err, sizeof d->err);
 }
@@ -149,7 +149,7 @@ static void test_binary_inputs(void **state)
     struct infer_request *req = calloc(1, sizeof *req);
     assert_non_null(v2);
     assert_non_null(req);
-    struct v2_body body = {json, strlen(json), NULL, true};
+    struct v2_body body = {json, strlen(json), NULL, true, NULL};
     enum infer_status status = INFER_OK;
     char err[400];
     assert_int_equal(v2_json_decode(&cfg, 1 << 20, &body, v2, req, &status, err, sizeof err), -1);
