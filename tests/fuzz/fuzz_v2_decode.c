@@ -6,7 +6,8 @@
  * sent as binary, bit 2: the header's text is garbage), bytes 2-3 the
  * header's value (little-endian), the rest the body. An accepted request
  * has every declared input, each matching its declared shape, sized by the
- * checked helper, and any borrowed bytes lie inside the body; a refused one
+ * checked helper (an image input's data waits for the prepare hook:
+ * tensor_defer), and any borrowed bytes lie inside the body; a refused one
  * has a message and a 4xx/500 status. */
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@ static void check_accepted(const struct model_config *cfg, const struct infer_re
     CHECK(req->n_inputs == cfg->n_inputs);
     for (int i = 0; i < cfg->n_inputs; i++) {
         const struct tensor *t = &req->inputs[i];
-        CHECK(t->data != NULL);
+        CHECK(t->data != NULL || (cfg->inputs[i].is_image && tensor_pending(t)));
         CHECK(t->dtype == cfg->inputs[i].dtype);
         CHECK(shape_matches(cfg->inputs[i].shape, cfg->inputs[i].ndim, t->shape, t->ndim));
         size_t bytes;
