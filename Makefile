@@ -74,14 +74,14 @@ SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o v2_json.o redact.o \
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o v2_json.o redact.o shm_region.o v2_shm.o \
             batch_profile.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps check-layers run model model-pt2 examples image-data resnet18 test test-unit test-integration \
-        fuzz bench bench-codec bench-v2 bench-image bench-callgrind format clean cuda-syntax
+        fuzz bench bench-codec bench-v2 bench-shm bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -100,10 +100,11 @@ help:
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make check-layers    fail when modules include each other in a cycle or against the layer order"
-	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path, shared memory regions and offsets (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
+	@echo "  make bench-shm       req/s and server CPU per request: HTTP binary vs system shared memory, 3x224x224 FP32, c=1 and 32"
 	@echo "  make bench-image     image decode+preprocess: C vs PIL+torchvision; req/s posting a JPEG"
 	@echo "  make bench-callgrind instructions per request (valgrind callgrind): /predict JSON, v2 binary"
 	@echo "  make format          clang-format every C/C++ file"
@@ -238,6 +239,11 @@ $(BUILD)/bench/image_speed: bench/image_speed.c $(CORE_OBJ)
 
 bench-image: all $(BUILD)/bench/image_speed
 	$(PYTHON) bench/image_speed.py
+
+# The same 3x224x224 FP32 tensor in the body (v2 binary) vs in a system shared
+# memory region: req/s and server CPU per request at c=1 and 32.
+bench-shm: all
+	$(PYTHON) bench/shm_payload.py
 
 # Instructions per request (valgrind callgrind): /predict JSON and v2 binary.
 bench-callgrind: all

@@ -44,7 +44,17 @@
     ROUTE(model_stats,      "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/stats", NULL, key) \
     ROUTE(model_config,     "GET, HEAD",  "/v2/models/{model}[/versions/{version}]/config", NULL, key) \
     ROUTE(model_infer,      "POST",       "/v2/models/{model}[/versions/{version}]/infer",           \
-          API_JSON ", " API_BINARY, key)
+          API_JSON ", " API_BINARY, key)                                                         \
+    ROUTE(sysshm_status_all, "GET, HEAD", "/v2/systemsharedmemory/status",       NULL, key)      \
+    ROUTE(sysshm_status,     "GET, HEAD", "/v2/systemsharedmemory/region/{region}/status", NULL, key) \
+    ROUTE(sysshm_register,   "POST", "/v2/systemsharedmemory/region/{region}/register", API_JSON, admin) \
+    ROUTE(sysshm_unregister, "POST", "/v2/systemsharedmemory/region/{region}/unregister", API_JSON, admin) \
+    ROUTE(sysshm_unregister_all, "POST", "/v2/systemsharedmemory/unregister",   API_JSON, admin)  \
+    ROUTE(cudashm_status_all, "GET, HEAD", "/v2/cudasharedmemory/status",         NULL, key)      \
+    ROUTE(cudashm_status,     "GET, HEAD", "/v2/cudasharedmemory/region/{region}/status", NULL, key) \
+    ROUTE(cudashm_register,   "POST", "/v2/cudasharedmemory/region/{region}/register", API_JSON, admin) \
+    ROUTE(cudashm_unregister, "POST", "/v2/cudasharedmemory/region/{region}/unregister", API_JSON, admin) \
+    ROUTE(cudashm_unregister_all, "POST", "/v2/cudasharedmemory/unregister",     API_JSON, admin)
 /* clang-format on */
 
 #endif

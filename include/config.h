@@ -48,6 +48,9 @@ struct inferd_config {
     enum control_mode model_control_mode;
     int repository_poll_s;       /* poll mode: seconds between rescans */
     char admin_token_file[1024]; /* explicit mode: the control endpoints' token */
+    bool shared_memory;          /* the shared memory extensions */
+    int shared_memory_max_regions;
+    long shared_memory_max_bytes; /* all regions together */
 };
 
 enum config_result {

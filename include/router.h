@@ -22,7 +22,8 @@ typedef enum route_outcome (*route_handler)(struct http_exchange *ex);
 
 /* One endpoint. pattern is matched segment by segment: literal text,
  * "{model}" (a model name, checked with model_name_valid), "{version}" (one
- * segment of at most 31 bytes), and at most one optional part in brackets,
+ * segment of at most 31 bytes), "{region}" (one segment of at most 63 bytes:
+ * a longer one is a bad name), and at most one optional part in brackets,
  * e.g. "/v2/models/{model}[/versions/{version}]/infer". */
 struct route_def {
     const char *name;    /* e.g. "model_infer", for logs and tests */
@@ -46,6 +47,7 @@ struct route {
     const struct route_def *def; /* set for ROUTE_OK and ROUTE_BAD_METHOD */
     char model[MODEL_NAME_MAX];  /* {model}, or empty */
     char version[32];            /* {version}, or empty */
+    char region[64];             /* {region} (SHM_NAME_MAX), or empty; its handler checks it */
 };
 
 /* Match method and path (without the query string) against the n rows of

@@ -15,6 +15,7 @@
 #include "queue_watch.h"
 #include "registry.h"
 #include "router.h"
+#include "shm_region.h"
 #include "transport.h"
 
 #define SERVER_MAX_TRANSPORTS 4
@@ -29,6 +30,7 @@ struct server {
     struct transport transports[SERVER_MAX_TRANSPORTS];
     int n_transports;
     atomic_bool draining;
+    struct shm_table shm; /* registered shared-memory regions (--shared-memory) */
     uint64_t start_ns;
 };
 

@@ -7,8 +7,10 @@
  * outputs to send in what order, and their classification strings. A wire
  * form reads its own bytes and feeds a struct v2_binder, then writes what
  * v2_plan_outputs says: v2_json.h is the JSON form (with the binary tensor
- * data extension); a protobuf form fills the same binder. Knows no HTTP and
- * no JSON; runs alone in unit tests and fuzz targets. */
+ * data extension); a protobuf form fills the same binder. An input or an
+ * output may name a shared-memory region instead (v2_shm.h): the wire form
+ * reads the parameters, the binder takes the holds. Knows no HTTP and no
+ * JSON; runs alone in unit tests and fuzz targets. */
 #ifndef INFERD_V2_BINDING_H
 #define INFERD_V2_BINDING_H
 
@@ -19,6 +21,7 @@
 #include "image_batch.h"
 #include "infer_request.h"
 #include "model_repo.h"
+#include "v2_shm.h"
 
 /* The classification extension's largest k. */
 #define V2_CLASSIFICATION_MAX 1000000
@@ -30,15 +33,17 @@ struct v2_request {
     bool has_id;
     bool binary_all;             /* binary_data_output */
     struct image_request images; /* BYTES inputs (encoded images) */
+    struct v2_shm shm;           /* holds on shared-memory regions, until freed */
 };
 
 /* Binds one request's inputs and outputs to a call. Fields are private to
- * v2_binding.c except status. */
+ * v2_binding.c except shm and status. */
 struct v2_binder {
     const struct model_config *cfg;
     long long max_image_pixels;
     struct v2_request *v2;
     struct infer_request *req;
+    struct shm_table *shm;    /* public: set by the wire form (NULL: shared memory off) */
     enum infer_status status; /* why the last call that failed did */
     /* The input being bound, from v2_bind_input to v2_bind_input_end. */
     int slot;
@@ -52,7 +57,8 @@ struct v2_binder {
 };
 
 /* Start binding a request for the model cfg into req (inputs, n_inputs,
- * the image prepare hook) and v2 (what the reply must hold, zeroed). */
+ * the prepare hook for images and shared memory) and v2 (what the reply
+ * must hold, zeroed); b->shm starts NULL. */
 void v2_bind_begin(struct v2_binder *b, const struct model_config *cfg, long long max_image_pixels,
                    struct v2_request *v2, struct infer_request *req);
 
@@ -70,6 +76,10 @@ int v2_bind_shape(struct v2_binder *b, const int64_t *shape, int ndim, char *err
  * must outlive the call); for BYTES, elements of a 4-byte little-endian
  * length and that many bytes. */
 int v2_bind_raw(struct v2_binder *b, const void *data, size_t len, char *err, size_t err_len);
+/* Its data in spec's part of a registered region of b->shm (instead of
+ * raw or values; not for BYTES): the byte size must be the shape's; a hold
+ * on the region lasts until v2_request_free. */
+int v2_bind_shm_input(struct v2_binder *b, const struct shm_spec *spec, char *err, size_t err_len);
 /* Its data as values of the sent datatype (a tensor of b->dtype whose
  * shape is its element count): taken over, on failure too. */
 int v2_bind_values(struct v2_binder *b, struct tensor *values, char *err, size_t err_len);
@@ -85,6 +95,10 @@ int v2_bind_input_end(struct v2_binder *b, char *err, size_t err_len);
  * classification (top k: 1 to V2_CLASSIFICATION_MAX; 0: none). */
 int v2_bind_output(struct v2_binder *b, const char *name, bool binary, long long classification,
                    char *err, size_t err_len);
+/* The output just asked for goes into spec's part of a registered region
+ * of b->shm (held until v2_request_free), not into the reply: it may not
+ * be binary or classified. Its size is checked when it is written. */
+int v2_bind_shm_output(struct v2_binder *b, const struct shm_spec *spec, char *err, size_t err_len);
 
 /* Every declared input given, and the same batch size (dim 0) for all. */
 int v2_bind_end(struct v2_binder *b, char *err, size_t err_len);
@@ -94,7 +108,9 @@ struct v2_output_plan {
     const char *name;
     const struct tensor *t;
     bool binary;
-    int classify; /* top k as BYTES strings; 0: the tensor itself */
+    int classify;               /* top k as BYTES strings; 0: the tensor itself */
+    const struct shm_view *shm; /* non-NULL: write it there (v2_shm_output_write), echo the
+                                   region's parameters, send no data */
 };
 
 /* The outputs of req to send as the call wants them (req->wanted; none:
@@ -119,7 +135,8 @@ enum infer_status v2_classify_check(const struct tensor *t, const char *name, in
 int v2_classify(const struct tensor *t, const struct model_config *cfg, int k,
                 void (*emit)(void *arg, const char *text, size_t len), void *arg);
 
-/* Free v2 and the images it holds (NULL: nothing). */
+/* Free v2, the images it holds and its holds on shared memory (NULL:
+ * nothing). */
 void v2_request_free(struct v2_request *v2);
 
 #endif

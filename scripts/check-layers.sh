@@ -50,13 +50,13 @@ fi
 # rank layer: modules (docs/ARCHITECTURE.md's table, in the same order).
 LAYERS='
 1 shim: numconv shim_dtype_list torch_shim
-2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk
+2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk shm_region
 3 tensors: dtype shape tensor tensor_json preprocess
 4 call: infer_request
 5 transports: transport router linger conn_guard http http_reply
-5 models: model_repo model_config_json metrics batch image_batch v2_binding v2_json batcher batch_profile batch_stage worker model registry registry_manager registry_render queue_watch infer_call
+5 models: model_repo model_config_json metrics batch image_batch v2_shm v2_binding v2_json batcher batch_profile batch_stage worker model registry registry_manager registry_render queue_watch infer_call
 6 server: server
-7 api: api_routes api api_predict api_server api_v2 api_stats api_repository
+7 api: api_routes api api_predict api_server api_v2 api_stats api_repository api_shm
 8 program: main inferd_probe
 '
 layer_of() { # prints "rank layer" of module $1, nothing when it has none

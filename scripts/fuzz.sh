@@ -15,11 +15,11 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape fuzz_v2_decode fuzz_v2_batch"
+ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape fuzz_v2_decode fuzz_v2_batch fuzz_shm"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 RUNS=${FUZZ_RUNS:-}
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding v2_json"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding v2_json shm_region v2_shm"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;

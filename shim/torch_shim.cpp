@@ -218,6 +218,89 @@ extern "C" int shim_cuda_pci_bus_id(int device, char *buf, size_t len)
 #endif
 }
 
+#ifdef SHIM_WITH_CUDA
+/* Run fn with device current, restoring the caller's. Returns 0 or
+ * SHIM_ERR_DEVICE with err set from the CUDA error. */
+template <typename Fn>
+static int on_device(int device, char *err, size_t err_len, const char *what, Fn fn)
+{
+    int previous = 0;
+    cudaError_t rc = cudaGetDevice(&previous);
+    if (rc == cudaSuccess)
+        rc = cudaSetDevice(device);
+    if (rc == cudaSuccess) {
+        rc = fn();
+        cudaSetDevice(previous);
+    }
+    if (rc != cudaSuccess) {
+        char text[256];
+        std::snprintf(text, sizeof text, "%s on CUDA device %d: %s", what, device,
+                      cudaGetErrorString(rc));
+        set_error(err, err_len, text);
+        return SHIM_ERR_DEVICE;
+    }
+    return SHIM_OK;
+}
+#endif
+
+extern "C" int shim_cuda_ipc_open(const void *handle, size_t handle_len, int device, void **dev_ptr,
+                                  char *err, size_t err_len)
+{
+#ifdef SHIM_WITH_CUDA
+    cudaIpcMemHandle_t h;
+    if (handle == nullptr || handle_len != sizeof h || dev_ptr == nullptr) {
+        set_error(err, err_len, "a CUDA IPC handle is 64 bytes");
+        return SHIM_ERR_ARG;
+    }
+    std::memcpy(&h, handle, sizeof h);
+    *dev_ptr = nullptr;
+    return on_device(device, err, err_len, "cudaIpcOpenMemHandle", [&] {
+        return cudaIpcOpenMemHandle(dev_ptr, h, cudaIpcMemLazyEnablePeerAccess);
+    });
+#else
+    (void)handle, (void)handle_len, (void)device, (void)dev_ptr;
+    set_error(err, err_len, "CUDA is not available in this build");
+    return SHIM_ERR_DEVICE;
+#endif
+}
+
+extern "C" void shim_cuda_ipc_close(void *dev_ptr, int device)
+{
+#ifdef SHIM_WITH_CUDA
+    char ignored[8];
+    on_device(device, ignored, sizeof ignored, "cudaIpcCloseMemHandle",
+              [&] { return cudaIpcCloseMemHandle(dev_ptr); });
+#else
+    (void)dev_ptr, (void)device;
+#endif
+}
+
+extern "C" int shim_cuda_copy_to_host(void *dst, const void *dev_src, size_t n, int device,
+                                      char *err, size_t err_len)
+{
+#ifdef SHIM_WITH_CUDA
+    return on_device(device, err, err_len, "cudaMemcpy (device to host)",
+                     [&] { return cudaMemcpy(dst, dev_src, n, cudaMemcpyDeviceToHost); });
+#else
+    (void)dst, (void)dev_src, (void)n, (void)device;
+    set_error(err, err_len, "CUDA is not available in this build");
+    return SHIM_ERR_DEVICE;
+#endif
+}
+
+extern "C" int shim_cuda_copy_to_device(void *dev_dst, const void *src, size_t n, int device,
+                                        char *err, size_t err_len)
+{
+#ifdef SHIM_WITH_CUDA
+    return on_device(device, err, err_len, "cudaMemcpy (host to device)",
+                     [&] { return cudaMemcpy(dev_dst, src, n, cudaMemcpyHostToDevice); });
+#else
+    (void)dev_dst, (void)src, (void)n, (void)device;
+    set_error(err, err_len, "CUDA is not available in this build");
+    return SHIM_ERR_DEVICE;
+#endif
+}
+
 extern "C" int shim_set_threads(int intra_op, int inter_op, char *err, size_t err_len)
 {
     try {

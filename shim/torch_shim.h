@@ -123,6 +123,19 @@ int shim_cuda_memory_info(int device, uint64_t *free_bytes, uint64_t *total_byte
  * or a bad ordinal. */
 int shim_cuda_pci_bus_id(int device, char *buf, size_t len);
 
+/* CUDA IPC, for the CUDA shared memory extension: open another process's
+ * cudaIpcMemHandle_t (handle_len bytes) on device into *dev_ptr; close it;
+ * copy n bytes between a device pointer and host memory (synchronous).
+ * Each returns 0, or SHIM_ERR_DEVICE with err set (on a CPU-only build:
+ * "CUDA is not available in this build"), SHIM_ERR_ARG for a bad handle. */
+int shim_cuda_ipc_open(const void *handle, size_t handle_len, int device, void **dev_ptr, char *err,
+                       size_t err_len);
+void shim_cuda_ipc_close(void *dev_ptr, int device);
+int shim_cuda_copy_to_host(void *dst, const void *dev_src, size_t n, int device, char *err,
+                           size_t err_len);
+int shim_cuda_copy_to_device(void *dev_dst, const void *src, size_t n, int device, char *err,
+                             size_t err_len);
+
 /* Load the model file at path onto opt->device in eval mode, with opt's
  * precision and memory format. The format comes from the file's extension
  * (see shim_format_of). On failure *out is NULL and err says why. */

@@ -422,10 +422,12 @@ const char *access_message(enum access_verdict v)
     case ACCESS_BAD_KEY: return "the API key is not valid";
     case ACCESS_BAD_ORIGIN: return "this origin may not call the API (CORS)";
     case ACCESS_NO_TOKEN:
-        return "loading and unloading models needs the admin token: send "
-               "'Authorization: Bearer <token>' (the token in --admin-token-file)";
+        return "this control endpoint (model load/unload, shared memory register/unregister) "
+               "needs the admin token: send 'Authorization: Bearer <token>' (the token in "
+               "--admin-token-file)";
     case ACCESS_NOT_LOCAL:
-        return "without --admin-token-file, only clients on loopback may load and unload models";
+        return "without --admin-token-file, only clients on loopback may load and unload "
+               "models or register and unregister shared memory";
     }
     return "internal error";
 }

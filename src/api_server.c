@@ -55,6 +55,7 @@ enum route_outcome api_metrics(struct http_exchange *ex)
     }
     metrics_render_models(&sb, labels, ms, n);
     registry_render_metrics(&srv->registry, &sb);
+    shm_render_metrics(&srv->shm, &sb);
     for (int i = 0; i < n; i++)
         model_release(models[i]);
     free(text);
@@ -85,8 +86,12 @@ enum route_outcome api_server_meta(struct http_exchange *ex)
     strbuf_printf(&sb,
                   "{\"name\":\"inferd\",\"version\":\"%s\",\"extensions\":"
                   "[\"binary_tensor_data\",\"classification\",\"model_repository\","
-                  "\"statistics\",\"model_configuration\"]}",
-                  INFERD_VERSION);
+                  "\"statistics\",\"model_configuration\"%s]}",
+                  INFERD_VERSION,
+                  !ex->srv->shm.on ? ""
+                  : shim_built_with_cuda() && shim_cuda_device_count() > 0
+                      ? ",\"system_shared_memory\",\"cuda_shared_memory\""
+                      : ",\"system_shared_memory\"");
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "application/json");

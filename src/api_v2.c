@@ -104,7 +104,7 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     char err[400] = "";
     enum infer_status status = INFER_INVALID;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),
-                           strcmp(ex->body_type, API_BINARY) == 0};
+                           strcmp(ex->body_type, API_BINARY) == 0, &ex->srv->shm};
     if (v2_json_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &c->req, &status, err,
                        sizeof err) != 0)
         return http_reply_status(ex, status, 1, err);

@@ -87,6 +87,14 @@ static const struct option_spec options[] = {
     {"admin-token-file", OPT_STR, STR(admin_token_file), 0, 0, NULL,
      "explicit mode: file holding the token that load/unload need as 'Authorization: Bearer "
      "<token>' (without it, only loopback clients may load and unload)"},
+    {"shared-memory", OPT_FLAG, FIELD(shared_memory), 0, 0, 0, NULL,
+     "the system (and, on CUDA builds, CUDA) shared memory extensions: local clients register "
+     "regions (admin access, like load/unload) and name them in requests instead of sending "
+     "tensors in the body"},
+    {"shared-memory-max-regions", OPT_INT, FIELD(shared_memory_max_regions), 0, 1, 4096, NULL,
+     "most shared memory regions registered at once"},
+    {"shared-memory-max-bytes", OPT_LONG, FIELD(shared_memory_max_bytes), 0, 1, 1L << 46, NULL,
+     "most bytes of shared memory registered at once, all regions together"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -118,6 +126,8 @@ void config_defaults(struct inferd_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->model_control_mode = CONTROL_NONE;
     cfg->repository_poll_s = 5;
+    cfg->shared_memory_max_regions = 64;
+    cfg->shared_memory_max_bytes = 4L << 30;
 }
 
 static int enum_index(const char *values, const char *value)

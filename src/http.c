@@ -236,7 +236,9 @@ static bool precheck(struct http_exchange *ex, enum route_status routed)
         http_reply_header(ex, MHD_HTTP_HEADER_ALLOW, def->methods);
         return true;
     case ROUTE_BAD_NAME:
-        http_reply_error(ex, 400, "invalid model name in %s: use letters, digits, '.', '_' and '-'",
+        http_reply_error(ex, 400,
+                         "invalid model or region name in %s: use letters, digits, '.', '_' and "
+                         "'-'",
                          ex->path);
         return true;
     }

@@ -74,6 +74,15 @@ static enum route_status match_from(const char *pat, const char *pat_end, const 
                     return ROUTE_BAD_NAME;
                 strcpy(out->model, name);
                 path += n;
+            } else if (placeholder(&pat, "{region}")) {
+                int n = take_segment(path, out->region, sizeof out->region);
+                if (n == 0)
+                    return ROUTE_NOT_FOUND;
+                if (n < 0) {
+                    out->region[0] = '\0';
+                    return ROUTE_BAD_NAME;
+                }
+                path += n;
             } else if (placeholder(&pat, "{version}")) {
                 int n = take_segment(path, out->version, sizeof out->version);
                 if (n <= 0) {

@@ -74,7 +74,7 @@ static int read_admin_token(struct server *srv, char *err, size_t err_len)
         return 0;
     if (access_read_admin_token(&srv->access, path, err, err_len) != 0)
         return -1;
-    if (srv->cfg.model_control_mode != CONTROL_EXPLICIT)
+    if (srv->cfg.model_control_mode != CONTROL_EXPLICIT && !srv->cfg.shared_memory)
         log_msg(LOG_WARN, "--admin-token-file is set but --model-control-mode is not explicit: "
                           "load and unload stay refused");
     return 0;
@@ -83,6 +83,7 @@ static int read_admin_token(struct server *srv, char *err, size_t err_len)
 static void release_all(struct server *srv)
 {
     registry_manager_destroy(&srv->registry);
+    shm_table_destroy(&srv->shm);
     access_destroy(&srv->access);
 }
 
@@ -92,16 +93,25 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     memset(srv, 0, sizeof *srv);
     srv->cfg = *cfg;
     srv->start_ns = clock_now_ns();
-    if (access_init(&srv->access, cfg->api_key_file, cfg->metrics_need_key, cfg->cors_allow_origin,
-                    err, err_len) != 0)
+    if (shm_table_init(&srv->shm, cfg->shared_memory, cfg->shared_memory_max_regions,
+                       (uint64_t)cfg->shared_memory_max_bytes) != 0) {
+        snprintf(err, err_len, "cannot set up the shared memory table");
         return -1;
+    }
+    if (access_init(&srv->access, cfg->api_key_file, cfg->metrics_need_key, cfg->cors_allow_origin,
+                    err, err_len) != 0) {
+        shm_table_destroy(&srv->shm);
+        return -1;
+    }
     if (read_admin_token(srv, err, err_len) != 0) {
         access_destroy(&srv->access);
+        shm_table_destroy(&srv->shm);
         return -1;
     }
     if (config_resolve_devices(&srv->cfg, shim_cuda_device_count(), err, err_len) != 0 ||
         configure_threads(srv, err, err_len) != 0 || load_repository(srv, err, err_len) != 0) {
         access_destroy(&srv->access);
+        shm_table_destroy(&srv->shm);
         return -1;
     }
     /* The start-up models are known before HTTP starts; they load and warm

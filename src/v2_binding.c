@@ -29,6 +29,20 @@ static int fail(struct v2_binder *b, enum infer_status status)
     return -1;
 }
 
+/* The prepare hook of a v2 call with images or inputs in shared memory
+ * (arg: its v2_request): check, on the stage thread, that the regions
+ * still hold the inputs, then decode any images. */
+static enum infer_status v2_prepare(struct infer_request *req, void *arg)
+{
+    struct v2_request *v2 = arg;
+    if (v2->shm.any_in && v2_shm_check_inputs(&v2->shm, req->error, sizeof req->error) != 0)
+        return INFER_INVALID;
+    for (int i = 0; i < MODEL_MAX_IO; i++)
+        if (v2->images.inputs[i] != NULL)
+            return image_request_prepare(req, &v2->images);
+    return INFER_OK;
+}
+
 int v2_bind_input(struct v2_binder *b, const char *name, const char *datatype, char *err,
                   size_t err_len)
 {
@@ -185,6 +199,23 @@ int v2_bind_raw(struct v2_binder *b, const void *data, size_t len, char *err, si
     return 0;
 }
 
+int v2_bind_shm_input(struct v2_binder *b, const struct shm_spec *spec, char *err, size_t err_len)
+{
+    const char *name = b->cfg->inputs[b->slot].name;
+    if (b->bytes) {
+        snprintf(err, err_len, "input \"%s\": BYTES cannot come from shared memory", name);
+        return fail(b, INFER_INVALID);
+    }
+    enum infer_status status = INFER_INVALID;
+    if (v2_shm_input(b->shm, spec, name, b->dtype, b->shape, b->ndim, &b->v2->shm.in[b->slot],
+                     &b->req->inputs[b->slot], &status, err, err_len) != 0)
+        return fail(b, status);
+    b->v2->shm.any_in = true;
+    b->req->prepare = v2_prepare;
+    b->req->prepare_arg = b->v2;
+    return 0;
+}
+
 int v2_bind_values(struct v2_binder *b, struct tensor *values, char *err, size_t err_len)
 {
     const char *name = b->cfg->inputs[b->slot].name;
@@ -223,8 +254,8 @@ int v2_bind_input_end(struct v2_binder *b, char *err, size_t err_len)
         enum infer_status status = image_batch_check(images, cfg->max_batch_size, t, err, err_len);
         if (status != INFER_OK)
             return fail(b, status);
-        b->req->prepare = image_request_prepare;
-        b->req->prepare_arg = &b->v2->images;
+        b->req->prepare = v2_prepare;
+        b->req->prepare_arg = b->v2;
         return 0;
     }
     if (t->dtype != spec->dtype) {
@@ -272,6 +303,28 @@ int v2_bind_output(struct v2_binder *b, const char *name, bool binary, long long
     return 0;
 }
 
+int v2_bind_shm_output(struct v2_binder *b, const struct shm_spec *spec, char *err, size_t err_len)
+{
+    struct infer_request *req = b->req;
+    int i = req->n_wanted - 1;
+    if (i < 0) {
+        snprintf(err, err_len, "a shared memory region names no output");
+        return fail(b, INFER_INVALID);
+    }
+    struct infer_output_want *w = &req->wanted[i];
+    if (w->binary || w->classification > 0) {
+        snprintf(err, err_len,
+                 "output \"%s\" names a shared memory region: it cannot also ask for "
+                 "classification or binary_data",
+                 w->name);
+        return fail(b, INFER_INVALID);
+    }
+    enum infer_status status = INFER_INVALID;
+    if (v2_shm_output_acquire(b->shm, spec, &b->v2->shm.out[i], &status, err, err_len) != 0)
+        return fail(b, status);
+    return 0;
+}
+
 int v2_bind_end(struct v2_binder *b, char *err, size_t err_len)
 {
     const struct model_config *cfg = b->cfg;
@@ -304,8 +357,8 @@ enum infer_status v2_plan_outputs(const struct v2_request *v2, const struct infe
     *n = 0;
     if (req->n_wanted == 0) {
         for (int o = 0; o < req->n_outputs; o++)
-            plan[(*n)++] =
-                (struct v2_output_plan){req->output_names[o], &req->outputs[o], v2->binary_all, 0};
+            plan[(*n)++] = (struct v2_output_plan){req->output_names[o], &req->outputs[o],
+                                                   v2->binary_all, 0, NULL};
         return INFER_OK;
     }
     for (int i = 0; i < req->n_wanted; i++) {
@@ -315,8 +368,10 @@ enum infer_status v2_plan_outputs(const struct v2_request *v2, const struct infe
             snprintf(err, err_len, "the model did not produce output \"%s\"", w->name);
             return INFER_INTERNAL;
         }
+        const struct shm_view *shm = v2->shm.out[i].region != NULL ? &v2->shm.out[i] : NULL;
         plan[(*n)++] = (struct v2_output_plan){req->output_names[o], &req->outputs[o],
-                                               w->binary || v2->binary_all, w->classification};
+                                               (w->binary || v2->binary_all) && shm == NULL,
+                                               shm == NULL ? w->classification : 0, shm};
     }
     return INFER_OK;
 }
@@ -375,6 +430,7 @@ void v2_request_free(struct v2_request *v2)
 {
     if (v2) {
         image_request_free(&v2->images);
+        v2_shm_release(&v2->shm);
         free(v2);
     }
 }

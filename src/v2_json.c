@@ -61,6 +61,67 @@ static int binary_take(struct binary_cursor *bin, const cJSON *size_item, const 
     return 0;
 }
 
+/* A shared-memory byte-count parameter: absent gives 0 (or an error when
+ * required). Returns 0 or -1 with err set. */
+static int count_param(const cJSON *params, const char *key, bool required, const char *name,
+                       uint64_t *out, char *err, size_t err_len)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(params, key);
+    if (item == NULL && !required) {
+        *out = 0;
+        return 0;
+    }
+    if (!cJSON_IsNumber(item) || shm_u64_from_double(item->valuedouble, out) != 0) {
+        snprintf(err, err_len, "\"%s\": %s must be a byte count from 0 to 2^53%s", name, key,
+                 item == NULL ? " (it is missing)" : "");
+        return -1;
+    }
+    return 0;
+}
+
+int v2_json_shm_spec(const cJSON *tensor, bool input, const char *name, struct shm_spec *spec,
+                     char *err, size_t err_len)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(tensor, "parameters");
+    const cJSON *region = cJSON_GetObjectItemCaseSensitive(params, V2_SHM_REGION);
+    if (region == NULL) {
+        if (cJSON_GetObjectItemCaseSensitive(params, V2_SHM_BYTE_SIZE) != NULL ||
+            cJSON_GetObjectItemCaseSensitive(params, V2_SHM_OFFSET) != NULL) {
+            snprintf(err, err_len, "\"%s\": %s and %s need %s", name, V2_SHM_BYTE_SIZE,
+                     V2_SHM_OFFSET, V2_SHM_REGION);
+            return -1;
+        }
+        return 0;
+    }
+    memset(spec, 0, sizeof *spec);
+    if (!cJSON_IsString(region) || !shm_name_valid(region->valuestring)) {
+        snprintf(err, err_len,
+                 "\"%s\": %s must name a region (1 to %d letters, digits, '.', '_' and '-')", name,
+                 V2_SHM_REGION, SHM_NAME_MAX - 1);
+        return -1;
+    }
+    snprintf(spec->name, sizeof spec->name, "%s", region->valuestring);
+    if (count_param(params, V2_SHM_BYTE_SIZE, true, name, &spec->byte_size, err, err_len) != 0 ||
+        count_param(params, V2_SHM_OFFSET, false, name, &spec->offset, err, err_len) != 0)
+        return -1;
+    if (input && (cJSON_GetObjectItemCaseSensitive(tensor, "data") != NULL ||
+                  cJSON_GetObjectItemCaseSensitive(params, "binary_data_size") != NULL)) {
+        snprintf(err, err_len,
+                 "input \"%s\" names a shared memory region and also carries data in the body",
+                 name);
+        return -1;
+    }
+    if (!input && (cJSON_GetObjectItemCaseSensitive(params, "classification") != NULL ||
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "binary_data")))) {
+        snprintf(err, err_len,
+                 "output \"%s\" names a shared memory region: it cannot also ask for "
+                 "classification or binary_data",
+                 name);
+        return -1;
+    }
+    return 1;
+}
+
 /* An input's "shape" into the binder. Returns 0, or -1 with err set. */
 static int read_shape(struct v2_binder *b, const struct json_doc *doc, const cJSON *input,
                       const char *name, char *err, size_t err_len)
@@ -182,8 +243,13 @@ static int read_input(struct v2_binder *b, const struct json_doc *doc, const cJS
                       err, err_len) != 0)
         return -1;
     const char *declared = b->cfg->inputs[b->slot].name;
+    struct shm_spec shm;
+    int in_shm = v2_json_shm_spec(input, true, declared, &shm, err, err_len);
+    if (in_shm < 0)
+        return invalid(b);
     if (read_shape(b, doc, input, declared, err, err_len) != 0 ||
-        read_data(b, doc, input, declared, bin, err, err_len) != 0)
+        (in_shm ? v2_bind_shm_input(b, &shm, err, err_len)
+                : read_data(b, doc, input, declared, bin, err, err_len)) != 0)
         return -1;
     return v2_bind_input_end(b, err, err_len);
 }
@@ -214,8 +280,13 @@ static int read_outputs(struct v2_binder *b, const cJSON *outputs, char *err, si
                         cls->valuedouble == (double)(int)cls->valuedouble
                     ? (long long)cls->valuedouble
                     : -1;
+        struct shm_spec shm;
+        int in_shm = v2_json_shm_spec(out, false, name->valuestring, &shm, err, err_len);
+        if (in_shm < 0)
+            return invalid(b);
         if (v2_bind_output(b, name->valuestring, param_true(params, "binary_data"), k, err,
-                           err_len) != 0)
+                           err_len) != 0 ||
+            (in_shm && v2_bind_shm_output(b, &shm, err, err_len) != 0))
             return -1;
     }
     return 0;
@@ -314,6 +385,7 @@ int v2_json_decode(const struct model_config *cfg, long long max_image_pixels,
 {
     struct v2_binder b;
     v2_bind_begin(&b, cfg, max_image_pixels, v2, req);
+    b.shm = body->shm;
     if (read_request(&b, body, err, err_len) != 0) {
         *status = b.status != INFER_OK ? b.status : INFER_INVALID;
         return -1;
@@ -337,6 +409,28 @@ static void append_output_json(struct strbuf *sb, const char *name, const struct
     strbuf_puts(sb, ",\"data\":");
     tensor_json_append(sb, &view, 0, t->ndim ? t->shape[0] : 1, false);
     strbuf_puts(sb, "}");
+}
+
+/* An output written into its shared-memory region: its entry echoes the
+ * region's parameters and carries no data. */
+static enum infer_status append_shm_output(struct strbuf *sb, const struct v2_output_plan *o,
+                                           char *err, size_t err_len)
+{
+    enum infer_status rc = v2_shm_output_write(o->shm, o->name, o->t, err, err_len);
+    if (rc != INFER_OK)
+        return rc;
+    char shape[128];
+    shape_format(o->t->shape, o->t->ndim, shape, sizeof shape);
+    strbuf_puts(sb, "{\"name\":");
+    strbuf_json_string(sb, o->name);
+    strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s,\"parameters\":{\"" V2_SHM_REGION "\":",
+                  dtype_name(o->t->dtype), shape);
+    strbuf_json_string(sb, o->shm->name);
+    strbuf_printf(sb, ",\"" V2_SHM_BYTE_SIZE "\":%zu", o->t->nbytes);
+    if (o->shm->offset != 0)
+        strbuf_printf(sb, ",\"" V2_SHM_OFFSET "\":%llu", (unsigned long long)o->shm->offset);
+    strbuf_puts(sb, "}}");
+    return INFER_OK;
 }
 
 /* Where classification strings go: JSON strings in sb, or 4-byte-length-
@@ -414,7 +508,9 @@ enum infer_status v2_json_encode(const struct v2_request *v2, const struct model
     for (int i = 0; i < n && rc == INFER_OK; i++) {
         if (i)
             strbuf_puts(sb, ",");
-        if (plan[i].classify > 0)
+        if (plan[i].shm != NULL)
+            rc = append_shm_output(sb, &plan[i], err, err_len);
+        else if (plan[i].classify > 0)
             rc = append_classification(sb, &classes[i], &plan[i], cfg, err, err_len);
         else
             append_output_json(sb, plan[i].name, plan[i].t, plan[i].binary);

@@ -3,8 +3,10 @@
  * a method and a path. Checks the route's invariants: a model name only
  * when valid, an Allow list for 200 and 405, a 200 only for a method in
  * that list, and the access level: the row's when a row matched, a key
- * when none did, admin only under /v2/repository/models/, open only for
+ * when none did, admin only under /v2/repository/models/ and for shared
+ * memory register/unregister (with a {region} segment without a slash), open only for
  * the health endpoints. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,17 +61,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           st == ROUTE_BAD_NAME);
     CHECK(memchr(r.model, '\0', sizeof r.model) != NULL);
     CHECK(memchr(r.version, '\0', sizeof r.version) != NULL);
+    CHECK(memchr(r.region, '\0', sizeof r.region) != NULL);
     if (st == ROUTE_OK || st == ROUTE_BAD_METHOD) {
         CHECK(r.def != NULL && r.def->methods != NULL);
         CHECK((st == ROUTE_OK) == listed(r.def->methods, method));
         const char *name = route_name(&r);
+        bool shm_control =
+            strstr(name, "shm_register") != NULL || strstr(name, "shm_unregister") != NULL;
         CHECK(route_takes_body(&r) ==
               (strcmp(name, "predict") == 0 || strcmp(name, "model_infer") == 0 ||
-               strcmp(name, "repository_load") == 0 || strcmp(name, "repository_unload") == 0));
+               strcmp(name, "repository_load") == 0 || strcmp(name, "repository_unload") == 0 ||
+               shm_control));
         enum access_level level = route_access(&r);
         CHECK(level == r.def->access);
         if (level == ACCESS_ADMIN)
-            CHECK(strncmp(path, "/v2/repository/models/", 22) == 0);
+            CHECK(strncmp(path, "/v2/repository/models/", 22) == 0 ||
+                  (shm_control && (strncmp(path, "/v2/systemsharedmemory/", 23) == 0 ||
+                                   strncmp(path, "/v2/cudasharedmemory/", 21) == 0)));
+        if (strstr(r.def->pattern, "{region}") != NULL) {
+            CHECK(r.region[0] != '\0' && strchr(r.region, '/') == NULL);
+            CHECK(strstr(path, r.region) != NULL);
+        }
         if (level == ACCESS_OPEN)
             CHECK(strncmp(path, "/v2/health/", 11) == 0);
         if (level == ACCESS_METRICS)

@@ -161,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *nul = memchr(start, '\0', body_len);
         if (nul)
             snprintf(c->header, sizeof c->header, "%zu", (size_t)(nul - start));
-        struct v2_body body = {start, body_len, nul ? c->header : NULL, nul != NULL};
+        struct v2_body body = {start, body_len, nul ? c->header : NULL, nul != NULL, NULL};
         char err[400];
         enum infer_status status;
         if (v2_json_decode(cfg, FUZZ_V2_MAX_PIXELS, &body, c->v2, &c->req, &status, err,

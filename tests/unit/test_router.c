@@ -140,6 +140,13 @@ static void test_access_levels(void **state)
     expect_access("GET", "/v2/models/stats", ACCESS_KEY);
     expect_access("GET", "/v2/models/m/versions/1/config", ACCESS_KEY);
     expect_access("POST", "/v2/models/m/infer", ACCESS_KEY);
+    expect_access("POST", "/v2/systemsharedmemory/region/r/register", ACCESS_ADMIN);
+    expect_access("POST", "/v2/systemsharedmemory/region/r/unregister", ACCESS_ADMIN);
+    expect_access("POST", "/v2/systemsharedmemory/unregister", ACCESS_ADMIN);
+    expect_access("POST", "/v2/cudasharedmemory/region/r/register", ACCESS_ADMIN);
+    expect_access("POST", "/v2/cudasharedmemory/unregister", ACCESS_ADMIN);
+    expect_access("GET", "/v2/systemsharedmemory/status", ACCESS_KEY);
+    expect_access("GET", "/v2/cudasharedmemory/region/r/status", ACCESS_KEY);
     /* a wrong method keeps its row's level; no row, or a bad name: a key */
     expect_access("GET", "/v2/repository/models/m/load", ACCESS_ADMIN);
     expect_access("POST", "/v2/health/live", ACCESS_OPEN);
@@ -286,6 +293,44 @@ static void test_route_is_reset(void **state)
     assert_string_equal(r.model, "");
 }
 
+/* The shared memory routes and their {region} segment. */
+static void test_region_endpoints(void **state)
+{
+    (void)state;
+    struct route r;
+    static const char *const kinds[] = {"sys", "cuda"};
+    static const char *const prefixes[] = {"/v2/systemsharedmemory", "/v2/cudasharedmemory"};
+    for (int k = 0; k < 2; k++) {
+        char path[256], ep[64];
+        snprintf(path, sizeof path, "%s/region/my-region.1/register", prefixes[k]);
+        snprintf(ep, sizeof ep, "%sshm_register", kinds[k]);
+        assert_int_equal(match("POST", path, &r), ROUTE_OK);
+        assert_string_equal(route_name(&r), ep);
+        assert_string_equal(r.region, "my-region.1");
+        assert_true(route_takes_body(&r));
+        expect_405("GET", path, "POST");
+        snprintf(path, sizeof path, "%s/region/x/status", prefixes[k]);
+        assert_int_equal(match("GET", path, &r), ROUTE_OK);
+        assert_string_equal(r.region, "x");
+        snprintf(path, sizeof path, "%s/status", prefixes[k]);
+        assert_int_equal(match("GET", path, &r), ROUTE_OK);
+        assert_string_equal(r.region, "");
+        snprintf(path, sizeof path, "%s/unregister", prefixes[k]);
+        assert_int_equal(match("POST", path, &r), ROUTE_OK);
+        snprintf(path, sizeof path, "%s/region//register", prefixes[k]);
+        expect_status("POST", path, ROUTE_NOT_FOUND);
+        snprintf(path, sizeof path, "%s/region/a/b/register", prefixes[k]);
+        expect_status("POST", path, ROUTE_NOT_FOUND);
+    }
+    /* 63 bytes fit; 64 are a bad name, whatever the rest of the path. */
+    char path[256];
+    snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%063d/status", 0);
+    assert_int_equal(match("GET", path, &r), ROUTE_OK);
+    assert_int_equal(strlen(r.region), 63);
+    snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%064d/status", 0);
+    expect_status("GET", path, ROUTE_BAD_NAME);
+}
+
 static void test_endpoint_names(void **state)
 {
     (void)state;
@@ -337,7 +382,7 @@ int main(void)
         cmocka_unit_test(test_access_levels),   cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_bad_method),      cmocka_unit_test(test_bad_model_names),
         cmocka_unit_test(test_route_is_reset),  cmocka_unit_test(test_endpoint_names),
-        cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_patterns),        cmocka_unit_test(test_region_endpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

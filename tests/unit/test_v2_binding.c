@@ -1,8 +1,8 @@
 /* test_v2_binding.c - the v2 protocol bound to a call, alone (no HTTP, no
  * model): JSON and binary inputs decode to the same tensors, datatypes are
  * converted only when every value fits, each client error gets its status,
- * and the outputs encode as JSON, as binary parts and as classification
- * strings. */
+ * the outputs encode as JSON, as binary parts and as classification
+ * strings, and inputs and outputs bind to a shared-memory region. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,9 +10,12 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "v2_json.h"
@@ -63,7 +66,7 @@ static void decode(struct decoded *d, const char *json, const void *bin, size_t 
     memcpy(d->body, json, json_len);
     if (bin_len)
         memcpy(d->body + json_len, bin, bin_len);
-    struct v2_body body = {d->body, json_len + bin_len, bin ? header : NULL, binary};
+    struct v2_body body = {d->body, json_len + bin_len, bin ? header : NULL, binary, NULL};
     d->status = INFER_OK;
     d->rc = v2_json_decode(&cfg, 1 << 20, &body, d->v2, d->req, &d->status, d->err, sizeof d->err);
 }
@@ -149,7 +152,7 @@ static void test_binary_inputs(void **state)
     struct infer_request *req = calloc(1, sizeof *req);
     assert_non_null(v2);
     assert_non_null(req);
-    struct v2_body body = {json, strlen(json), NULL, true};
+    struct v2_body body = {json, strlen(json), NULL, true, NULL};
     enum infer_status status = INFER_OK;
     char err[400];
     assert_int_equal(v2_json_decode(&cfg, 1 << 20, &body, v2, req, &status, err, sizeof err), -1);
@@ -406,13 +409,93 @@ static void test_classification(void **state)
     infer_request_free_tensors(&req);
 }
 
+/* Inputs and an output in a registered region, through the binder as any
+ * wire form calls it: the input points into the mapping (TENSOR_SHARED)
+ * and the region stays held until the request is freed. */
+static void test_binder_shm(void **state)
+{
+    (void)state;
+    char key[64], err[256];
+    snprintf(key, sizeof key, "/inferd-test-binding-%d", (int)getpid());
+    int fd = shm_open(key, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 4096), 0);
+    float *mine = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(mine != MAP_FAILED);
+    for (int i = 0; i < 8; i++)
+        mine[i] = (float)i;
+    struct shm_table t;
+    assert_int_equal(shm_table_init(&t, true, 4, 1 << 20), 0);
+    assert_int_equal(shm_register_system(&t, "r", key, 0, 4096, err, sizeof err), SHM_OK);
+    struct v2_request *v2 = calloc(1, sizeof *v2);
+    struct infer_request *req = calloc(1, sizeof *req);
+    assert_non_null(v2);
+    assert_non_null(req);
+    struct v2_binder b;
+    const int64_t shape[2] = {2, 4};
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    b.shm = &t;
+    assert_int_equal(v2_bind_input(&b, "a", "FP32", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, shape, 2, err, sizeof err), 0);
+    struct shm_spec wrong = {"r", 0, 31}, a = {"r", 0, 32}, sum = {"r", 1024, 32};
+    assert_int_equal(v2_bind_shm_input(&b, &wrong, err, sizeof err), -1);
+    assert_int_equal(b.status, INFER_INVALID);
+    assert_int_equal(v2_bind_shm_input(&b, &a, err, sizeof err), 0);
+    assert_int_equal(v2_bind_input_end(&b, err, sizeof err), 0);
+    assert_int_equal(req->inputs[0].memory, TENSOR_SHARED);
+    assert_true(((const float *)req->inputs[0].data)[7] == 7.0f);
+    assert_int_equal(v2_bind_input(&b, "b", "INT64", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, shape, 2, err, sizeof err), 0);
+    struct shm_spec past = {"r", 4096 - 32, 64}, missing = {"q", 0, 64};
+    assert_int_equal(v2_bind_shm_input(&b, &past, err, sizeof err), -1);
+    assert_int_equal(v2_bind_shm_input(&b, &missing, err, sizeof err), -1);
+    struct shm_spec bspec = {"r", 64, 64};
+    assert_int_equal(v2_bind_shm_input(&b, &bspec, err, sizeof err), 0);
+    assert_int_equal(v2_bind_input_end(&b, err, sizeof err), 0);
+    /* An output in the region; one that also wants binary data may not be. */
+    assert_int_equal(v2_bind_output(&b, "prod_sum", true, 0, err, sizeof err), 0);
+    assert_int_equal(v2_bind_shm_output(&b, &sum, err, sizeof err), -1);
+    assert_non_null(strstr(err, "binary_data"));
+    req->n_wanted = 0;
+    assert_int_equal(v2_bind_output(&b, "sum", false, 0, err, sizeof err), 0);
+    assert_int_equal(v2_bind_shm_output(&b, &sum, err, sizeof err), 0);
+    assert_int_equal(v2_bind_end(&b, err, sizeof err), 0);
+    assert_non_null(req->prepare);
+    assert_int_equal(req->prepare(req, req->prepare_arg), INFER_OK);
+    assert_int_equal(shm_unregister(&t, SHM_SYSTEM, "r", err, sizeof err), SHM_BUSY);
+    /* The model's output, written into the region by the plan. */
+    req->n_outputs = 1;
+    snprintf(req->output_names[0], sizeof req->output_names[0], "sum");
+    assert_int_equal(tensor_alloc(&req->outputs[0], SHIM_FP32, 2, shape), 0);
+    for (int i = 0; i < 8; i++)
+        ((float *)req->outputs[0].data)[i] = 10.0f + (float)i;
+    struct v2_output_plan plan[MODEL_MAX_IO];
+    int n = 0;
+    v2->binary_all = true;
+    assert_int_equal(v2_plan_outputs(v2, req, plan, &n, err, sizeof err), INFER_OK);
+    assert_int_equal(n, 1);
+    assert_non_null(plan[0].shm);
+    assert_false(plan[0].binary);
+    assert_int_equal(v2_shm_output_write(plan[0].shm, plan[0].name, plan[0].t, err, sizeof err),
+                     INFER_OK);
+    assert_true(mine[256 + 7] == 17.0f);
+    infer_request_free_tensors(req);
+    v2_request_free(v2);
+    free(req);
+    assert_int_equal(shm_unregister(&t, SHM_SYSTEM, "r", err, sizeof err), SHM_OK);
+    shm_table_destroy(&t);
+    munmap(mine, 4096);
+    close(fd);
+    shm_unlink(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_inputs),    cmocka_unit_test(test_binary_inputs),
         cmocka_unit_test(test_conversion),     cmocka_unit_test(test_binder_alone),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_encode),
-        cmocka_unit_test(test_classification),
+        cmocka_unit_test(test_classification), cmocka_unit_test(test_binder_shm),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
