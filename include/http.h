@@ -152,6 +152,9 @@ void http_resume(struct http_exchange *ex);
 /* Whether the client is on a loopback address (127.0.0.0/8, ::1). */
 bool http_peer_loopback(struct http_exchange *ex);
 
+/* The HTTP status of an inference status: the one place they are mapped. */
+int http_status_of(enum infer_status s);
+
 /* Queue ex->infer on model m and suspend the connection until a worker has
  * run it and encode() has set the reply. When the queue is full or closed
  * the reply is set at once (503 with Retry-After). */

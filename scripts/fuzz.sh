@@ -19,7 +19,7 @@ ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart f
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 RUNS=${FUZZ_RUNS:-}
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding v2_json"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;

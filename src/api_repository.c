@@ -37,7 +37,7 @@ static bool control_on(struct http_exchange *ex)
 }
 
 /* A job's status as HTTP's. */
-static int http_status_of(enum registry_status status)
+static int job_http_status(enum registry_status status)
 {
     switch (status) {
     case REGISTRY_OK: return 200;
@@ -52,7 +52,7 @@ static int http_status_of(enum registry_status status)
 static void job_done(struct registry_job *job)
 {
     struct http_exchange *ex = job->arg;
-    int status = http_status_of(job->status);
+    int status = job_http_status(job->status);
     if (status == 200) {
         struct strbuf sb = {0};
         int versions[MODEL_MAX_VERSIONS];

@@ -6,7 +6,7 @@
 
 #include "api.h"
 #include "model_config_json.h"
-#include "v2_binding.h"
+#include "v2_json.h"
 
 /* The served versions of model name, as a JSON list of strings. */
 static void append_versions(struct strbuf *sb, struct server *srv, const char *name)
@@ -66,11 +66,11 @@ static void encode_v2(struct http_exchange *ex)
     size_t json_len = 0;
     bool any_binary = false;
     char err[256] = "";
-    int status = v2_encode(ex->api_state, &ex->model->cfg, &ex->infer, &sb, &json_len, &any_binary,
-                           err, sizeof err);
-    if (status != 0) {
+    enum infer_status status = v2_json_encode(ex->api_state, &ex->model->cfg, &ex->infer, &sb,
+                                              &json_len, &any_binary, err, sizeof err);
+    if (status != INFER_OK) {
         strbuf_free(&sb);
-        http_reply_error(ex, status, "%s", err);
+        http_reply_error(ex, http_status_of(status), "%s", err);
         return;
     }
     size_t len = 0;
@@ -97,12 +97,12 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
     ex->api_state = v2;
     ex->api_free = free_v2;
     char err[400] = "";
-    int status = 400;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),
                            strcmp(ex->body_type, API_BINARY) == 0};
-    if (v2_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2, &ex->infer, &status, err,
-                  sizeof err) != 0)
-        return http_reply_error(ex, status, "%s", err);
+    enum infer_status status = v2_json_decode(&m->cfg, ex->srv->cfg.max_image_pixels, &body, v2,
+                                              &ex->infer, err, sizeof err);
+    if (status != INFER_OK)
+        return http_reply_error(ex, http_status_of(status), "%s", err);
     if (infer_request_check(&ex->infer, m->cfg.max_batch_size, m->cfg.name, err, sizeof err) != 0)
         return http_reply_error(ex, 400, "%s", err);
     ex->encode = encode_v2;

@@ -136,8 +136,7 @@ static void compress_reply(struct http_exchange *ex)
     r->gzipped = true;
 }
 
-/* The HTTP status of an inference status: the one place they are mapped. */
-static int status_of(enum infer_status s)
+int http_status_of(enum infer_status s)
 {
     switch (s) {
     case INFER_OK: return 200;
@@ -167,7 +166,7 @@ static void on_infer_done(struct infer_request *req)
         redact_paths(message);
         http_reply_error(ex, 500, "%s", message);
     } else {
-        http_reply_error(ex, status_of(req->status), "%s", req->error);
+        http_reply_error(ex, http_status_of(req->status), "%s", req->error);
     }
     compress_reply(ex); /* here, off the polling threads */
     ex->phase = EX_ANSWERED;

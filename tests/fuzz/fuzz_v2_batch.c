@@ -1,8 +1,8 @@
 /* fuzz_v2_batch.c - the whole path of several v2 requests, fuzzed together:
- * each decoded (v2_binding) and checked (infer_request_check), queued in one
+ * each decoded (v2_json on v2_binding) and checked (infer_request_check), queued in one
  * model queue (batcher), taken as batches, their images decoded (prepare),
  * concatenated (batch_gather), run through a cheap model, split back
- * (batch_split) and encoded (v2_encode). So the arithmetic across the
+ * (batch_split) and encoded (v2_json_encode). So the arithmetic across the
  * requests of one batch is fuzzed too.
  *
  * Input: byte 0 picks the model (fuzz_v2_models.h, batching ones), the rest
@@ -23,7 +23,7 @@
 #include "batcher.h"
 #include "fuzz_v2_models.h"
 #include "shape.h"
-#include "v2_binding.h"
+#include "v2_json.h"
 
 #define MAX_REQUESTS 4
 
@@ -122,8 +122,9 @@ static void run_batch(const struct model_config *cfg, struct infer_request **bat
         struct strbuf sb = {0};
         size_t json_len = 0;
         bool any_binary = false;
-        int status = v2_encode(c->v2, cfg, batch[r], &sb, &json_len, &any_binary, err, sizeof err);
-        CHECK(status == 0 || (status >= 400 && err[0] != '\0'));
+        enum infer_status status =
+            v2_json_encode(c->v2, cfg, batch[r], &sb, &json_len, &any_binary, err, sizeof err);
+        CHECK(status == INFER_OK || err[0] != '\0');
         CHECK(status != 0 || (json_len >= 2 && json_len <= sb.len));
         strbuf_free(&sb);
     }
@@ -161,9 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             snprintf(c->header, sizeof c->header, "%zu", (size_t)(nul - start));
         struct v2_body body = {start, body_len, nul ? c->header : NULL, nul != NULL};
         char err[400];
-        int status;
-        if (v2_decode(cfg, FUZZ_V2_MAX_PIXELS, &body, c->v2, &c->req, &status, err, sizeof err) ==
-                0 &&
+        if (v2_json_decode(cfg, FUZZ_V2_MAX_PIXELS, &body, c->v2, &c->req, err, sizeof err) ==
+                INFER_OK &&
             infer_request_check(&c->req, cfg->max_batch_size, cfg->name, err, sizeof err) == 0)
             CHECK(batch_queue_submit(&q, &c->req) == SUBMIT_OK);
     }

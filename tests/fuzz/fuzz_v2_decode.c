@@ -1,5 +1,5 @@
 /* fuzz_v2_decode.c - libFuzzer target for the v2 request decoder alone
- * (v2_binding: JSON part, binary part, BYTES images, requested outputs,
+ * (v2_json on v2_binding: JSON part, binary part, BYTES images, requested outputs,
  * classification, parameters) and the batch rules after it
  * (infer_request_check). Input: byte 0 picks the model (fuzz_v2_models.h),
  * byte 1 the form (bit 0: an Inference-Header-Content-Length header, bit 1:
@@ -16,7 +16,7 @@
 #include "fuzz_v2_models.h"
 #include "infer_request.h"
 #include "shape.h"
-#include "v2_binding.h"
+#include "v2_json.h"
 
 static void check_accepted(const struct model_config *cfg, const struct infer_request *req,
                            const char *body, size_t len)
@@ -55,11 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data + 4, len);
     struct v2_body in = {body, len, (data[1] & 1) ? header : NULL, (data[1] & 2) != 0};
     char err[400] = "";
-    int status = 0;
-    int rc = v2_decode(cfg, FUZZ_V2_MAX_PIXELS, &in, v2, req, &status, err, sizeof err);
-    if (rc != 0) {
+    enum infer_status status =
+        v2_json_decode(cfg, FUZZ_V2_MAX_PIXELS, &in, v2, req, err, sizeof err);
+    if (status != INFER_OK) {
         CHECK(err[0] != '\0' && strlen(err) < sizeof err);
-        CHECK(status == 400 || status == 413 || status == 415 || status == 500);
+        CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
     } else {
         check_accepted(cfg, req, body, len);
         if (infer_request_check(req, cfg->max_batch_size, cfg->name, err, sizeof err) == 0) {
