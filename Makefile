@@ -56,7 +56,7 @@ else
 WITH_AOTI := no
 endif
 
-LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl
+LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl -lgrpc -lgpr -lprotobuf-c
 
 # DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
 # (a machine where they cannot be installed: tests/gpu/run.sh).
@@ -66,15 +66,22 @@ CFLAGS  += -I$(DEPS_ROOT)/usr/include
 LDFLAGS += -L$(DEPS_LIBDIR) -Wl,-rpath,$(DEPS_LIBDIR)
 endif
 
+# gRPC messages: protobuf-c code generated from proto/ into $(BUILD)/gen.
+GEN      := $(BUILD)/gen
+PROTOS   := $(wildcard proto/*.proto)
+PROTO_H  := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.h)
+PROTO_OBJ := $(PROTOS:proto/%.proto=$(BUILD)/obj/%.pb-c.o)
+CFLAGS   += -I$(GEN)
+
 SRC      := $(wildcard src/*.c)
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
 ifeq ($(WITH_AOTI),yes)
 SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
 endif
 # Modules the unit tests link (no libtorch, no HTTP).
 CORE_OBJ := $(addprefix $(BUILD)/obj/,dtype.o shape.o tensor.o tensor_json.o json_numbers.o strbuf.o config.o router.o model_repo.o infer_request.o batcher.o metrics.o access.o log.o \
-            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o redact.o) $(BUILD)/obj/numconv.o
+            image.o preprocess.o image_batch.o multipart.o base64.o topk.o encoding.o model_config_json.o batch.o v2_binding.o v2_json.o redact.o) $(BUILD)/obj/numconv.o
 IMAGE_LIBS := -lturbojpeg -lpng
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -116,6 +123,9 @@ check-deps:
 	@test -f $(DEPS_ROOT)/usr/include/turbojpeg.h || test -f /usr/include/turbojpeg.h || { echo "missing TurboJPEG: apt-get install libturbojpeg0-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/png.h || test -f /usr/include/png.h || { echo "missing libpng: apt-get install libpng-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/zlib.h || test -f /usr/include/zlib.h || { echo "missing zlib: apt-get install zlib1g-dev (or: make deps)"; exit 1; }
+	@test -f /usr/include/grpc/grpc.h || { echo "missing gRPC: apt-get install libgrpc-dev (or: make deps)"; exit 1; }
+	@test -f /usr/include/protobuf-c/protobuf-c.h || { echo "missing protobuf-c: apt-get install libprotobuf-c-dev (or: make deps)"; exit 1; }
+	@command -v protoc-c >/dev/null || { echo "missing protoc-c: apt-get install protobuf-c-compiler (or: make deps)"; exit 1; }
 	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
 
 deps:
@@ -131,8 +141,17 @@ $(BUILD)/inferd-probe: tools/inferd_probe.c $(BUILD)/obj/health_probe.o
 # The resampling loops need -O3's vectoriser (about 4x on the vertical pass).
 $(BUILD)/obj/preprocess.o: CFLAGS += -O3
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj $(PROTO_H)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(BUILD)/obj/%.pb-c.o: $(GEN)/%.pb-c.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN):
+	mkdir -p $@
 
 $(BUILD)/obj/%.o: shim/%.cpp | $(BUILD)/obj
 	$(CXX) $(CXXFLAGS) -c $< -o $@

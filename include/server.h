@@ -14,6 +14,19 @@
 #include "queue_watch.h"
 #include "registry.h"
 #include "router.h"
+#include "strbuf.h"
+
+/* A front end besides HTTP (gRPC), drained and stopped with it. */
+struct server_transport {
+    const char *name;
+    void *self;
+    void (*drain_begin)(void *self);                     /* no new calls */
+    bool (*wait_idle)(void *self, uint64_t deadline_ns); /* true: none in flight */
+    void (*stop)(void *self);
+    void (*render_metrics)(void *self, struct strbuf *sb); /* NULL: none */
+};
+
+#define SERVER_MAX_TRANSPORTS 4
 
 struct server {
     struct inferd_config cfg;
@@ -21,6 +34,8 @@ struct server {
     struct queue_watch queue_watch; /* deadlines and departed clients */
     struct access access;           /* API keys, the admin token and CORS */
     struct http_front http;
+    struct server_transport transports[SERVER_MAX_TRANSPORTS];
+    int n_transports;
     uint64_t start_ns;
 };
 
@@ -29,6 +44,10 @@ struct server {
  * or -1 with err set (nothing left running). */
 int server_start(struct server *srv, const struct inferd_config *cfg,
                  const struct route_def *routes, size_t n_routes, char *err, size_t err_len);
+
+/* Add a started front end (copied) to those server_drain_and_stop drains
+ * and stops with HTTP. Returns 0, or -1 when the table is full. */
+int server_add_transport(struct server *srv, const struct server_transport *t);
 
 /* Graceful stop: readiness 503, refuse new connections, let accepted
  * requests finish (up to drain_timeout_s), then stop everything. */

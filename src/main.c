@@ -11,6 +11,7 @@
 #include "api.h"
 #include "config.h"
 #include "image.h"
+#include "grpc_service.h"
 #include "health_probe.h"
 #include "log.h"
 #include "server.h"
@@ -81,6 +82,14 @@ int main(int argc, char **argv)
     struct server srv;
     if (server_start(&srv, &cfg, api_routes, api_n_routes, err, sizeof err) != 0) {
         log_msg(LOG_ERROR, "cannot start: %s", err);
+        log_stop();
+        fprintf(stderr, "inferd: %s\n", err);
+        return 1;
+    }
+    struct grpc_front grpc = {0};
+    if (grpc_service_start(&grpc, &srv, err, sizeof err) != 0) {
+        log_msg(LOG_ERROR, "cannot start: %s", err);
+        server_drain_and_stop(&srv);
         log_stop();
         fprintf(stderr, "inferd: %s\n", err);
         return 1;

@@ -128,16 +128,35 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     return 0;
 }
 
+int server_add_transport(struct server *srv, const struct server_transport *t)
+{
+    if (srv->n_transports == SERVER_MAX_TRANSPORTS)
+        return -1;
+    srv->transports[srv->n_transports++] = *t;
+    return 0;
+}
+
+/* Wait for every front end to be idle, up to deadline. */
+static bool wait_all_idle(struct server *srv, uint64_t deadline)
+{
+    bool idle = http_wait_idle(&srv->http, deadline);
+    for (int i = 0; i < srv->n_transports; i++)
+        idle &= srv->transports[i].wait_idle(srv->transports[i].self, deadline);
+    return idle;
+}
+
 void server_drain_and_stop(struct server *srv)
 {
     uint64_t t0 = clock_now_ns();
     /* Refuse new connections first, then report not ready: a client that
      * has seen readiness turn 503 can no longer connect. */
     http_drain_begin(&srv->http);
+    for (int i = 0; i < srv->n_transports; i++)
+        srv->transports[i].drain_begin(srv->transports[i].self);
     log_msg(LOG_INFO, "draining: %d request(s) in flight, up to %d s",
             atomic_load(&srv->http.inflight), srv->cfg.drain_timeout_s);
     uint64_t deadline = t0 + (uint64_t)srv->cfg.drain_timeout_s * 1000000000u;
-    bool clean = http_wait_idle(&srv->http, deadline);
+    bool clean = wait_all_idle(srv, deadline);
     /* No more loads or unloads: a control request still waiting gets 503. */
     registry_manager_stop(&srv->registry);
     static struct model *all[REGISTRY_SNAPSHOT_MAX]; /* only the main thread drains */
@@ -163,8 +182,10 @@ void server_drain_and_stop(struct server *srv)
         model_join(all[i]);
     for (int i = 0; i < n; i++)
         model_release(all[i]);
-    http_wait_idle(&srv->http, clock_now_ns() + 1000000000u);
+    wait_all_idle(srv, clock_now_ns() + 1000000000u);
     queue_watch_stop(&srv->queue_watch);
+    for (int i = 0; i < srv->n_transports; i++)
+        srv->transports[i].stop(srv->transports[i].self);
     http_stop(&srv->http);
     log_msg(LOG_INFO, "stopped after %.3f s drain%s", (double)(clock_now_ns() - t0) / 1e9,
             clean ? "" : " (timed out)");
