@@ -106,7 +106,7 @@ help:
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make check-layers    fail when modules include each other in a cycle"
-	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path, gRPC ModelInfer decode (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"

@@ -130,7 +130,7 @@ enum infer_status v2_bind_raw(struct v2_binder *b, int slot, enum shim_dtype dty
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof shape[0]);
     t->nbytes = expect;
-    if (borrow && (uintptr_t)data % dtype_size(dtype) == 0) {
+    if (borrow && data != NULL && (uintptr_t)data % dtype_size(dtype) == 0) {
         t->data = (void *)data; /* no copy: the body outlives the request */
         t->borrowed = true;
     } else {
@@ -139,7 +139,8 @@ enum infer_status v2_bind_raw(struct v2_binder *b, int slot, enum shim_dtype dty
             snprintf(err, err_len, "out of memory");
             return INFER_INTERNAL;
         }
-        memcpy(t->data, data, expect);
+        if (expect)
+            memcpy(t->data, data, expect);
     }
     return convert_and_check(b, slot, err, err_len);
 }
@@ -198,6 +199,8 @@ struct image_batch *v2_bind_images(struct v2_binder *b, int slot, enum infer_sta
 enum infer_status v2_bind_image_elements(struct image_batch *batch, const char *name,
                                          const uint8_t *data, size_t len, char *err, size_t err_len)
 {
+    if (len == 0) /* no elements (data may be NULL) */
+        return INFER_OK;
     const uint8_t *p = data, *end = data + len;
     while (p < end) {
         if (end - p < 4) {
