@@ -87,7 +87,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps check-layers run model model-pt2 examples image-data resnet18 test test-unit test-integration \
-        fuzz bench bench-codec bench-v2 bench-image bench-callgrind format clean cuda-syntax
+        fuzz bench bench-codec bench-grpc bench-v2 bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -112,6 +112,7 @@ help:
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
 	@echo "  make bench-image     image decode+preprocess: C vs PIL+torchvision; req/s posting a JPEG"
 	@echo "  make bench-callgrind instructions per request (valgrind callgrind): /predict JSON, v2 binary"
+	@echo "  make bench-grpc      gRPC ModelInfer vs HTTP v2 binary, same model and payload, c=1,8,32,128"
 	@echo "  make format          clang-format every C/C++ file"
 	@echo "  make clean           remove build outputs"
 	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
@@ -256,6 +257,10 @@ bench-image: all $(BUILD)/bench/image_speed
 # Instructions per request (valgrind callgrind): /predict JSON and v2 binary.
 bench-callgrind: all
 	bench/callgrind.sh
+
+# gRPC vs HTTP v2 binary, one fashion_mnist image, in one run.
+bench-grpc: all
+	$(PYTHON) bench/grpc_vs_http.py
 
 # v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
 bench-v2: all
