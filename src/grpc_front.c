@@ -9,7 +9,9 @@
  * send batch in flight because a handler answers once per message.
  *
  * Lock order: a model queue's lock, then none of ours (the hooks that run
- * under it only read atomics); the state's lock is a leaf. */
+ * under it only read atomics). The state's lock is taken before the core's
+ * own (a drain cancels waiting streams under it) and never held while a
+ * handler or a tag's function runs. */
 #include "grpc_front.h"
 
 #include <errno.h>
@@ -61,6 +63,7 @@ struct grpc_front_state {
     pthread_mutex_t lock;
     pthread_cond_t cond;                  /* inflight reached 0, or the shutdown finished */
     bool shutdown_started, shutdown_done; /* under lock */
+    struct grpc_front_call *streams;      /* open streams, linked by next (under lock) */
     struct gf_tag shutdown_tag;
     /* Calls by method (the last row: unknown methods) and status code. */
     atomic_uint_least64_t calls[GRPC_FRONT_MAX_METHODS + 1][GF_CODES];
@@ -90,6 +93,9 @@ struct grpc_front_call {
     char model[64];
     int version;
     char peer[96];
+    struct grpc_front_call *next, *prev; /* in s->streams (streams only) */
+    bool listed;                         /* in s->streams */
+    atomic_bool waiting;                 /* a stream waiting for its client's next message */
 };
 
 const char *grpc_front_code_name(enum grpc_front_code code)
@@ -139,6 +145,16 @@ static void unref_call(struct grpc_front_call *c)
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
     struct grpc_front_state *s = c->s;
+    if (c->listed) {
+        pthread_mutex_lock(&s->lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->streams = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        pthread_mutex_unlock(&s->lock);
+    }
     free_call(c);
     if (atomic_fetch_sub(&s->inflight, 1) == 1) {
         pthread_mutex_lock(&s->lock);
@@ -289,6 +305,19 @@ static void dispatch(struct grpc_front_call *c, grpc_byte_buffer *buffer)
     free(msg);
 }
 
+/* Start reading a stream's next message. Returns 0 or -1. */
+static int read_next(struct grpc_front_call *c)
+{
+    memset(c->ops, 0, sizeof c->ops);
+    c->ops[0].op = GRPC_OP_RECV_MESSAGE;
+    c->ops[0].data.recv_message.recv_message = &c->recv;
+    atomic_store(&c->waiting, true);
+    if (start_batch(c, 1, &c->t_recv) == 0)
+        return 0;
+    atomic_store(&c->waiting, false);
+    return -1;
+}
+
 static void on_new(void *arg, bool ok)
 {
     struct grpc_front_call *c = arg;
@@ -322,10 +351,14 @@ static void on_new(void *arg, bool ok)
         dispatch(c, c->payload);
         return;
     }
-    memset(c->ops, 0, sizeof c->ops);
-    c->ops[0].op = GRPC_OP_RECV_MESSAGE;
-    c->ops[0].data.recv_message.recv_message = &c->recv;
-    start_batch(c, 1, &c->t_recv);
+    pthread_mutex_lock(&s->lock); /* a drain ends it when it waits for a message */
+    c->next = s->streams;
+    if (c->next)
+        c->next->prev = c;
+    s->streams = c;
+    c->listed = true;
+    pthread_mutex_unlock(&s->lock);
+    read_next(c);
 }
 
 static void on_close(void *arg, bool ok)
@@ -362,6 +395,7 @@ static void send_status(struct grpc_front_call *c, enum grpc_front_code code, co
 static void on_recv(void *arg, bool ok)
 {
     struct grpc_front_call *c = arg;
+    atomic_store(&c->waiting, false);
     if (!ok || c->recv == NULL) { /* the client closed its side, or the call ended */
         send_status(c, GF_OK, "");
     } else {
@@ -456,12 +490,8 @@ static void on_send(void *arg, bool ok)
         send_status(c, GF_CANCELLED, "the stream broke");
     } else if (atomic_load(&c->s->draining)) {
         send_status(c, GF_UNAVAILABLE, "the server is shutting down");
-    } else { /* the next message of the stream */
-        memset(c->ops, 0, sizeof c->ops);
-        c->ops[0].op = GRPC_OP_RECV_MESSAGE;
-        c->ops[0].data.recv_message.recv_message = &c->recv;
-        if (start_batch(c, 1, &c->t_recv) != 0)
-            send_status(c, GF_INTERNAL, "the stream could not be read");
+    } else if (read_next(c) != 0) { /* the next message of the stream */
+        send_status(c, GF_INTERNAL, "the stream could not be read");
     }
     unref_call(c); /* this batch's */
 }
@@ -738,6 +768,14 @@ void grpc_front_drain_begin(struct grpc_front *g)
     pthread_mutex_unlock(&s->lock);
     if (first) /* no new calls; those in flight go on */
         grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* A stream waiting for its client's next message ends now; one with a
+     * message in progress ends after its answer (on_send). */
+    pthread_mutex_lock(&s->lock);
+    for (struct grpc_front_call *c = s->streams; c != NULL; c = c->next)
+        if (atomic_load(&c->waiting))
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+                                         "the server is shutting down", NULL);
+    pthread_mutex_unlock(&s->lock);
 }
 
 bool grpc_front_wait_idle(struct grpc_front *g, uint64_t deadline_ns)

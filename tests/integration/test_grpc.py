@@ -529,7 +529,15 @@ def test_drain_answers_calls_in_flight_then_refuses(pb, tmp_path_factory, slow_r
     stream = sv.ModelStreamInfer(slow_iter())
     first = next(stream)
     assert not first.error_message
+    hold = threading.Event()
+
+    def idle_iter():  # one message, then a client that says nothing more
+        yield slow_request(pb, 90)[1]
+        hold.wait(60)
+    idle = sv.ModelStreamInfer(idle_iter())
+    assert not next(idle).error_message
     time.sleep(0.05)
+    t0 = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     for f in pending:
         got = np.frombuffer(f.result(timeout=30).raw_output_contents[0], np.float32)
@@ -538,7 +546,12 @@ def test_drain_answers_calls_in_flight_then_refuses(pb, tmp_path_factory, slow_r
         for _ in stream:
             pass
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.RpcError) as e:  # the idle stream ends at once, not at the timeout
+        next(idle)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert daemon.wait_exit() == 0
+    hold.set()
+    assert time.monotonic() - t0 < 6, "an idle stream held the drain"  # --drain-timeout-s 8
     daemon.stopped = True
 
 
