@@ -56,7 +56,17 @@ else
 WITH_AOTI := no
 endif
 
-LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl -lgrpc -lgpr -lprotobuf-c
+LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl
+
+# WITH_GRPC=0 builds without the gRPC front end (a machine without
+# libgrpc-dev and protobuf-c: tests/gpu/run.sh); --grpc-port is then ignored.
+WITH_GRPC ?= 1
+GRPC_SRC := src/grpc_front.c src/grpc_service.c src/v2_proto.c
+ifeq ($(WITH_GRPC),1)
+LDLIBS   += -lgrpc -lgpr -lprotobuf-c
+else
+CFLAGS   += -DINFERD_NO_GRPC
+endif
 
 # DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
 # (a machine where they cannot be installed: tests/gpu/run.sh).
@@ -68,12 +78,12 @@ endif
 
 # gRPC messages: protobuf-c code generated from proto/ into $(BUILD)/gen.
 GEN      := $(BUILD)/gen
-PROTOS   := $(wildcard proto/*.proto)
+PROTOS   := $(if $(filter 1,$(WITH_GRPC)),$(wildcard proto/*.proto))
 PROTO_H  := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.h)
 PROTO_OBJ := $(PROTOS:proto/%.proto=$(BUILD)/obj/%.pb-c.o)
 CFLAGS   += -I$(GEN)
 
-SRC      := $(wildcard src/*.c)
+SRC      := $(filter-out $(if $(filter 1,$(WITH_GRPC)),,$(GRPC_SRC)),$(wildcard src/*.c))
 OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
 ifeq ($(WITH_AOTI),yes)
@@ -115,7 +125,7 @@ help:
 	@echo "  make bench-grpc      gRPC ModelInfer vs HTTP v2 binary, same model and payload, c=1,8,32,128"
 	@echo "  make format          clang-format every C/C++ file"
 	@echo "  make clean           remove build outputs"
-	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
+	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  WITH_GRPC=0 (gRPC: $(if $(filter 1,$(WITH_GRPC)),yes,no))  PORT=  ARGS="
 
 # One clear line per missing dependency.
 check-deps:
@@ -124,9 +134,11 @@ check-deps:
 	@test -f $(DEPS_ROOT)/usr/include/turbojpeg.h || test -f /usr/include/turbojpeg.h || { echo "missing TurboJPEG: apt-get install libturbojpeg0-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/png.h || test -f /usr/include/png.h || { echo "missing libpng: apt-get install libpng-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/zlib.h || test -f /usr/include/zlib.h || { echo "missing zlib: apt-get install zlib1g-dev (or: make deps)"; exit 1; }
-	@test -f /usr/include/grpc/grpc.h || { echo "missing gRPC: apt-get install libgrpc-dev (or: make deps)"; exit 1; }
-	@test -f /usr/include/protobuf-c/protobuf-c.h || { echo "missing protobuf-c: apt-get install libprotobuf-c-dev (or: make deps)"; exit 1; }
-	@command -v protoc-c >/dev/null || { echo "missing protoc-c: apt-get install protobuf-c-compiler (or: make deps)"; exit 1; }
+ifeq ($(WITH_GRPC),1)
+	@test -f /usr/include/grpc/grpc.h || { echo "missing gRPC: apt-get install libgrpc-dev (or: make deps; or build without gRPC: WITH_GRPC=0)"; exit 1; }
+	@test -f /usr/include/protobuf-c/protobuf-c.h || { echo "missing protobuf-c: apt-get install libprotobuf-c-dev (or: make deps; or WITH_GRPC=0)"; exit 1; }
+	@command -v protoc-c >/dev/null || { echo "missing protoc-c: apt-get install protobuf-c-compiler (or: make deps; or WITH_GRPC=0)"; exit 1; }
+endif
 	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
 
 deps:

@@ -11,7 +11,9 @@
 #include "api.h"
 #include "config.h"
 #include "image.h"
+#ifndef INFERD_NO_GRPC
 #include "grpc_service.h"
+#endif
 #include "health_probe.h"
 #include "log.h"
 #include "server.h"
@@ -86,6 +88,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "inferd: %s\n", err);
         return 1;
     }
+#ifndef INFERD_NO_GRPC
     struct grpc_front grpc = {0};
     if (grpc_service_start(&grpc, &srv, err, sizeof err) != 0) {
         log_msg(LOG_ERROR, "cannot start: %s", err);
@@ -94,6 +97,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "inferd: %s\n", err);
         return 1;
     }
+#else
+    if (cfg.grpc_port != 0)
+        log_msg(LOG_INFO, "built without gRPC (WITH_GRPC=0): --grpc-port is ignored");
+#endif
     int sig = 0;
     while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
         server_reload(&srv);
