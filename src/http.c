@@ -593,6 +593,7 @@ static void access_log(const struct http_exchange *ex, uint64_t total_ns)
         return;
     const struct infer_request *req = &ex->infer;
     struct log_field fields[] = {
+        {"protocol", LOG_STR, "http", 0},
         {"request_id", LOG_STR, ex->request_id, 0},
         {"method", LOG_STR, ex->method, 0},
         {"path", LOG_STR, ex->path, 0},

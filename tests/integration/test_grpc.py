@@ -561,3 +561,28 @@ def test_metrics_and_log_name_the_protocol(pb, g, s):
     assert metric(samples, "inferd_grpc_calls_total", protocol="grpc", method="ServerLive",
                   code="OK") >= 1
     assert "protocol=grpc method=ServerLive status=OK" in g.log_text()
+
+
+def test_repository_load_and_unload(pb, tmp_path_factory, v2_repo):
+    """Explicit mode, no token file: a loopback client may unload and load."""
+    daemon = start_grpc(tmp_path_factory.mktemp("inferd-grpc-control"), v2_repo,
+                        "--model-control-mode", "explicit")
+    try:
+        sv = stub(pb, daemon)
+        ready = pb.inference.ModelReadyRequest(name="dict_out")
+        assert sv.ModelReady(ready).ready
+        sv.RepositoryModelUnload(pb.inference.RepositoryModelUnloadRequest(model_name="dict_out"))
+        assert code_of(sv.ModelReady, ready)[0] == grpc.StatusCode.NOT_FOUND
+        assert daemon.get("/v2/models/dict_out/ready").status_code == 404
+        sv.RepositoryModelLoad(pb.inference.RepositoryModelLoadRequest(model_name="dict_out"))
+        assert sv.ModelReady(ready).ready
+        code, details = code_of(sv.RepositoryModelLoad,
+                                pb.inference.RepositoryModelLoadRequest(model_name="no_such"))
+        assert code == grpc.StatusCode.NOT_FOUND, (code, details)
+        req = pb.inference.RepositoryModelLoadRequest(model_name="dict_out")
+        req.parameters["config"].string_param = "{not json"
+        code, details = code_of(sv.RepositoryModelLoad, req)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+        assert sv.ModelReady(ready).ready  # the served version stays
+    finally:
+        finish(daemon)
