@@ -48,6 +48,10 @@ struct inferd_config {
     enum control_mode model_control_mode;
     int repository_poll_s;       /* poll mode: seconds between rescans */
     char admin_token_file[1024]; /* explicit mode: the control endpoints' token */
+    int grpc_port;               /* 0: no gRPC listener */
+    int grpc_threads;            /* completion queue threads */
+    char grpc_tls_cert[1024];    /* PEM certificate chain: gRPC over TLS (with the key) */
+    char grpc_tls_key[1024];     /* PEM private key */
 };
 
 enum config_result {

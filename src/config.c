@@ -87,6 +87,14 @@ static const struct option_spec options[] = {
     {"admin-token-file", OPT_STR, STR(admin_token_file), 0, 0, NULL,
      "explicit mode: file holding the token that load/unload need as 'Authorization: Bearer "
      "<token>' (without it, only loopback clients may load and unload)"},
+    {"grpc-port", OPT_INT, FIELD(grpc_port), 0, 0, 65535, NULL,
+     "port of the gRPC listener (KServe v2 / Triton GRPCInferenceService and grpc.health.v1) on "
+     "--host (0: off)"},
+    {"grpc-threads", OPT_INT, FIELD(grpc_threads), 0, 0, 256, NULL,
+     "gRPC completion queue threads (0: as many as --http-threads)"},
+    {"grpc-tls-cert", OPT_STR, STR(grpc_tls_cert), 0, 0, NULL,
+     "PEM certificate chain: with --grpc-tls-key, gRPC is served over TLS only"},
+    {"grpc-tls-key", OPT_STR, STR(grpc_tls_key), 0, 0, NULL, "PEM private key of --grpc-tls-cert"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -118,6 +126,7 @@ void config_defaults(struct inferd_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->model_control_mode = CONTROL_NONE;
     cfg->repository_poll_s = 5;
+    cfg->grpc_port = 8001;
 }
 
 static int enum_index(const char *values, const char *value)
