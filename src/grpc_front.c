@@ -698,7 +698,7 @@ static void destroy_unstarted(struct grpc_front_state *s, bool started)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
-    grpc_shutdown();
+    grpc_shutdown_blocking();
 }
 
 int grpc_front_start(struct grpc_front *g, const struct inferd_config *cfg,
@@ -831,7 +831,7 @@ void grpc_front_stop(struct grpc_front *g)
     pthread_cond_destroy(&s->cond);
     free(s);
     g->s = NULL;
-    grpc_shutdown();
+    grpc_shutdown_blocking();
 }
 
 void grpc_front_render_metrics(struct grpc_front *g, struct strbuf *sb)
