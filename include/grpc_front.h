@@ -78,6 +78,8 @@ int grpc_front_start(struct grpc_front *g, const struct inferd_config *cfg,
 /* Begin a drain: no new calls; calls in flight go on, and streams end with
  * UNAVAILABLE after the response in progress. */
 void grpc_front_drain_begin(struct grpc_front *g);
+/* Calls accepted and not yet ended (0 when not running). */
+int grpc_front_inflight(struct grpc_front *g);
 /* Wait until no call is in flight or deadline_ns (clock_now_ns) passes.
  * Returns true when none is. */
 bool grpc_front_wait_idle(struct grpc_front *g, uint64_t deadline_ns);

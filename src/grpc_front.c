@@ -778,6 +778,11 @@ void grpc_front_drain_begin(struct grpc_front *g)
     pthread_mutex_unlock(&s->lock);
 }
 
+int grpc_front_inflight(struct grpc_front *g)
+{
+    return g->s ? atomic_load(&g->s->inflight) : 0;
+}
+
 bool grpc_front_wait_idle(struct grpc_front *g, uint64_t deadline_ns)
 {
     struct grpc_front_state *s = g->s;
