@@ -166,6 +166,9 @@ $(BUILD)/obj/%.pb-c.o: $(GEN)/%.pb-c.c | $(BUILD)/obj
 $(GEN):
 	mkdir -p $@
 
+# Generated sources stay (make would delete them as intermediates).
+.SECONDARY: $(PROTO_H) $(PROTO_H:.h=.c)
+
 $(BUILD)/obj/%.o: shim/%.cpp | $(BUILD)/obj
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 

@@ -701,7 +701,7 @@ static void destroy_unstarted(struct grpc_front_state *s, bool started)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
-    grpc_shutdown();
+    grpc_shutdown_blocking();
 }
 
 void grpc_front_init(struct grpc_front *g, const struct inferd_config *cfg,
@@ -852,7 +852,7 @@ static void grpc_front_stop(void *self)
     pthread_cond_destroy(&s->cond);
     free(s);
     g->s = NULL;
-    grpc_shutdown();
+    grpc_shutdown_blocking();
 }
 
 static void grpc_front_render_metrics(void *self, struct strbuf *sb)

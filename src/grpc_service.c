@@ -259,7 +259,7 @@ static void model_config(struct grpc_front_call *call, const uint8_t *msg, size_
     for (int d = 0; d < sc->n_devices; d++) {
         Inference__ModelInstanceGroup init = INFERENCE__MODEL_INSTANCE_GROUP__INIT;
         groups[d] = init;
-        snprintf(names[d], sizeof names[d], "%.200s_%d", mc->name, d);
+        snprintf(names[d], sizeof names[d], "%.100s_%d", mc->name, d);
         groups[d].name = names[d];
         groups[d].count = mc->instances_per_device;
         if (sc->devices[d] == CONFIG_DEVICE_CPU) {
