@@ -17,9 +17,10 @@ extern const int grpc_service_n_methods;
 
 struct server;
 
-/* Start g (cfg's --grpc-port; 0: nothing) serving these services for srv,
- * and add it to the front ends srv drains and stops. Returns 0, or -1 with
- * err set (nothing left running). */
+/* Give g its settings (grpc_front_init) to serve these services for srv and,
+ * unless --grpc-port is 0, start it as one of srv's transports
+ * (server_add_transport: drained and stopped with HTTP). Returns 0, or -1
+ * with err set (nothing of it left running). */
 int grpc_service_start(struct grpc_front *g, struct server *srv, char *err, size_t err_len);
 
 /* A ModelStreamInferResponse with error_message (the front's
