@@ -25,11 +25,12 @@ FROM ${BASE_BUILD} AS build-gpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libmicrohttpd-dev libcjson-dev \
-      libturbojpeg0-dev libpng-dev zlib1g-dev \
+      libturbojpeg0-dev libpng-dev zlib1g-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
 COPY include include
+COPY proto proto
 COPY shim shim
 COPY src src
 COPY tools tools
@@ -53,6 +54,8 @@ RUN apt-get update \
  && (apt-get install -y --no-install-recommends libmicrohttpd12 libcjson1 libturbojpeg libpng16-16 zlib1g \
      || apt-get install -y --no-install-recommends libmicrohttpd12t64 libcjson1 libturbojpeg zlib1g \
           libpng16-16t64) \
+ && (apt-get install -y --no-install-recommends libgrpc29 libprotobuf-c1 \
+     || apt-get install -y --no-install-recommends libgrpc29t64 libprotobuf-c1) \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build-gpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
 # The binary's rpath names the build image's torch and CUDA runtime folders;
@@ -74,11 +77,12 @@ FROM ${CPU_BASE} AS build-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libtorch-dev libmicrohttpd-dev libcjson-dev \
-      libturbojpeg0-dev libpng-dev zlib1g-dev \
+      libturbojpeg0-dev libpng-dev zlib1g-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
 COPY include include
+COPY proto proto
 COPY shim shim
 COPY src src
 COPY tools tools
@@ -105,7 +109,8 @@ FROM ${CPU_BASE} AS runtime-cpu
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libtorch2.6 libmicrohttpd12t64 libcjson1 libturbojpeg0 zlib1g \
-      libpng16-16t64 \
+      libpng16-16t64 libprotobuf-c1 \
+ && (apt-get install -y --no-install-recommends libgrpc29t64 || apt-get install -y --no-install-recommends libgrpc29) \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 COPY --from=build-cpu /src/build/inferd /src/build/inferd-probe /usr/local/bin/
 COPY --from=pt2-cpu /src/pt2/ /models/
@@ -128,10 +133,11 @@ ENV INFERD_MODEL_REPOSITORY=/models \
     OMP_WAIT_POLICY=PASSIVE \
     INFERD_HOST=0.0.0.0 \
     INFERD_PORT=8080 \
+    INFERD_GRPC_PORT=8001 \
     INFERD_LOG_FORMAT=json
 USER ${UID}:${UID}
 WORKDIR /tmp
-EXPOSE 8080
+EXPOSE 8080 8001
 # inferd drains on SIGTERM (readiness 503, finish accepted requests, exit 0
 # within --drain-timeout-s): give it more than that before SIGKILL.
 STOPSIGNAL SIGTERM

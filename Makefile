@@ -58,6 +58,16 @@ endif
 
 LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl
 
+# WITH_GRPC=0 builds without the gRPC front end (a machine without
+# libgrpc-dev and protobuf-c: tests/gpu/run.sh); --grpc-port is then ignored.
+WITH_GRPC ?= 1
+GRPC_SRC := src/grpc_front.c src/grpc_service.c src/v2_proto.c
+ifeq ($(WITH_GRPC),1)
+LDLIBS   += -lgrpc -lgpr -lprotobuf-c
+else
+CFLAGS   += -DINFERD_NO_GRPC
+endif
+
 # DEPS_ROOT=<dir>: libmicrohttpd and cJSON unpacked from .deb files under dir
 # (a machine where they cannot be installed: tests/gpu/run.sh).
 ifneq ($(DEPS_ROOT),)
@@ -66,8 +76,15 @@ CFLAGS  += -I$(DEPS_ROOT)/usr/include
 LDFLAGS += -L$(DEPS_LIBDIR) -Wl,-rpath,$(DEPS_LIBDIR)
 endif
 
-SRC      := $(wildcard src/*.c)
-OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o)
+# gRPC messages: protobuf-c code generated from proto/ into $(BUILD)/gen.
+GEN      := $(BUILD)/gen
+PROTOS   := $(if $(filter 1,$(WITH_GRPC)),$(wildcard proto/*.proto))
+PROTO_H  := $(PROTOS:proto/%.proto=$(GEN)/%.pb-c.h)
+PROTO_OBJ := $(PROTOS:proto/%.proto=$(BUILD)/obj/%.pb-c.o)
+CFLAGS   += -I$(GEN)
+
+SRC      := $(filter-out $(if $(filter 1,$(WITH_GRPC)),,$(GRPC_SRC)),$(wildcard src/*.c))
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 SHIM_OBJ := $(BUILD)/obj/torch_shim.o $(BUILD)/obj/runtime_torchscript.o $(BUILD)/obj/numconv.o
 ifeq ($(WITH_AOTI),yes)
 SHIM_OBJ += $(BUILD)/obj/runtime_aoti.o
@@ -81,7 +98,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all help deps check-deps check-layers run model model-pt2 examples image-data resnet18 test test-unit test-integration \
-        fuzz bench bench-codec bench-v2 bench-shm bench-image bench-callgrind format clean cuda-syntax
+        fuzz bench bench-codec bench-v2 bench-shm bench-grpc bench-image bench-callgrind format clean cuda-syntax
 all: check-deps $(BUILD)/inferd $(BUILD)/inferd-probe
 
 help:
@@ -100,16 +117,17 @@ help:
 	@echo "  make test SANITIZE=1 the same tests with ASan + UBSan (build-asan/)"
 	@echo "  make cuda-syntax     compile the shim's CUDA code path (no GPU needed)"
 	@echo "  make check-layers    fail when modules include each other in a cycle or against the layer order"
-	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path, shared memory regions and offsets (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
+	@echo "  make fuzz            libFuzzer on the JSON codec, router, API key file, image decode+preprocess, multipart, model config, gzip/deflate inflater, log escaping, v2 decoder, v2 whole path, shared memory regions and offsets, gRPC ModelInfer decode (FUZZ_SECONDS=$(FUZZ_SECONDS); FUZZ_RUNS=N for long runs)"
 	@echo "  make bench           throughput: inferd vs Flask+gunicorn vs raw libtorch (bench/)"
 	@echo "  make bench-codec     JSON number decode/encode MB/s: inferd's codec vs cJSON"
 	@echo "  make bench-v2        server CPU per request: v2 JSON vs v2 binary, 3x224x224 FP32"
 	@echo "  make bench-shm       req/s and server CPU per request: HTTP binary vs system shared memory, 3x224x224 FP32, c=1 and 32"
 	@echo "  make bench-image     image decode+preprocess: C vs PIL+torchvision; req/s posting a JPEG"
 	@echo "  make bench-callgrind instructions per request (valgrind callgrind): /predict JSON, v2 binary"
+	@echo "  make bench-grpc      gRPC ModelInfer vs HTTP v2 binary, same model and payload, c=1,8,32,128"
 	@echo "  make format          clang-format every C/C++ file"
 	@echo "  make clean           remove build outputs"
-	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  PORT=  ARGS="
+	@echo "Variables: TORCH_DIR=<libtorch or pip torch dir>  SANITIZE=1  WITH_GRPC=0 (gRPC: $(if $(filter 1,$(WITH_GRPC)),yes,no))  PORT=  ARGS="
 
 # One clear line per missing dependency.
 check-deps:
@@ -118,6 +136,11 @@ check-deps:
 	@test -f $(DEPS_ROOT)/usr/include/turbojpeg.h || test -f /usr/include/turbojpeg.h || { echo "missing TurboJPEG: apt-get install libturbojpeg0-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/png.h || test -f /usr/include/png.h || { echo "missing libpng: apt-get install libpng-dev (or: make deps)"; exit 1; }
 	@test -f $(DEPS_ROOT)/usr/include/zlib.h || test -f /usr/include/zlib.h || { echo "missing zlib: apt-get install zlib1g-dev (or: make deps)"; exit 1; }
+ifeq ($(WITH_GRPC),1)
+	@test -f /usr/include/grpc/grpc.h || { echo "missing gRPC: apt-get install libgrpc-dev (or: make deps; or build without gRPC: WITH_GRPC=0)"; exit 1; }
+	@test -f /usr/include/protobuf-c/protobuf-c.h || { echo "missing protobuf-c: apt-get install libprotobuf-c-dev (or: make deps; or WITH_GRPC=0)"; exit 1; }
+	@command -v protoc-c >/dev/null || { echo "missing protoc-c: apt-get install protobuf-c-compiler (or: make deps; or WITH_GRPC=0)"; exit 1; }
+endif
 	@test -n "$(TORCH_INC)" || { echo "missing libtorch: apt-get install libtorch-dev, or set TORCH_DIR= to a LibTorch/pip torch folder (or: make deps)"; exit 1; }
 
 deps:
@@ -133,8 +156,20 @@ $(BUILD)/inferd-probe: tools/inferd_probe.c $(BUILD)/obj/health_probe.o
 # The resampling loops need -O3's vectoriser (about 4x on the vertical pass).
 $(BUILD)/obj/preprocess.o: CFLAGS += -O3
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj $(PROTO_H)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto | $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(BUILD)/obj/%.pb-c.o: $(GEN)/%.pb-c.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN):
+	mkdir -p $@
+
+# Generated sources stay (make would delete them as intermediates).
+.SECONDARY: $(PROTO_H) $(PROTO_H:.h=.c)
 
 $(BUILD)/obj/%.o: shim/%.cpp | $(BUILD)/obj
 	$(CXX) $(CXXFLAGS) -c $< -o $@
@@ -248,6 +283,10 @@ bench-shm: all
 # Instructions per request (valgrind callgrind): /predict JSON and v2 binary.
 bench-callgrind: all
 	bench/callgrind.sh
+
+# gRPC vs HTTP v2 binary, one fashion_mnist image, in one run.
+bench-grpc: all
+	$(PYTHON) bench/grpc_vs_http.py
 
 # v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
 bench-v2: all

@@ -40,6 +40,12 @@ struct server {
 int server_start(struct server *srv, const struct inferd_config *cfg,
                  const struct route_def *routes, size_t n_routes, char *err, size_t err_len);
 
+/* Start one more transport after server_start (gRPC: its settings given
+ * to it before) and add it to those server_drain_and_stop drains and stops.
+ * Returns 0, or -1 with err set (the table is full, or its start failed:
+ * nothing of it left running). */
+int server_add_transport(struct server *srv, const struct transport *t, char *err, size_t err_len);
+
 /* Graceful stop: readiness 503, refuse new connections, let accepted
  * requests finish (up to drain_timeout_s), then stop everything. */
 void server_drain_and_stop(struct server *srv);

@@ -1,5 +1,5 @@
-/* transport.h - what the server asks of every listener it runs (HTTP
- * today; gRPC and others next): start, begin a drain, wait until idle,
+/* transport.h - what the server asks of every listener it runs (HTTP,
+ * gRPC): start, begin a drain, wait until idle,
  * stop. The server keeps its listeners in one table and starts, drains and
  * stops them all the same way; a transport's own settings are given to it
  * before start. */
@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct strbuf;
 
 struct transport_ops {
     const char *name; /* for logs: "http" */
@@ -23,6 +25,8 @@ struct transport_ops {
     bool (*wait_idle)(void *self, uint64_t deadline_ns);
     /* Stop serving (every queued call has ended) and free. */
     void (*stop)(void *self);
+    /* Append its own metrics in Prometheus text (NULL: none). */
+    void (*render_metrics)(void *self, struct strbuf *sb);
 };
 
 struct transport {

@@ -4,7 +4,9 @@
 # x.h, in src/, include/, shim/ and tools/; A depends on B when one of A's
 # files includes "B.h". One exception: the shim's model runtime interface
 # (shim/shim_runtime.h) and its implementations (shim/runtime_*.cpp) are
-# internal to the torch_shim module, whose only face to C is torch_shim.h.
+# internal to the torch_shim module, whose only face to C is torch_shim.h;
+# and protobuf-c's headers generated from proto/ (x.pb-c.h) are one module,
+# proto, in the base layer.
 # tsort finds the cycles; each one is printed with its modules. Then every
 # module must be in one layer of LAYERS below, and include only modules of
 # its own layer or of a lower rank: two layers of the same rank (the
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 module_of() { # file or header name without its extension
     case $1 in
     shim_runtime | runtime_*) echo torch_shim ;;
+    *.pb-c) echo proto ;; # protobuf-c's code generated from proto/
     *) echo "$1" ;;
     esac
 }
@@ -50,13 +53,13 @@ fi
 # rank layer: modules (docs/ARCHITECTURE.md's table, in the same order).
 LAYERS='
 1 shim: numconv shim_dtype_list torch_shim
-2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk shm_region
+2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk shm_region proto
 3 tensors: dtype shape tensor tensor_json preprocess
 4 call: infer_request
-5 transports: transport router linger conn_guard http http_reply
-5 models: model_repo model_config_json metrics batch image_batch v2_shm v2_binding v2_json batcher batch_profile batch_stage worker model registry registry_manager registry_render queue_watch infer_call
+5 transports: transport router linger conn_guard http http_reply grpc_front
+5 models: model_repo model_config_json metrics batch image_batch v2_shm v2_binding v2_json batcher batch_profile batch_stage worker model registry registry_manager registry_render queue_watch infer_call v2_proto
 6 server: server
-7 api: api_routes api api_predict api_server api_v2 api_stats api_repository api_shm
+7 api: api_routes api api_predict api_server api_v2 api_stats api_repository api_shm grpc_service
 8 program: main inferd_probe
 '
 layer_of() { # prints "rank layer" of module $1, nothing when it has none

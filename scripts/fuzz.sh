@@ -15,11 +15,11 @@ TOTAL=${1:-60}
 CC=${FUZZ_CC:-clang-14}
 CXX=${FUZZ_CXX:-clang++-14}
 OUT=build/fuzz
-ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape fuzz_v2_decode fuzz_v2_batch fuzz_shm"
+ALL_TARGETS="fuzz_json_codec fuzz_router fuzz_access fuzz_image fuzz_multipart fuzz_model_config fuzz_inflate fuzz_log_escape fuzz_v2_decode fuzz_v2_batch fuzz_shm fuzz_grpc_decode"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 RUNS=${FUZZ_RUNS:-}
 # The modules the targets exercise (and what they link against).
-SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding v2_json shm_region v2_shm"
+SRCS="dtype shape tensor tensor_json json_numbers strbuf config router model_repo model_config_json access log image preprocess multipart base64 encoding infer_request batch batcher image_batch topk v2_binding v2_json shm_region v2_shm v2_proto"
 
 case "$TOTAL" in
 '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$TOTAL'" >&2; exit 2 ;;
@@ -32,23 +32,27 @@ for tool in "$CC" "$CXX"; do
 done
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-COMMON="-g -O1 $SAN -Iinclude -Ishim -Itests/unit"
+GEN=build/gen # protobuf-c code from proto/, as the Makefile makes it
+COMMON="-g -O1 $SAN -Iinclude -Ishim -Itests/unit -I$GEN"
 mkdir -p "$OUT/obj" "$OUT/artifacts"
 
 echo "== building fuzz targets with $CC"
+mkdir -p "$GEN"
+protoc-c --c_out="$GEN" -Iproto proto/inference.proto
+"$CC" -std=c11 $COMMON -fsanitize=fuzzer-no-link -c "$GEN/inference.pb-c.c" -o "$OUT/obj/inference.pb-c.o"
 # Library code gets coverage instrumentation but no libFuzzer main.
 for s in $SRCS; do
     "$CC" -std=c11 -D_GNU_SOURCE $COMMON -fsanitize=fuzzer-no-link -c "src/$s.c" -o "$OUT/obj/$s.o"
 done
 "$CXX" -std=c++17 $COMMON -fsanitize=fuzzer-no-link -c shim/numconv.cpp -o "$OUT/obj/numconv.o"
 OBJS=""
-for s in $SRCS numconv; do
+for s in $SRCS numconv inference.pb-c; do
     OBJS="$OBJS $OUT/obj/$s.o"
 done
 for t in $TARGETS; do
     # shellcheck disable=SC2086
     "$CXX" $COMMON -fsanitize=fuzzer -x c -std=c11 -D_GNU_SOURCE "tests/fuzz/$t.c" -x none \
-        $OBJS -lcjson -lturbojpeg -lpng -lz -lstdc++ -lm -o "$OUT/$t"
+        $OBJS -lcjson -lturbojpeg -lpng -lz -lprotobuf-c -lstdc++ -lm -o "$OUT/$t"
 done
 
 set -- $TARGETS

@@ -5,7 +5,8 @@ set -eu
 PACKAGES="build-essential libtorch-dev python3-torch python3-numpy libmicrohttpd-dev
 libcjson-dev dataset-fashion-mnist libcmocka-dev python3-pytest python3-requests
 clang-14 libclang-rt-14-dev prometheus wrk libturbojpeg0-dev libpng-dev python3-pil
-python3-torchvision curl zlib1g-dev"
+python3-torchvision curl zlib1g-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+python3-grpcio python3-grpc-tools python3-protobuf openssl"
 # Test photos come from python3-skimage's data folder: models/make_image_data.py
 # extracts them from `apt-get download python3-skimage` (no install: the
 # package pulls in 40 others) unless the package is installed.

@@ -24,6 +24,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # the rest builds and tests inferd as on Debian 12, and benchmarks it.
 PACKAGES="libtorch-dev python3-torch python3-numpy g++ make python3-setuptools python3-dev
 libmicrohttpd-dev libcjson-dev libcmocka-dev python3-pytest python3-requests libturbojpeg0-dev libpng-dev zlib1g-dev
+libgrpc-dev libprotobuf-c-dev protobuf-c-compiler python3-grpcio python3-grpc-tools python3-protobuf openssl
 dataset-fashion-mnist wrk python3-flask gunicorn curl procps prometheus python3-pil python3-torchvision"
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 

@@ -56,6 +56,9 @@ enum route_outcome api_metrics(struct http_exchange *ex)
     metrics_render_models(&sb, labels, ms, n);
     registry_render_metrics(&srv->registry, &sb);
     shm_render_metrics(&srv->shm, &sb);
+    for (int i = 0; i < srv->n_transports; i++)
+        if (srv->transports[i].ops->render_metrics)
+            srv->transports[i].ops->render_metrics(srv->transports[i].self, &sb);
     for (int i = 0; i < n; i++)
         model_release(models[i]);
     free(text);

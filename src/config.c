@@ -95,6 +95,14 @@ static const struct option_spec options[] = {
      "most shared memory regions registered at once"},
     {"shared-memory-max-bytes", OPT_LONG, FIELD(shared_memory_max_bytes), 0, 1, 1L << 46, NULL,
      "most bytes of shared memory registered at once, all regions together"},
+    {"grpc-port", OPT_INT, FIELD(grpc_port), 0, 0, 65535, NULL,
+     "port of the gRPC listener (KServe v2 / Triton GRPCInferenceService and grpc.health.v1) on "
+     "--host (0: off)"},
+    {"grpc-threads", OPT_INT, FIELD(grpc_threads), 0, 0, 256, NULL,
+     "gRPC completion queue threads (0: as many as --http-threads)"},
+    {"grpc-tls-cert", OPT_STR, STR(grpc_tls_cert), 0, 0, NULL,
+     "PEM certificate chain: with --grpc-tls-key, gRPC is served over TLS only"},
+    {"grpc-tls-key", OPT_STR, STR(grpc_tls_key), 0, 0, NULL, "PEM private key of --grpc-tls-cert"},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -128,6 +136,7 @@ void config_defaults(struct inferd_config *cfg)
     cfg->repository_poll_s = 5;
     cfg->shared_memory_max_regions = 64;
     cfg->shared_memory_max_bytes = 4L << 30;
+    cfg->grpc_port = 8001;
 }
 
 static int enum_index(const char *values, const char *value)

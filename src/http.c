@@ -473,6 +473,7 @@ static void access_log(const struct http_exchange *ex, uint64_t total_ns)
     static const struct infer_request none;
     const struct infer_request *req = ex->call ? ex->call : &none;
     struct log_field fields[] = {
+        {"protocol", LOG_STR, "http", 0},
         {"request_id", LOG_STR, ex->request_id, 0},
         {"method", LOG_STR, ex->method, 0},
         {"path", LOG_STR, ex->path, 0},
@@ -760,5 +761,11 @@ static void http_stop(void *self)
     pthread_mutex_destroy(&h->idle_lock);
 }
 
-const struct transport_ops http_transport = {"http",        http_start,     http_drain_begin,
-                                             http_inflight, http_wait_idle, http_stop};
+const struct transport_ops http_transport = {
+    .name = "http",
+    .start = http_start,
+    .drain_begin = http_drain_begin,
+    .inflight = http_inflight,
+    .wait_idle = http_wait_idle,
+    .stop = http_stop,
+};

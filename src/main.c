@@ -11,6 +11,9 @@
 #include "api.h"
 #include "config.h"
 #include "image.h"
+#ifndef INFERD_NO_GRPC
+#include "grpc_service.h"
+#endif
 #include "health_probe.h"
 #include "log.h"
 #include "server.h"
@@ -85,6 +88,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "inferd: %s\n", err);
         return 1;
     }
+#ifndef INFERD_NO_GRPC
+    struct grpc_front grpc = {0};
+    if (grpc_service_start(&grpc, &srv, err, sizeof err) != 0) {
+        log_msg(LOG_ERROR, "cannot start: %s", err);
+        server_drain_and_stop(&srv);
+        log_stop();
+        fprintf(stderr, "inferd: %s\n", err);
+        return 1;
+    }
+#else
+    if (cfg.grpc_port != 0)
+        log_msg(LOG_INFO, "built without gRPC (WITH_GRPC=0): --grpc-port is ignored");
+#endif
     int sig = 0;
     while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP)
         server_reload(&srv);

@@ -140,6 +140,18 @@ int server_start(struct server *srv, const struct inferd_config *cfg,
     return 0;
 }
 
+int server_add_transport(struct server *srv, const struct transport *t, char *err, size_t err_len)
+{
+    if (srv->n_transports == SERVER_MAX_TRANSPORTS) {
+        snprintf(err, err_len, "too many transports (%d)", SERVER_MAX_TRANSPORTS);
+        return -1;
+    }
+    if (transport_start_all(t, 1, err, err_len) != 0)
+        return -1;
+    srv->transports[srv->n_transports++] = *t;
+    return 0;
+}
+
 void server_drain_and_stop(struct server *srv)
 {
     uint64_t t0 = clock_now_ns();

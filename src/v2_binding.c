@@ -162,6 +162,9 @@ static int bind_raw_elements(struct v2_binder *b, const uint8_t *p, size_t size,
 
 int v2_bind_raw(struct v2_binder *b, const void *data, size_t len, char *err, size_t err_len)
 {
+    static const uint8_t none[1];
+    if (data == NULL) /* an empty bytes field (protobuf): no arithmetic on NULL */
+        data = none;
     if (b->bytes)
         return bind_raw_elements(b, data, len, err, err_len);
     const char *name = b->cfg->inputs[b->slot].name;

@@ -73,6 +73,8 @@ if [ ! -f /usr/include/microhttpd.h ] || ! command -v wrk >/dev/null; then
     WRK="$DEPS/usr/bin/wrk"
     export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+# gRPC's headers are not among the .deb files: build without the gRPC front end.
+[ -f /usr/include/grpc/grpc.h ] || MAKEVARS+=(WITH_GRPC=0)
 TORCH_DIR=$("$PY" -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 say "mode $MODE; torch $("$PY" -c 'import torch;print(torch.__version__, "cuda", torch.cuda.is_available())') at $TORCH_DIR"
 [ "$MODE" = gpu ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

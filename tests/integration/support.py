@@ -75,8 +75,11 @@ def free_port():
 
 def child_env(extra=None):
     """The test's environment without any INFERD_* variable (so that the
-    caller's shell cannot change the daemon's settings), plus `extra`."""
+    caller's shell cannot change the daemon's settings), plus `extra`. The
+    gRPC listener is off (its default port, 8001, is one for every daemon);
+    test_grpc.py turns it on with --grpc-port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
+    env["INFERD_GRPC_PORT"] = "0"
     env.update(extra or {})
     return env
 

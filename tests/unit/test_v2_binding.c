@@ -285,6 +285,84 @@ static void test_binder_alone(void **state)
     free(req);
 }
 
+/* Bind one input of b by hand: name sent as datatype with shape, from raw
+ * bytes. Returns what the first failing step returned (0: bound). */
+static int bind_raw_input(struct v2_binder *b, const char *name, const char *datatype,
+                          const int64_t *shape, int ndim, const void *data, size_t len, char *err,
+                          size_t err_len)
+{
+    if (v2_bind_input(b, name, datatype, err, err_len) != 0 ||
+        v2_bind_shape(b, shape, ndim, err, err_len) != 0 ||
+        v2_bind_raw(b, data, len, err, err_len) != 0)
+        return -1;
+    return v2_bind_input_end(b, err, err_len);
+}
+
+/* The binder's rules as the protobuf form meets them: raw bytes of another
+ * datatype converted (aligned bytes borrowed, not copied), BOOL bytes other
+ * than 0 and 1, a shape the model does not take, a value count that is not
+ * the shape's, an unknown output, and inputs whose batch sizes differ. */
+static void test_binder_rules(void **state)
+{
+    (void)state;
+    struct v2_request *v2 = calloc(1, sizeof *v2);
+    struct infer_request *req = calloc(1, sizeof *req);
+    assert_non_null(v2);
+    assert_non_null(req);
+    struct v2_binder b;
+    char err[256];
+    const int64_t two[2] = {2, 4}, three[2] = {3, 4}, wide[2] = {2, 5};
+    static const float a[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const int32_t b32[8] = {1, -2, 3, -4, 5, -6, 7, -8}; /* INT32 for an INT64 input */
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    assert_int_equal(bind_raw_input(&b, "a", "FP32", two, 2, a, sizeof a, err, sizeof err), 0);
+    assert_int_equal(req->inputs[0].memory, TENSOR_BODY);
+    assert_ptr_equal(req->inputs[0].data, a);
+    assert_int_equal(bind_raw_input(&b, "b", "INT32", two, 2, b32, sizeof b32, err, sizeof err), 0);
+    assert_int_equal(req->inputs[1].dtype, SHIM_INT64);
+    assert_int_equal(((int64_t *)req->inputs[1].data)[7], -8);
+    assert_int_equal(v2_bind_output(&b, "nope", true, 0, err, sizeof err), -1);
+    assert_int_equal(b.status, INFER_INVALID);
+    assert_int_equal(v2_bind_end(&b, err, sizeof err), 0);
+    infer_request_free_tensors(req);
+
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    static const uint8_t bools[8] = {0, 1, 2, 0, 0, 0, 0, 0};
+    assert_int_equal(bind_raw_input(&b, "a", "BOOL", two, 2, bools, sizeof bools, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "BOOL"));
+    float w[10] = {0};
+    infer_request_free_tensors(req);
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    assert_int_equal(bind_raw_input(&b, "a", "FP32", wide, 2, w, sizeof w, err, sizeof err), -1);
+    assert_int_equal(b.status, INFER_INVALID);
+    /* values: 7 for a shape of 8 */
+    infer_request_free_tensors(req);
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    assert_int_equal(v2_bind_input(&b, "a", "FP64", err, sizeof err), 0);
+    assert_int_equal(v2_bind_shape(&b, two, 2, err, sizeof err), 0);
+    struct tensor values;
+    const int64_t seven[1] = {7};
+    assert_int_equal(tensor_alloc(&values, SHIM_FP64, 1, seven), 0);
+    memset(values.data, 0, values.nbytes);
+    assert_int_equal(v2_bind_values(&b, &values, err, sizeof err), -1); /* taken over */
+    assert_int_equal(b.status, INFER_INVALID);
+    infer_request_free_tensors(req);
+
+    /* batch sizes that differ: 2 and 3 */
+    v2_bind_begin(&b, &cfg, 1 << 20, v2, req);
+    static const int64_t b64[12] = {0};
+    assert_int_equal(bind_raw_input(&b, "a", "FP32", two, 2, a, sizeof a, err, sizeof err), 0);
+    assert_int_equal(bind_raw_input(&b, "b", "INT64", three, 2, b64, sizeof b64, err, sizeof err),
+                     0);
+    assert_int_equal(v2_bind_end(&b, err, sizeof err), -1);
+    assert_int_equal(b.status, INFER_INVALID);
+    assert_non_null(strstr(err, "batch"));
+    infer_request_free_tensors(req);
+    v2_request_free(v2);
+    free(req);
+}
+
 /* A request that ran: sum [2,4] and prod_sum [2,1] as the model's outputs. */
 static void ran(struct infer_request *req)
 {
@@ -496,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_conversion),     cmocka_unit_test(test_binder_alone),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_encode),
         cmocka_unit_test(test_classification), cmocka_unit_test(test_binder_shm),
+        cmocka_unit_test(test_binder_rules),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
