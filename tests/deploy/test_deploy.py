@@ -955,8 +955,16 @@ def _check_grpc_load(gload, what, new_ips=()):
     served = collections.Counter(r[3] for r in gload.results if r[4])
     log(f"{what} gRPC load: {calls} calls, {len(failed)} failed, {retried} retried by the "
         f"client (UNAVAILABLE, then served); per replica {dict(served)}")
+    t_first = gload.results[0][0] if gload.results else 0
     for r in failed[:5]:
-        log(f"  gRPC call failed: {r[2]}: {r[6]}")
+        log(f"  gRPC call failed at load{r[0] - t_first:+.2f} s, after {r[1] - r[0]:.2f} s: "
+            f"{r[2]}: {r[6]}")
+    if failed:  # what nginx saw
+        lines = compose("logs", "--no-color", "--tail", "300", "nginx", check=False).stdout
+        log("nginx lines of the failed gRPC calls and its errors:\n" + "\n".join(
+            line for line in lines.splitlines()
+            if "[error]" in line or "[warn]" in line or
+            ("/inference.GRPCInferenceService/" in line and '"status":200' not in line)))
     assert calls > 20, calls
     assert not failed, failed[:5]
     for ip in new_ips:
