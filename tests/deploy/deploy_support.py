@@ -1,6 +1,7 @@
 """Helpers for the deploy tests: the docker CLI, Compose, the test's TLS
-certificates and API key, reference outputs, and a bounded load generator
-that talks to nginx on loopback only (HTTPS, with the key)."""
+certificates and API key, reference outputs, gRPC stubs generated from
+proto/, and bounded load generators that talk to nginx on loopback only
+(HTTPS or gRPC over TLS, with the key)."""
 import datetime
 import functools
 import json
@@ -8,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +26,8 @@ PROJECT = os.environ.get("INFERD_DEPLOY_PROJECT", "inferddeploytest")
 HTTPS_PORT = int(os.environ.get("INFERD_DEPLOY_PORT", "18443"))
 HTTP_PORT = HTTPS_PORT + 37  # 18480 by default
 PROMETHEUS_PORT = HTTPS_PORT + 647  # 19090 by default
+GRPC_PORT = HTTPS_PORT + 1  # 18444 by default: nginx's gRPC server (8444)
+GRPC_TARGET = f"127.0.0.1:{GRPC_PORT}"
 BASE_URL = f"https://127.0.0.1:{HTTPS_PORT}"
 HTTP_URL = f"http://127.0.0.1:{HTTP_PORT}"
 PROMETHEUS_URL = f"http://127.0.0.1:{PROMETHEUS_PORT}"
@@ -127,7 +131,8 @@ def compose_env():
     return {"COMPOSE_FILE": STACK_FILES, "COMPOSE_PROJECT_NAME": PROJECT,
             "INFERD_REPOSITORY_POLL_S": str(POLL_S),
             "NGINX_BIND": "127.0.0.1", "NGINX_HTTPS_PORT": str(HTTPS_PORT),
-            "NGINX_HTTP_PORT": str(HTTP_PORT), "NGINX_TLS_DIR": sec["tls"],
+            "NGINX_HTTP_PORT": str(HTTP_PORT), "NGINX_GRPC_PORT": str(GRPC_PORT),
+            "NGINX_TLS_DIR": sec["tls"],
             "INFERD_SECRETS_DIR": sec["secrets"], "INFERD_CORS_ALLOW_ORIGIN": CORS_ORIGIN,
             "PROMETHEUS_BIND": "127.0.0.1", "PROMETHEUS_PORT": str(PROMETHEUS_PORT),
             "INFERD_IMAGE": os.environ.get("INFERD_IMAGE", "inferd:cpu"),
@@ -305,3 +310,170 @@ def prom_targets(job):
         if t["labels"].get("job") == job:
             out[t["labels"].get("replica", t["labels"]["instance"])] = t["health"]
     return out
+
+
+# ------------------------------------------------------------------ gRPC
+
+@functools.lru_cache(maxsize=None)
+def pb():
+    """The modules generated from proto/ (grpc_tools.protoc, into a folder
+    of the test's own): .inference, .inference_grpc, .health, .health_grpc."""
+    out = pathlib.Path(tempfile.mkdtemp(prefix="inferd-deploy-stubs-"))
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
+                    f"--python_out={out}", f"--grpc_python_out={out}",
+                    str(ROOT / "proto" / "inference.proto"),
+                    str(ROOT / "proto" / "health.proto")], check=True)
+    sys.path.insert(0, str(out))
+    import health_pb2
+    import health_pb2_grpc
+    import inference_pb2
+    import inference_pb2_grpc
+
+    class Modules:
+        inference, inference_grpc = inference_pb2, inference_pb2_grpc
+        health, health_grpc = health_pb2, health_pb2_grpc
+    return Modules
+
+
+# What a client behind a load balancer should do (docs/deployment.md,
+# "gRPC"): retry a call that ended UNAVAILABLE (a replica killed while it
+# held the call; nginx cannot resend a gRPC body it already forwarded).
+GRPC_RETRY_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": "inference.GRPCInferenceService"}],
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def grpc_channel(retry=True):
+    """A TLS channel to nginx's gRPC port on loopback, trusting the test CA
+    (the certificate names localhost); with retry, the retry policy above."""
+    import grpc
+    creds = grpc.ssl_channel_credentials(root_certificates=pathlib.Path(
+        secrets()["ca"]).read_bytes())
+    opts = [("grpc.ssl_target_name_override", "localhost"),
+            ("grpc.max_receive_message_length", 64 * 2**20),
+            ("grpc.max_send_message_length", 64 * 2**20)]
+    if retry:
+        opts += [("grpc.enable_retries", 1), ("grpc.service_config", GRPC_RETRY_CONFIG)]
+    else:
+        opts += [("grpc.enable_retries", 0)]
+    return grpc.secure_channel(GRPC_TARGET, creds, options=opts)
+
+
+def grpc_auth(request_id=None):
+    md = [("authorization", f"Bearer {secrets()['key']}")]
+    if request_id:
+        md.append(("x-request-id", request_id))
+    return md
+
+
+def grpc_infer_request(model, inputs, request_id=""):
+    """A ModelInferRequest for model with one FP32 input `input` of the
+    given nested list ([N,1,28,28]), as raw little-endian bytes."""
+    import numpy as np
+    a = np.asarray(inputs, dtype="<f4")
+    req = pb().inference.ModelInferRequest(model_name=model, id=request_id)
+    req.inputs.add(name="input", datatype="FP32", shape=list(a.shape))
+    req.raw_input_contents.append(a.tobytes())
+    return req
+
+
+def grpc_logits(resp):
+    """The first output of a ModelInferResponse as a numpy array."""
+    import numpy as np
+    o = resp.outputs[0]
+    assert o.datatype == "FP32", o.datatype
+    return np.frombuffer(resp.raw_output_contents[0], "<f4").reshape(list(o.shape))
+
+
+def initial_md(call):
+    return {k: v for k, v in (call.initial_metadata() or ())}
+
+
+class GrpcLoad:
+    """Closed-loop gRPC load on nginx's gRPC port over TLS with the API key:
+    `threads` clients, each one ModelInfer at a time on its own channel (with
+    the retry policy), until stop(), `max_s` seconds or `max_calls` calls in
+    all. Every result: (t_start, t_end, code name, replica ip, ok, retried,
+    error): ok when the answer's label is the sample's; retried when the
+    client needed more than one attempt (grpc-previous-rpc-attempts)."""
+
+    MODEL = "fashion_mnist_pt2"  # the CPU image's default model
+
+    def __init__(self, threads=4, max_s=120.0, max_calls=20000, timeout=30.0):
+        self.threads, self.max_s, self.max_calls, self.timeout = threads, max_s, max_calls, timeout
+        self.samples = samples()
+        self.results = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers = []
+
+    def _work(self, k):
+        import grpc
+        import numpy as np
+        channel = grpc_channel()
+        stub = pb().inference_grpc.GRPCInferenceServiceStub(channel)
+        deadline = time.time() + self.max_s
+        i = k
+        while not self._stop.is_set() and time.time() < deadline:
+            with self._lock:
+                if len(self.results) >= self.max_calls:
+                    break
+            body, label = self.samples[i % len(self.samples)]
+            i += 1
+            t0 = time.time()
+            code, up, err, ok, retried = "OK", None, None, False, False
+            try:
+                resp, call = stub.ModelInfer.with_call(
+                    grpc_infer_request(self.MODEL, body["inputs"], f"load-{k}-{i}"),
+                    metadata=grpc_auth(), timeout=self.timeout)
+                md = initial_md(call)
+                up = md.get("x-upstream", "").split(",")[-1].strip().rsplit(":", 1)[0] or None
+                retried = "grpc-previous-rpc-attempts" in md
+                ok = resp.id == f"load-{k}-{i}" and \
+                    int(np.argmax(grpc_logits(resp)[0])) == label_index(label)
+                if not ok:
+                    err = f"wrong answer: id {resp.id!r}"
+            except grpc.RpcError as e:
+                code, err = e.code().name, (e.details() or "")[:200]
+            except Exception as e:  # a failed call is data here
+                code, err = "EXCEPTION", repr(e)[:200]
+            with self._lock:
+                self.results.append((t0, time.time(), code, up, ok, retried, err))
+        channel.close()
+
+    def __enter__(self):
+        self._workers = [threading.Thread(target=self._work, args=(k,), daemon=True)
+                         for k in range(self.threads)]
+        for w in self._workers:
+            w.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for w in self._workers:
+            w.join(self.timeout + 5)
+        return self.results
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.results)
+
+    def summary(self):
+        """(calls, failed, retried) of the results so far."""
+        rs = self.snapshot()
+        return len(rs), [r for r in rs if not r[4]], sum(1 for r in rs if r[5])
+
+
+@functools.lru_cache(maxsize=None)
+def _labels():
+    return [line.strip() for line in (ROOT / "models" / "fashion_mnist" / "labels.txt")
+            .read_text().splitlines() if line.strip()]
+
+
+def label_index(label):
+    """The class index of an example's expected label (models/examples/labels.json)."""
+    return label if isinstance(label, int) else _labels().index(label)

@@ -5,9 +5,11 @@ Run by tests/deploy/run.sh, which starts an engine if none is reachable and
 builds the images (inferd:cpu, inferd-nginx:1.30, inferd-prometheus:2). The
 tests share one Compose project and run in file order: up with 3 replicas
 and Prometheus, predictions over HTTPS (HTTP/1.1 and HTTP/2) with an API
-key, the redirect from port 80, 401s, CORS, the public surface, body limits,
-request ids and errors, Prometheus targets, scale to 5 under load (targets
-and dashboard panels follow), kill one under load, scale to 2 under load,
+key, the redirect from port 80, 401s, CORS, the public surface, gRPC
+through nginx's gRPC port (outputs, request ids, keys, its public surface),
+body limits, request ids and errors, Prometheus targets, scale to 5 under
+load (targets and dashboard panels follow), kill one under load, scale to 2
+under load (each with gRPC load beside the HTTPS load: no gRPC call fails),
 every dashboard query, then nginx recreated with its defaults (plain HTTP,
 no X-Upstream, a low rate limit: 429), all the way down. Traffic goes to
 nginx and Prometheus on 127.0.0.1 only.
@@ -30,10 +32,12 @@ import pytest
 import requests
 import yaml
 
-from deploy_support import (BASE_URL, COMPOSE, CORS_ORIGIN, CPU_FILES, HTTP_URL, HTTPS_PORT,
-                            MODELS_VOLUME, POLL_S, PROJECT, PROMETHEUS_PORT, ROOT, Load, auth, compose,
-                            compose_env, docker, first_healthy_time, https_session, log,
-                            last_upstream, prom_query, prom_targets, reference_outputs,
+from deploy_support import (BASE_URL, COMPOSE, CORS_ORIGIN, CPU_FILES, GRPC_PORT, HTTP_URL,
+                            HTTPS_PORT, MODELS_VOLUME, POLL_S, PROJECT, PROMETHEUS_PORT, ROOT,
+                            GrpcLoad, Load, auth, compose, compose_env, docker,
+                            first_healthy_time, grpc_auth, grpc_channel, grpc_infer_request,
+                            grpc_logits, https_session, initial_md, label_index, log,
+                            last_upstream, pb, prom_query, prom_targets, reference_outputs,
                             remove_secrets,
                             replicas, run, samples, secrets, site_conf, summarize, wait_for)
 
@@ -151,7 +155,10 @@ def test_compose_files_static():
             assert str(port).startswith("127.0.0.1:"), (name, port)
     assert sorted(str(p).split(":", 1)[1].removesuffix("/tcp")
                   for p in cpu["services"]["nginx"]["ports"]) == \
-        ["443:8443", "80:8080"]
+        ["443:8443", "8001:8444", "80:8080"]
+    # the replicas serve gRPC to nginx on the internal network
+    assert inf["environment"]["INFERD_GRPC_PORT"] == "8001"
+    assert sorted(str(x) for x in inf["expose"]) == ["8001", "8080"]
     for name in ("prometheus", "nginx-exporter"):
         assert base["services"][name]["profiles"] == ["monitoring"]
     assert base["services"]["grafana"]["profiles"] == ["grafana"]
@@ -165,7 +172,10 @@ def test_compose_files_static():
                           ("inferd-api.conf", "inferd-api.conf"),
                           ("inferd-proxy.conf", "inferd-proxy.conf"),
                           ("headers.conf", "headers.conf"),
+                          ("inferd-grpc.conf", "inferd-grpc.conf"),
+                          ("tls.conf", "tls.conf"),
                           ("servers.conf", "servers-tls-on.conf"),
+                          ("grpc-server.conf", "grpc-tls-on.conf"),
                           ("port80.conf", "port80-redirect.conf"),
                           ("x-upstream.conf", "x-upstream-0.conf"),
                           ("site.conf", "site.conf"))}}, mounts
@@ -205,7 +215,7 @@ def test_images():
     assert img["User"] not in ("", "root", "0", "0:0")
     assert img["Healthcheck"]["Test"] == ["CMD", "inferd-probe"]
     assert img["Entrypoint"] == ["inferd"]
-    assert "8080/tcp" in img["ExposedPorts"]
+    assert "8080/tcp" in img["ExposedPorts"] and "8001/tcp" in img["ExposedPorts"]
     assert img["StopSignal"] == "SIGTERM"
     assert "INFERD_MODEL_REPOSITORY=/models" in img["Env"]
     p = docker("run", "--rm", "--entrypoint", "sh", compose_image(), "-c",
@@ -214,6 +224,12 @@ def test_images():
     assert uid != "0"
     assert {"config.json", "model.pt", "labels.txt"} <= set(rest)
     assert not [x for x in rest if x.startswith("/")], f"compiler in the image: {rest}"
+    # the gRPC libraries are in the image and the daemon links them
+    p = docker("run", "--rm", "--entrypoint", "sh", compose_image(), "-c",
+               "ldd /usr/local/bin/inferd")
+    assert "not found" not in p.stdout, p.stdout
+    for lib in ("libgrpc.so", "libprotobuf-c.so"):
+        assert lib in p.stdout, (lib, p.stdout)
 
 
 def compose_image():
@@ -225,10 +241,12 @@ def _nginx_mounts(site=None, tls="on"):
     d = ROOT / "deploy" / "nginx"
     files = {"/etc/nginx/nginx.conf": ROOT / "nginx.conf",
              "/etc/nginx/inferd/servers.conf": d / f"servers-tls-{tls}.conf",
+             "/etc/nginx/inferd/grpc-server.conf": d / f"grpc-tls-{tls}.conf",
              "/etc/nginx/inferd/port80.conf": d / "port80-redirect.conf",
              "/etc/nginx/inferd/x-upstream.conf": d / "x-upstream-0.conf",
              "/etc/nginx/inferd/site.conf": site or d / "site.conf"}
-    for name in ("inferd-api.conf", "inferd-proxy.conf", "headers.conf"):
+    for name in ("inferd-api.conf", "inferd-proxy.conf", "headers.conf", "inferd-grpc.conf",
+                 "tls.conf"):
         files[f"/etc/nginx/inferd/{name}"] = d / name
     return [a for target, src in files.items() for a in ("-v", f"{src}:{target}:ro")]
 
@@ -406,6 +424,112 @@ def test_public_surface(stack):
     assert sess.get(f"{BASE_URL}/v2/models/fashion_mnist/ready", timeout=10).status_code == 200
     assert sess.get(f"{BASE_URL}/v2/models/fashion_mnist/versions/1", timeout=10).status_code \
         in (200, 404)
+
+
+# ------------------------------------------------------------------ gRPC
+
+def test_grpc_predictions_match_reference(stack):
+    """ModelInfer through nginx's gRPC port (TLS, the key as metadata): the
+    logits equal python's torch on the same inputs; the request id (message
+    id and x-request-id metadata) comes back; health, metadata and config
+    answer."""
+    import grpc
+    m = pb()
+    with grpc_channel(retry=False) as ch:
+        s = m.inference_grpc.GRPCInferenceServiceStub(ch)
+        model = GrpcLoad.MODEL
+        for n, (body, label) in enumerate(samples()):
+            resp, call = s.ModelInfer.with_call(
+                grpc_infer_request(model, body["inputs"], f"g-{n}"),
+                metadata=grpc_auth(f"grpc-ref-{n}"), timeout=30)
+            md = initial_md(call)
+            assert resp.id == f"g-{n}" and resp.model_name == model
+            assert md.get("x-request-id") == f"grpc-ref-{n}", md
+            assert md.get("x-upstream"), md  # NGINX_DEBUG_UPSTREAM=1 in the test stack
+            out = grpc_logits(resp).astype(np.float64)
+            ref = reference_outputs(body["inputs"])
+            assert out.shape == ref.shape
+            diff = float(np.max(np.abs(out - ref)))
+            assert diff <= 1e-4, f"max abs diff {diff}"
+            assert int(np.argmax(out[0])) == label_index(label)
+        # a batch of every sample in one call
+        batch = [b["inputs"][0] for b, _ in samples()]
+        resp = s.ModelInfer(grpc_infer_request(model, batch), metadata=grpc_auth(), timeout=30)
+        assert float(np.max(np.abs(grpc_logits(resp) - reference_outputs(batch)))) <= 1e-4
+        # a stream of two requests, answered in order
+        reqs = [grpc_infer_request(model, samples()[k][0]["inputs"], f"st-{k}") for k in (0, 1)]
+        got = list(s.ModelStreamInfer(iter(reqs), metadata=grpc_auth(), timeout=30))
+        assert [r.infer_response.id for r in got] == ["st-0", "st-1"]
+        assert all(not r.error_message for r in got)
+        # health (no key), metadata, config
+        h = m.health_grpc.HealthStub(ch).Check(m.health.HealthCheckRequest(service=""),
+                                              timeout=10)
+        assert h.status == m.health.HealthCheckResponse.SERVING
+        assert s.ServerLive(m.inference.ServerLiveRequest(), timeout=10).live
+        assert s.ServerReady(m.inference.ServerReadyRequest(), timeout=10).ready
+        assert s.ModelReady(m.inference.ModelReadyRequest(name=model), metadata=grpc_auth(),
+                            timeout=10).ready
+        meta = s.ModelMetadata(m.inference.ModelMetadataRequest(name=model),
+                               metadata=grpc_auth(), timeout=10)
+        assert meta.name == model and meta.inputs[0].name == "input"
+        assert s.ServerMetadata(m.inference.ServerMetadataRequest(), metadata=grpc_auth(),
+                                timeout=10).name
+        cfg = s.ModelConfig(m.inference.ModelConfigRequest(name=model), metadata=grpc_auth(),
+                            timeout=10)
+        assert cfg.config.name == model and cfg.config.max_batch_size > 0
+        # the key is needed, as over HTTPS
+        with pytest.raises(grpc.RpcError) as e:
+            s.ModelInfer(grpc_infer_request(model, samples()[0][0]["inputs"]), timeout=30)
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # a replica's own error passes through with its code
+        with pytest.raises(grpc.RpcError) as e:
+            s.ModelMetadata(m.inference.ModelMetadataRequest(name="no_such_model"),
+                            metadata=grpc_auth(), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # with NGINX_TLS=on the gRPC port speaks TLS only: a plaintext (h2c)
+    # client gets no answer
+    with grpc.insecure_channel(f"127.0.0.1:{GRPC_PORT}") as plain:
+        with pytest.raises(grpc.RpcError) as e:
+            m.inference_grpc.GRPCInferenceServiceStub(plain).ServerLive(
+                m.inference.ServerLiveRequest(), timeout=5)
+        assert e.value.code() in (grpc.StatusCode.UNAVAILABLE,
+                                  grpc.StatusCode.DEADLINE_EXCEEDED), e.value
+
+
+def test_grpc_public_surface(stack):
+    """As over HTTP: statistics, repository control, shared memory and any
+    other method are refused by nginx (UNIMPLEMENTED, with nginx's message,
+    so they never reach a replica), even with a key; so are paths that
+    would reach a public method only after normalisation."""
+    import grpc
+    with grpc_channel(retry=False) as ch:
+        for path in ["/inference.GRPCInferenceService/ModelStatistics",
+                     "/inference.GRPCInferenceService/RepositoryIndex",
+                     "/inference.GRPCInferenceService/RepositoryModelLoad",
+                     "/inference.GRPCInferenceService/RepositoryModelUnload",
+                     "/inference.GRPCInferenceService/SystemSharedMemoryStatus",
+                     "/inference.GRPCInferenceService/SystemSharedMemoryRegister",
+                     "/inference.GRPCInferenceService/CudaSharedMemoryRegister",
+                     "/inference.GRPCInferenceService/TraceSetting",
+                     "/inference.GRPCInferenceService/LogSettings",
+                     "/grpc.health.v1.Health/Watch",
+                     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                     "/inference.GRPCInferenceService/%4DodelStatistics",
+                     "/inference.GRPCInferenceService/ModelInfer/../ModelStatistics",
+                     "/inference.GRPCInferenceService/ModelStatistics/../ModelInfer",
+                     "/inference.GRPCInferenceService//ModelInfer",
+                     "/inference.GRPCInferenceService/ModelInfer?x=1"]:
+            call = ch.unary_unary(path, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as e:
+                call(b"", metadata=grpc_auth("surface-1"), timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, (path, e.value)
+            assert e.value.details() == "no public method at this path", (path, e.value)
+            # nginx's answer is trailers-only: its headers are the trailers
+            assert dict(e.value.trailing_metadata() or ()).get("x-request-id") == "surface-1", path
+        # what is public answers (ModelConfig: perf_analyzer needs it)
+        s = pb().inference_grpc.GRPCInferenceServiceStub(ch)
+        s.ModelConfig(pb().inference.ModelConfigRequest(name=GrpcLoad.MODEL),
+                      metadata=grpc_auth(), timeout=10)
 
 
 def test_body_limits(stack):
@@ -754,10 +878,13 @@ def test_model_update_under_load(stack):
 
 def test_scale_up_to_5_under_load(stack):
     """New replicas get traffic within 15 s of reporting healthy, nginx
-    untouched; then every replica gets at least half its fair share."""
+    untouched; then every replica gets at least half its fair share. gRPC
+    load through nginx's gRPC port at the same time: no call fails, and
+    the new replicas serve gRPC calls too."""
     nginx_before = [r["id"] for r in replicas(service="nginx")]
     old = serving_ips()
-    with Load(threads=8, max_s=120) as load:
+    with Load(threads=8, max_s=120) as load, \
+            GrpcLoad(threads=4, max_s=120, max_calls=30000) as gload:
         time.sleep(2)
         t_scale = time.time()
         proc = subprocess.Popen(
@@ -818,12 +945,39 @@ def test_scale_up_to_5_under_load(stack):
     rs, failed = summarize(res)
     log(f"scale-up load: {len(rs)} requests, {len(failed)} failed")
     assert not failed, failed[:3]
+    _check_grpc_load(gload, "scale-up", new_ips=all_ips - old)
+
+
+def _check_grpc_load(gload, what, new_ips=()):
+    """No gRPC call of the load failed (after the client's retry policy);
+    logs how many calls needed a retry, and the replicas that served."""
+    calls, failed, retried = gload.summary()
+    served = collections.Counter(r[3] for r in gload.results if r[4])
+    log(f"{what} gRPC load: {calls} calls, {len(failed)} failed, {retried} retried by the "
+        f"client (UNAVAILABLE, then served); per replica {dict(served)}")
+    t_first = gload.results[0][0] if gload.results else 0
+    for r in failed[:5]:
+        log(f"  gRPC call failed at load{r[0] - t_first:+.2f} s, after {r[1] - r[0]:.2f} s: "
+            f"{r[2]}: {r[6]}")
+    if failed:  # what nginx saw
+        lines = compose("logs", "--no-color", "--tail", "300", "nginx", check=False).stdout
+        log("nginx lines of the failed gRPC calls and its errors:\n" + "\n".join(
+            line for line in lines.splitlines()
+            if "[error]" in line or "[warn]" in line or
+            ("/inference.GRPCInferenceService/" in line and '"status":200' not in line)))
+    assert calls > 20, calls
+    assert not failed, failed[:5]
+    for ip in new_ips:
+        assert served[ip] > 0, f"{ip} served no gRPC call"
 
 
 def test_kill_one_replica_under_load(stack):
-    """SIGKILL one of 5 under load: <= 1 % failures, none after 15 s."""
+    """SIGKILL one of 5 under load: <= 1 % failures, none after 15 s; no
+    gRPC call fails (calls the victim held come back UNAVAILABLE and the
+    client's retry policy serves them elsewhere)."""
     victim = sorted(replicas(), key=lambda r: r["name"])[0]
-    with Load(threads=8, max_s=60) as load:
+    with Load(threads=8, max_s=60) as load, \
+            GrpcLoad(threads=4, max_s=60, max_calls=20000) as gload:
         time.sleep(4)
         t_kill = time.time()
         docker("kill", victim["id"])
@@ -843,11 +997,14 @@ def test_kill_one_replica_under_load(stack):
     assert len(rs) > 100
     assert len(failed) <= 0.01 * len(rs), failed[:5]
     assert not late, late[:5]
+    _check_grpc_load(gload, "kill")
 
 
 def test_scale_down_to_2_under_load(stack):
-    """Scale 5 -> 2 under load: the removed replicas drain, nothing fails."""
-    with Load(threads=8, max_s=90) as load:
+    """Scale 5 -> 2 under load: the removed replicas drain, nothing fails,
+    over HTTPS or gRPC."""
+    with Load(threads=8, max_s=90) as load, \
+            GrpcLoad(threads=4, max_s=90, max_calls=20000) as gload:
         time.sleep(3)
         t0 = time.time()
         compose("up", "-d", "--no-deps", "--no-recreate", "--no-build",
@@ -868,6 +1025,7 @@ def test_scale_down_to_2_under_load(stack):
                    "--format", "{{.Names}} {{.Status}}").stdout)
     assert len(serving_ips()) == 2
     assert not failed, failed[:5]
+    _check_grpc_load(gload, "scale-down")
     # the removed replicas leave DNS, and Prometheus's targets with it
     t0 = time.time()
     wait_for(lambda: set(prom_targets("inferd")) == serving_ips(), 30, interval=1,

@@ -49,7 +49,12 @@ def test_deployment_matches_inferd_contracts():
     (c,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert int(env["INFERD_DRAIN_TIMEOUT_S"]) == DRAIN_S
-    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # ready: the kubelet's gRPC probe on grpc.health.v1 (SERVING when
+    # ready) at the gRPC port; live: HTTP (the process, also while loading)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8080, "grpc": 8001}, ports
+    assert int(env["INFERD_GRPC_PORT"]) == ports["grpc"]
+    assert c["readinessProbe"]["grpc"] == {"port": ports["grpc"], "service": ""}
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert c["resources"]["limits"]["nvidia.com/gpu"] >= 1
     pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
@@ -62,6 +67,11 @@ def test_deployment_matches_inferd_contracts():
     for (kind, name), o in objs.items():
         if kind == "Service":
             assert o["spec"]["selector"].items() <= labels.items(), name
+            # both ports on both Services; gRPC marked as HTTP/2 cleartext
+            sp = {p["name"]: p for p in o["spec"]["ports"]}
+            assert set(sp) == {"http", "grpc"}, name
+            assert sp["grpc"]["targetPort"] == "grpc", name
+            assert sp["grpc"]["appProtocol"] == "kubernetes.io/h2c", name
     hpa = objs[("HorizontalPodAutoscaler", "inferd")]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                              "name": "inferd"}
@@ -106,8 +116,17 @@ def test_network_policy_admits_only_the_proxy_and_prometheus():
             for sel in ("podSelector", "namespaceSelector"):
                 if sel in peer:
                     assert peer[sel].get("matchLabels") or peer[sel].get("matchExpressions"), peer
-        assert [p["port"] for p in rule["ports"]] == ["http"]
+        assert [p["port"] for p in rule["ports"]] in (["http"], ["http", "grpc"]), rule
     peers = [p for r in spec["ingress"] for p in r["from"]]
+    # gRPC only from the proxy (its public methods); Prometheus: HTTP only
+    for rule in spec["ingress"]:
+        names = {p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                 for p in rule["from"]}
+        if "prometheus" in names:
+            assert [p["port"] for p in rule["ports"]] == ["http"], rule
+    assert any("inferd-nginx" in {p.get("podSelector", {}).get("matchLabels", {}).get(
+        "app.kubernetes.io/name") for p in r["from"]} and
+        [p["port"] for p in r["ports"]] == ["http", "grpc"] for r in spec["ingress"])
     # Prometheus only together with its namespace, not any pod so named
     prom = [p for p in peers if p.get("podSelector", {}).get("matchLabels", {}).get(
         "app.kubernetes.io/name") == "prometheus"]

@@ -98,16 +98,19 @@ def test_runtime_matches_inferd():
     docs = manifests()
     rt, isvc = docs["ServingRuntime"], docs["InferenceService"]
     spec = rt["spec"]
-    assert spec["protocolVersions"] == ["v2"]
+    assert spec["protocolVersions"] == ["v2", "grpc-v2"]
     assert {"name": "pytorch"}.items() <= spec["supportedModelFormats"][0].items()
     (c,) = spec["containers"]
     assert c["name"] == "kserve-container"  # the name KServe looks for
     args = dict(a.lstrip("-").split("=", 1) for a in c["args"])
     assert args["model-repository"] == "/mnt/models"
     assert args["default-model"] == "{{.Name}}"
-    port = int(args["port"])
-    assert [p["containerPort"] for p in c["ports"]] == [port]
-    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": port}
+    port, grpc_port = int(args["port"]), int(args["grpc-port"])
+    # KServe's port names: http1 for HTTP, h2c for gRPC
+    assert [(p["name"], p["containerPort"]) for p in c["ports"]] == \
+        [("http1", port), ("h2c", grpc_port)]
+    # ready: the kubelet's gRPC probe on the health service
+    assert c["readinessProbe"]["grpc"] == {"port": grpc_port, "service": ""}
     assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": port}
     assert c["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True

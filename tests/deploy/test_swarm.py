@@ -103,6 +103,11 @@ def test_stack_file_renders():
     assert configs["/etc/nginx/nginx.conf"] == str(ROOT / "nginx.conf")
     assert configs["/etc/nginx/inferd/servers.conf"] == \
         str(ROOT / "deploy" / "nginx" / "servers-tls-off.conf")
+    # and the gRPC server without TLS (h2c), with the public gRPC surface
+    assert configs["/etc/nginx/inferd/grpc-server.conf"] == \
+        str(ROOT / "deploy" / "nginx" / "grpc-tls-off.conf")
+    assert configs["/etc/nginx/inferd/inferd-grpc.conf"] == \
+        str(ROOT / "deploy" / "nginx" / "inferd-grpc.conf")
     # site.conf too (NGINX_SITE's default): its values, proxy_read_timeout
     # included, reach nginx as a config
     assert configs["/etc/nginx/inferd/site.conf"] == str(ROOT / "deploy" / "nginx" / "site.conf")
@@ -114,7 +119,8 @@ def test_stack_file_renders():
     p = run(["deploy/swarm.sh", "render", "--cpu", "--publish", "ingress"],
             env={"PYTHON": "/usr/bin/python3"})
     ports = yaml.safe_load(p.stdout)["services"]["nginx"]["ports"]
-    assert sorted((p["published"], p["target"]) for p in ports) == [(80, 8080), (443, 8443)]
+    assert sorted((p["published"], p["target"]) for p in ports) == \
+        [(80, 8080), (443, 8443), (8001, 8444)]
     assert all(p["mode"] == "ingress" and p["protocol"] == "tcp" for p in ports)
 
 
