@@ -58,7 +58,7 @@ struct grpc_front_state {
     int n_methods;
     pthread_t threads[GF_MAX_THREADS];
     int n_threads;
-    atomic_bool draining; /* no new calls requested; streams end */
+    atomic_bool draining; /* GOAWAY sent: no new connections or streams; streams end */
     atomic_int inflight;  /* calls accepted and not yet freed */
     pthread_mutex_t lock;
     pthread_cond_t cond;                  /* inflight reached 0, or the shutdown finished */
@@ -177,11 +177,14 @@ static int start_batch(struct grpc_front_call *c, size_t n, struct gf_tag *t)
 }
 
 /* Ask the core for the next call of method i (-1: of any method not
- * served). Nothing once draining. */
+ * served). Also while draining: a call a proxy sent on a kept-open
+ * connection before it read the server's GOAWAY is still taken and served
+ * (the queues stay open until every transport is idle); left unmatched,
+ * the core would end it CANCELLED at shutdown, and a proxy cannot resend a
+ * call whose body it has streamed. Once the shutdown is complete the core
+ * fails new requests (on_new sees !ok). */
 static void request_call(struct grpc_front_state *s, int i)
 {
-    if (atomic_load(&s->draining))
-        return;
     struct grpc_front_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
         log_msg(LOG_ERROR, "grpc: out of memory: %s calls are no longer taken",
