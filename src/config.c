@@ -361,12 +361,13 @@ void config_print_help(FILE *out, const char *argv0)
 {
     struct inferd_config d;
     config_defaults(&d);
-    fprintf(out,
-            "Usage: %s [flags]\n"
-            "HTTP inference server for PyTorch models (TorchScript and AOTInductor .pt2).\n\n"
-            "Every flag can also be set as an environment variable INFERD_<FLAG>\n"
-            "(upper case, dashes to underscores); flags win.\n\n",
-            argv0);
+    fprintf(
+        out,
+        "Usage: %s [flags]\n"
+        "HTTP and gRPC inference server for PyTorch models (TorchScript and AOTInductor .pt2).\n\n"
+        "Every flag can also be set as an environment variable INFERD_<FLAG>\n"
+        "(upper case, dashes to underscores); flags win.\n\n",
+        argv0);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char def[64], env[64];
         format_default(&d, &options[i], def, sizeof def);
