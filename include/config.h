@@ -51,10 +51,10 @@ struct inferd_config {
     bool shared_memory;          /* the shared memory extensions */
     int shared_memory_max_regions;
     long shared_memory_max_bytes; /* all regions together */
-    int grpc_port;               /* 0: no gRPC listener */
-    int grpc_threads;            /* completion queue threads */
-    char grpc_tls_cert[1024];    /* PEM certificate chain: gRPC over TLS (with the key) */
-    char grpc_tls_key[1024];     /* PEM private key */
+    int grpc_port;                /* 0: no gRPC listener */
+    int grpc_threads;             /* completion queue threads */
+    char grpc_tls_cert[1024];     /* PEM certificate chain: gRPC over TLS (with the key) */
+    char grpc_tls_key[1024];      /* PEM private key */
 };
 
 enum config_result {
