@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(v2 != NULL && req != NULL);
     char err[400] = "";
     enum infer_status status =
-        v2_proto_decode(cfg, FUZZ_V2_MAX_PIXELS, msg, v2, req, err, sizeof err);
+        v2_proto_decode(cfg, FUZZ_V2_MAX_PIXELS, NULL, msg, v2, req, err, sizeof err);
     if (status != INFER_OK) {
         CHECK(err[0] != '\0' && strlen(err) < sizeof err);
         CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
