@@ -852,3 +852,22 @@ def test_shm_off_and_admin_token(pb, tmp_path_factory, v2_repo, g, s):
     finally:
         region.close()
         region.unlink()
+
+
+def test_shm_limits_are_resource_exhausted(pb, tmp_path_factory, v2_repo):
+    from multiprocessing import shared_memory
+
+    regions = [shared_memory.SharedMemory(create=True, size=4096) for _ in range(2)]
+    daemon = start_grpc(tmp_path_factory.mktemp("inferd-grpc-shm-limits"), v2_repo,
+                        "--shared-memory", "--shared-memory-max-regions", "1")
+    try:
+        sv = stub(pb, daemon)
+        sys_register(pb, sv, "a", regions[0].name, 4096)
+        got, details = code_of(sys_register, pb, sv, "b", regions[1].name, 4096)
+        assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "--shared-memory-max-regions" in \
+            details
+    finally:
+        finish(daemon)
+        for r in regions:
+            r.close()
+            r.unlink()
