@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_shm.h"
 #include "clock.h"
 #include "infer_call.h"
+#include "log.h"
 #include "health.pb-c.h"
 #include "redact.h"
 #include "registry_manager.h"
@@ -133,12 +135,18 @@ static void model_ready(struct grpc_front_call *call, const uint8_t *msg, size_t
 static void server_metadata(struct grpc_front_call *call, const uint8_t *msg, size_t len)
 {
     (void)msg, (void)len;
-    static char *extensions[] = {"binary_tensor_data", "classification", "model_repository",
-                                 "statistics", "model_configuration"};
+    static char *extensions[] = {
+        "binary_tensor_data",  "classification",       "model_repository",  "statistics",
+        "model_configuration", "system_shared_memory", "cuda_shared_memory"};
     Inference__ServerMetadataResponse r = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
     r.name = "inferd";
     r.version = (char *)INFERD_VERSION;
-    r.n_extensions = sizeof extensions / sizeof extensions[0];
+    /* as HTTP's: the shared memory ones with --shared-memory, CUDA's where
+     * a device can take a handle */
+    char err[256];
+    r.n_extensions = !server_of(call)->shm.on                           ? 5
+                     : api_shm_cuda_check(0, err, sizeof err) == SHM_OK ? 7
+                                                                        : 6;
     r.extensions = extensions;
     answer_message(call, &r.base);
 }
@@ -519,6 +527,254 @@ static void repository_unload(struct grpc_front_call *call, const uint8_t *msg, 
     inference__repository_model_unload_request__free_unpacked(q, NULL);
 }
 
+/* ---- shared memory ---- */
+
+/* The gRPC code of a region status (HTTP's api_shm.c answers the same
+ * statuses with the same messages). */
+static enum grpc_front_code shm_code(enum shm_status st)
+{
+    switch (st) {
+    case SHM_OK: return GF_OK;
+    case SHM_INVALID: return GF_INVALID_ARGUMENT;
+    case SHM_NOT_FOUND: return GF_NOT_FOUND;
+    case SHM_EXISTS: return GF_ALREADY_EXISTS;
+    case SHM_LIMIT: return GF_RESOURCE_EXHAUSTED;
+    case SHM_BUSY:
+    case SHM_OFF:
+    case SHM_UNAVAILABLE: return GF_FAILED_PRECONDITION;
+    case SHM_INTERNAL: return GF_INTERNAL;
+    }
+    return GF_INTERNAL;
+}
+
+static void shm_fail(struct grpc_front_call *call, enum shm_status st, const char *err)
+{
+    grpc_front_answer(call, shm_code(st), err, NULL, 0);
+}
+
+/* The region table, or NULL with the call answered as HTTP's "off". */
+static struct shm_table *shm_on(struct grpc_front_call *call)
+{
+    struct server *srv = server_of(call);
+    if (srv->shm.on)
+        return &srv->shm;
+    shm_fail(call, SHM_OFF, "shared memory is off: start inferd with --shared-memory");
+    return NULL;
+}
+
+static void system_shm_register(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__SystemSharedMemoryRegisterRequest *q =
+        inference__system_shared_memory_register_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "SystemSharedMemoryRegisterRequest");
+    struct shm_table *t = shm_on(call);
+    if (t != NULL) {
+        char err[512] = "";
+        enum shm_status st =
+            shm_register_system(t, q->name, q->key, q->offset, q->byte_size, err, sizeof err);
+        if (st == SHM_OK) {
+            log_msg(LOG_INFO, "registered system shared memory region %s (%llu bytes)", q->name,
+                    (unsigned long long)q->byte_size);
+            Inference__SystemSharedMemoryRegisterResponse r =
+                INFERENCE__SYSTEM_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
+            answer_message(call, &r.base);
+        } else {
+            shm_fail(call, st, err);
+        }
+    }
+    inference__system_shared_memory_register_request__free_unpacked(q, NULL);
+}
+
+/* Unregister name ("": every region) of kind; answers with r on success. */
+static void shm_unregister_rpc(struct grpc_front_call *call, enum shm_kind kind, const char *name,
+                               const ProtobufCMessage *r)
+{
+    char err[512] = "";
+    enum shm_status st =
+        shm_unregister(&server_of(call)->shm, kind, name[0] ? name : NULL, err, sizeof err);
+    if (st != SHM_OK)
+        return shm_fail(call, st, err);
+    log_msg(LOG_INFO, "unregistered %s shared memory region%s%s",
+            kind == SHM_CUDA ? "CUDA" : "system", name[0] ? " " : "s (all)", name);
+    answer_message(call, r);
+}
+
+static void system_shm_unregister(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__SystemSharedMemoryUnregisterRequest *q =
+        inference__system_shared_memory_unregister_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "SystemSharedMemoryUnregisterRequest");
+    Inference__SystemSharedMemoryUnregisterResponse r =
+        INFERENCE__SYSTEM_SHARED_MEMORY_UNREGISTER_RESPONSE__INIT;
+    shm_unregister_rpc(call, SHM_SYSTEM, q->name, &r.base);
+    inference__system_shared_memory_unregister_request__free_unpacked(q, NULL);
+}
+
+/* The regions of kind called name ("": all) into a calloc'ed array (*n of
+ * them), or NULL with the call answered. */
+static struct shm_region_info *shm_list(struct grpc_front_call *call, enum shm_kind kind,
+                                        const char *name, int *n)
+{
+    struct shm_table *t = &server_of(call)->shm;
+    int most = t->max_regions > 0 ? t->max_regions : 1;
+    struct shm_region_info *info = calloc((size_t)most, sizeof *info);
+    if (info == NULL) {
+        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
+        return NULL;
+    }
+    char err[512] = "";
+    enum shm_status st = SHM_INTERNAL;
+    *n = shm_status_list(t, kind, name[0] ? name : NULL, info, most, &st, err, sizeof err);
+    if (*n < 0) {
+        free(info);
+        shm_fail(call, st, err);
+        return NULL;
+    }
+    if (*n > most)
+        *n = most;
+    return info;
+}
+
+static void system_shm_status(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__SystemSharedMemoryStatusRequest *q =
+        inference__system_shared_memory_status_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "SystemSharedMemoryStatusRequest");
+    int n = 0;
+    struct shm_region_info *info = shm_list(call, SHM_SYSTEM, q->name, &n);
+    Inference__SystemSharedMemoryStatusResponse__RegionStatus *rows =
+        info ? calloc((size_t)n + 1, sizeof *rows) : NULL;
+    Inference__SystemSharedMemoryStatusResponse__RegionsEntry *entries =
+        info ? calloc((size_t)n + 1, sizeof *entries) : NULL;
+    Inference__SystemSharedMemoryStatusResponse__RegionsEntry **ptrs =
+        info ? calloc((size_t)n + 1, sizeof *ptrs) : NULL;
+    if (info != NULL && (rows == NULL || entries == NULL || ptrs == NULL)) {
+        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
+    } else if (info != NULL) {
+        for (int i = 0; i < n; i++) {
+            Inference__SystemSharedMemoryStatusResponse__RegionStatus row =
+                INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__REGION_STATUS__INIT;
+            Inference__SystemSharedMemoryStatusResponse__RegionsEntry entry =
+                INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__REGIONS_ENTRY__INIT;
+            rows[i] = row;
+            rows[i].name = info[i].name;
+            rows[i].key = info[i].key;
+            rows[i].offset = info[i].offset;
+            rows[i].byte_size = info[i].byte_size;
+            entries[i] = entry;
+            entries[i].key = info[i].name;
+            entries[i].value = &rows[i];
+            ptrs[i] = &entries[i];
+        }
+        Inference__SystemSharedMemoryStatusResponse r =
+            INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__INIT;
+        r.n_regions = (size_t)n;
+        r.regions = ptrs;
+        answer_message(call, &r.base);
+    }
+    free(rows);
+    free(entries);
+    free(ptrs);
+    free(info);
+    inference__system_shared_memory_status_request__free_unpacked(q, NULL);
+}
+
+static void cuda_shm_register(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__CudaSharedMemoryRegisterRequest *q =
+        inference__cuda_shared_memory_register_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "CudaSharedMemoryRegisterRequest");
+    struct shm_table *t = shm_on(call);
+    char err[512] = "";
+    enum shm_status st = SHM_OK;
+    if (t == NULL) {
+        /* answered */
+    } else if (!shm_name_valid(q->name)) {
+        snprintf(err, sizeof err,
+                 "invalid shared memory region name: use 1 to %d letters, digits, '.', '_' and "
+                 "'-'",
+                 SHM_NAME_MAX - 1);
+        st = SHM_INVALID;
+    } else if ((st = api_shm_cuda_check(q->device_id, err, sizeof err)) != SHM_OK) {
+        /* no CUDA here, or no such device */
+    } else if (q->raw_handle.len != SHM_CUDA_HANDLE) {
+        snprintf(err, sizeof err, "raw_handle must be a %d-byte cudaIpcMemHandle_t",
+                 SHM_CUDA_HANDLE);
+        st = SHM_INVALID;
+    } else {
+        st = api_shm_cuda_register(t, q->name, (int)q->device_id, q->raw_handle.data, q->byte_size,
+                                   err, sizeof err);
+    }
+    if (t != NULL && st == SHM_OK) {
+        Inference__CudaSharedMemoryRegisterResponse r =
+            INFERENCE__CUDA_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
+        answer_message(call, &r.base);
+    } else if (t != NULL) {
+        shm_fail(call, st, err);
+    }
+    inference__cuda_shared_memory_register_request__free_unpacked(q, NULL);
+}
+
+static void cuda_shm_unregister(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__CudaSharedMemoryUnregisterRequest *q =
+        inference__cuda_shared_memory_unregister_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "CudaSharedMemoryUnregisterRequest");
+    Inference__CudaSharedMemoryUnregisterResponse r =
+        INFERENCE__CUDA_SHARED_MEMORY_UNREGISTER_RESPONSE__INIT;
+    shm_unregister_rpc(call, SHM_CUDA, q->name, &r.base);
+    inference__cuda_shared_memory_unregister_request__free_unpacked(q, NULL);
+}
+
+static void cuda_shm_status(struct grpc_front_call *call, const uint8_t *msg, size_t len)
+{
+    Inference__CudaSharedMemoryStatusRequest *q =
+        inference__cuda_shared_memory_status_request__unpack(NULL, len, msg);
+    if (q == NULL)
+        return answer_invalid(call, "CudaSharedMemoryStatusRequest");
+    int n = 0;
+    struct shm_region_info *info = shm_list(call, SHM_CUDA, q->name, &n);
+    Inference__CudaSharedMemoryStatusResponse__RegionStatus *rows =
+        info ? calloc((size_t)n + 1, sizeof *rows) : NULL;
+    Inference__CudaSharedMemoryStatusResponse__RegionsEntry *entries =
+        info ? calloc((size_t)n + 1, sizeof *entries) : NULL;
+    Inference__CudaSharedMemoryStatusResponse__RegionsEntry **ptrs =
+        info ? calloc((size_t)n + 1, sizeof *ptrs) : NULL;
+    if (info != NULL && (rows == NULL || entries == NULL || ptrs == NULL)) {
+        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
+    } else if (info != NULL) {
+        for (int i = 0; i < n; i++) {
+            Inference__CudaSharedMemoryStatusResponse__RegionStatus row =
+                INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__REGION_STATUS__INIT;
+            Inference__CudaSharedMemoryStatusResponse__RegionsEntry entry =
+                INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__REGIONS_ENTRY__INIT;
+            rows[i] = row;
+            rows[i].name = info[i].name;
+            rows[i].device_id = (uint64_t)info[i].device_id;
+            rows[i].byte_size = info[i].byte_size;
+            entries[i] = entry;
+            entries[i].key = info[i].name;
+            entries[i].value = &rows[i];
+            ptrs[i] = &entries[i];
+        }
+        Inference__CudaSharedMemoryStatusResponse r =
+            INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__INIT;
+        r.n_regions = (size_t)n;
+        r.regions = ptrs;
+        answer_message(call, &r.base);
+    }
+    free(rows);
+    free(entries);
+    free(ptrs);
+    free(info);
+    inference__cuda_shared_memory_status_request__free_unpacked(q, NULL);
+}
+
 /* ---- inference ---- */
 
 /* One ModelInfer request (or one message of a stream) as an inference call
@@ -636,7 +892,8 @@ static void model_infer(struct grpc_front_call *call, const uint8_t *msg, size_t
     gi->v2 = calloc(1, sizeof *gi->v2);
     if (gi->v2 == NULL)
         return infer_answer(gi, INFER_INTERNAL, "out of memory", NULL, 0);
-    s = v2_proto_decode(&m->cfg, srv->cfg.max_image_pixels, gi->msg, gi->v2, req, why, sizeof why);
+    s = v2_proto_decode(&m->cfg, srv->cfg.max_image_pixels, &srv->shm, gi->msg, gi->v2, req, why,
+                        sizeof why);
     if (s == INFER_OK)
         s = infer_call_check(req, why, sizeof why);
     if (s != INFER_OK)
@@ -691,6 +948,18 @@ const struct grpc_method grpc_service_methods[] = {
     {SERVICE "RepositoryModelLoad", "RepositoryModelLoad", ACCESS_ADMIN, false, repository_load},
     {SERVICE "RepositoryModelUnload", "RepositoryModelUnload", ACCESS_ADMIN, false,
      repository_unload},
+    {SERVICE "SystemSharedMemoryStatus", "SystemSharedMemoryStatus", ACCESS_KEY, false,
+     system_shm_status},
+    {SERVICE "SystemSharedMemoryRegister", "SystemSharedMemoryRegister", ACCESS_ADMIN, false,
+     system_shm_register},
+    {SERVICE "SystemSharedMemoryUnregister", "SystemSharedMemoryUnregister", ACCESS_ADMIN, false,
+     system_shm_unregister},
+    {SERVICE "CudaSharedMemoryStatus", "CudaSharedMemoryStatus", ACCESS_KEY, false,
+     cuda_shm_status},
+    {SERVICE "CudaSharedMemoryRegister", "CudaSharedMemoryRegister", ACCESS_ADMIN, false,
+     cuda_shm_register},
+    {SERVICE "CudaSharedMemoryUnregister", "CudaSharedMemoryUnregister", ACCESS_ADMIN, false,
+     cuda_shm_unregister},
     {"/grpc.health.v1.Health/Check", "HealthCheck", ACCESS_OPEN, false, health_check},
 };
 const int grpc_service_n_methods = sizeof grpc_service_methods / sizeof grpc_service_methods[0];

@@ -161,11 +161,103 @@ static int bind_byte_contents(struct v2_binder *b, const Inference__InferTensorC
     return 0;
 }
 
-/* One input: from raw (raw_input_contents[i]) when the request has raw
- * contents, else from its typed contents. Returns 0, or -1 with err set and
- * b->status. */
+/* One of a tensor's InferParameter map entries by key (NULL: absent). The
+ * input and output entry types are the same but for their names. */
+#define FIND_PARAM(t, key_)                                                                        \
+    do {                                                                                           \
+        for (size_t p_ = 0; p_ < (t)->n_parameters; p_++)                                          \
+            if (strcmp((t)->parameters[p_]->key, (key_)) == 0)                                     \
+                found = (t)->parameters[p_]->value;                                                \
+    } while (0)
+
+static const Inference__InferParameter *
+input_param(const Inference__ModelInferRequest__InferInputTensor *in, const char *key)
+{
+    const Inference__InferParameter *found = NULL;
+    FIND_PARAM(in, key);
+    return found;
+}
+
+static const Inference__InferParameter *
+output_param(const Inference__ModelInferRequest__InferRequestedOutputTensor *out, const char *key)
+{
+    const Inference__InferParameter *found = NULL;
+    FIND_PARAM(out, key);
+    return found;
+}
+
+/* A byte count parameter (int64_param from 0, or uint64_param, up to 2^53
+ * as the JSON form): absent gives 0, or an error when required. Returns 0 or
+ * -1 with err set. */
+static int count_param(const Inference__InferParameter *v, const char *key, bool required,
+                       const char *name, uint64_t *out, char *err, size_t err_len)
+{
+    const uint64_t most = (uint64_t)1 << 53;
+    *out = 0;
+    if (v == NULL && !required)
+        return 0;
+    if (v && v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM &&
+        v->int64_param >= 0 && (uint64_t)v->int64_param <= most) {
+        *out = (uint64_t)v->int64_param;
+        return 0;
+    }
+    if (v &&
+        v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM &&
+        v->uint64_param <= most) {
+        *out = v->uint64_param;
+        return 0;
+    }
+    snprintf(err, err_len, "\"%s\": %s must be an int64_param byte count from 0 to 2^53%s", name,
+             key, v == NULL ? " (it is missing)" : "");
+    return -1;
+}
+
+/* A tensor's shared-memory parameters (region, byte size, offset as
+ * found) into spec. Returns 1 (in a region), 0 (not), or -1 with err set. */
+static int shm_spec_of(const Inference__InferParameter *region,
+                       const Inference__InferParameter *size,
+                       const Inference__InferParameter *offset, const char *name,
+                       struct shm_spec *spec, char *err, size_t err_len)
+{
+    if (region == NULL) {
+        if (size != NULL || offset != NULL) {
+            snprintf(err, err_len, "\"%s\": %s and %s need %s", name, V2_SHM_BYTE_SIZE,
+                     V2_SHM_OFFSET, V2_SHM_REGION);
+            return -1;
+        }
+        return 0;
+    }
+    memset(spec, 0, sizeof *spec);
+    if (region->parameter_choice_case !=
+            INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM ||
+        !shm_name_valid(region->string_param)) {
+        snprintf(err, err_len,
+                 "\"%s\": %s must be a string_param naming a region (1 to %d letters, digits, "
+                 "'.', '_' and '-')",
+                 name, V2_SHM_REGION, SHM_NAME_MAX - 1);
+        return -1;
+    }
+    snprintf(spec->name, sizeof spec->name, "%s", region->string_param);
+    if (count_param(size, V2_SHM_BYTE_SIZE, true, name, &spec->byte_size, err, err_len) != 0 ||
+        count_param(offset, V2_SHM_OFFSET, false, name, &spec->offset, err, err_len) != 0)
+        return -1;
+    return 1;
+}
+
+static int input_shm_spec(const Inference__ModelInferRequest__InferInputTensor *in,
+                          const char *name, struct shm_spec *spec, char *err, size_t err_len)
+{
+    return shm_spec_of(input_param(in, V2_SHM_REGION), input_param(in, V2_SHM_BYTE_SIZE),
+                       input_param(in, V2_SHM_OFFSET), name, spec, err, err_len);
+}
+
+/* One input: from its region when its parameters name one (shm: the spec,
+ * else NULL), from raw (its raw_input_contents entry) when the request has
+ * raw contents, else from its typed contents. Returns 0, or -1 with err set
+ * and b->status. */
 static int bind_input(struct v2_binder *b, const Inference__ModelInferRequest__InferInputTensor *in,
-                      const ProtobufCBinaryData *raw, char *err, size_t err_len)
+                      const struct shm_spec *shm, const ProtobufCBinaryData *raw, char *err,
+                      size_t err_len)
 {
     if (v2_bind_input(b, in->name, in->datatype[0] ? in->datatype : NULL, err, err_len) != 0)
         return -1;
@@ -177,7 +269,15 @@ static int bind_input(struct v2_binder *b, const Inference__ModelInferRequest__I
     if (v2_bind_shape(b, shape, ndim, err, err_len) != 0)
         return -1;
     int rc;
-    if (raw != NULL)
+    if (shm != NULL && ((raw != NULL && raw->len != 0) ||
+                        (in->contents != NULL && contents_count(in->contents) != 0))) {
+        snprintf(err, err_len,
+                 "input \"%s\" names a shared memory region and also carries data in the request",
+                 name);
+        rc = invalid(b);
+    } else if (shm != NULL)
+        rc = v2_bind_shm_input(b, shm, err, err_len);
+    else if (raw != NULL)
         rc = v2_bind_raw(b, raw->data, raw->len, err, err_len);
     else if (b->bytes)
         rc = bind_byte_contents(b, in->contents, err, err_len);
@@ -220,7 +320,10 @@ output_classification(const Inference__ModelInferRequest__InferRequestedOutputTe
     return INFER_OK;
 }
 
-/* Read msg into b. Returns 0, or -1 with err set and b->status. */
+/* Read msg into b. raw_input_contents has an entry for every input (an
+ * input in a region: an empty one), or only for those not in a region, in
+ * order (as Triton's clients send it). Returns 0, or -1 with err set and
+ * b->status. */
 static int read_request(struct v2_binder *b, const Inference__ModelInferRequest *msg, char *err,
                         size_t err_len)
 {
@@ -232,34 +335,71 @@ static int read_request(struct v2_binder *b, const Inference__ModelInferRequest 
         snprintf(err, err_len, "the request has no inputs");
         return invalid(b);
     }
-    if (msg->n_raw_input_contents != 0 && msg->n_raw_input_contents != msg->n_inputs) {
-        snprintf(err, err_len, "raw_input_contents has %zu entries for %zu inputs",
-                 msg->n_raw_input_contents, msg->n_inputs);
+    if (msg->n_inputs > MODEL_MAX_IO) {
+        snprintf(err, err_len, "the request has %zu inputs (at most %d)", msg->n_inputs,
+                 MODEL_MAX_IO);
+        return invalid(b);
+    }
+    struct shm_spec specs[MODEL_MAX_IO];
+    bool in_shm[MODEL_MAX_IO];
+    size_t n_shm = 0;
+    for (size_t i = 0; i < msg->n_inputs; i++) {
+        const char *name = msg->inputs[i]->name;
+        int rc = input_shm_spec(msg->inputs[i], name, &specs[i], err, err_len);
+        if (rc < 0)
+            return invalid(b);
+        in_shm[i] = rc == 1;
+        n_shm += in_shm[i];
+    }
+    bool every = msg->n_raw_input_contents == msg->n_inputs;
+    if (msg->n_raw_input_contents != 0 && !every &&
+        msg->n_raw_input_contents != msg->n_inputs - n_shm) {
+        snprintf(err, err_len,
+                 "raw_input_contents has %zu entries for %zu inputs (%zu in shared memory)",
+                 msg->n_raw_input_contents, msg->n_inputs, n_shm);
         return invalid(b);
     }
     for (size_t o = 0; o < msg->n_outputs; o++) {
+        const Inference__ModelInferRequest__InferRequestedOutputTensor *out = msg->outputs[o];
         long long k;
-        if (output_classification(msg->outputs[o], &k, err, err_len) != INFER_OK)
+        if (output_classification(out, &k, err, err_len) != INFER_OK)
             return invalid(b);
-        /* protobuf outputs are always raw bytes: binary */
-        if (v2_bind_output(b, msg->outputs[o]->name, true, k, err, err_len) != 0)
+        struct shm_spec spec;
+        int rc = shm_spec_of(output_param(out, V2_SHM_REGION), output_param(out, V2_SHM_BYTE_SIZE),
+                             output_param(out, V2_SHM_OFFSET), out->name, &spec, err, err_len);
+        if (rc < 0)
+            return invalid(b);
+        if (rc == 1 && k != 0) {
+            snprintf(err, err_len,
+                     "output \"%.64s\" names a shared memory region: it cannot also ask for "
+                     "classification",
+                     out->name);
+            return invalid(b);
+        }
+        /* protobuf outputs are raw bytes (binary), or written into a region */
+        if (v2_bind_output(b, out->name, rc == 0, k, err, err_len) != 0 ||
+            (rc == 1 && v2_bind_shm_output(b, &spec, err, err_len) != 0))
             return -1;
     }
+    size_t next_raw = 0;
     for (size_t i = 0; i < msg->n_inputs; i++) {
-        const ProtobufCBinaryData *raw =
-            msg->n_raw_input_contents ? &msg->raw_input_contents[i] : NULL;
-        if (bind_input(b, msg->inputs[i], raw, err, err_len) != 0)
+        const ProtobufCBinaryData *raw = NULL;
+        if (msg->n_raw_input_contents != 0 && (every || !in_shm[i]))
+            raw = &msg->raw_input_contents[every ? i : next_raw++];
+        if (bind_input(b, msg->inputs[i], in_shm[i] ? &specs[i] : NULL, raw, err, err_len) != 0)
             return -1;
     }
     return v2_bind_end(b, err, err_len);
 }
 
 enum infer_status v2_proto_decode(const struct model_config *cfg, long long max_image_pixels,
-                                  const Inference__ModelInferRequest *msg, struct v2_request *v2,
-                                  struct infer_request *req, char *err, size_t err_len)
+                                  struct shm_table *shm, const Inference__ModelInferRequest *msg,
+                                  struct v2_request *v2, struct infer_request *req, char *err,
+                                  size_t err_len)
 {
     struct v2_binder b;
     v2_bind_begin(&b, cfg, max_image_pixels, v2, req);
+    b.shm = shm;
     return read_request(&b, msg, err, err_len) == 0 ? INFER_OK : b.status;
 }
 
@@ -320,6 +460,56 @@ static enum infer_status encode_output(const struct v2_output_plan *o,
     return INFER_OK;
 }
 
+/* An output's shared-memory parameters as its reply entry echoes them. */
+struct shm_echo {
+    Inference__ModelInferResponse__InferOutputTensor__ParametersEntry entry[3], *ptrs[3];
+    Inference__InferParameter value[3];
+};
+
+/* Output o written into its region: its row carries the region's
+ * parameters (byte size: the output's) and raw no bytes. */
+static enum infer_status encode_shm_output(const struct v2_output_plan *o,
+                                           Inference__ModelInferResponse__InferOutputTensor *row,
+                                           int64_t *shape, ProtobufCBinaryData *raw,
+                                           struct shm_echo *echo, char *err, size_t err_len)
+{
+    enum infer_status s = v2_shm_output_write(o->shm, o->name, o->t, err, err_len);
+    if (s != INFER_OK)
+        return s;
+    Inference__ModelInferResponse__InferOutputTensor init =
+        INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
+    *row = init;
+    row->name = (char *)o->name;
+    row->datatype = (char *)dtype_name(o->t->dtype);
+    row->n_shape = (size_t)o->t->ndim;
+    memcpy(shape, o->t->shape, (size_t)o->t->ndim * sizeof shape[0]);
+    row->shape = shape;
+    static const char *const keys[3] = {V2_SHM_REGION, V2_SHM_BYTE_SIZE, V2_SHM_OFFSET};
+    int n = o->shm->offset != 0 ? 3 : 2;
+    for (int i = 0; i < n; i++) {
+        Inference__ModelInferResponse__InferOutputTensor__ParametersEntry e =
+            INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__PARAMETERS_ENTRY__INIT;
+        Inference__InferParameter v = INFERENCE__INFER_PARAMETER__INIT;
+        echo->value[i] = v;
+        echo->entry[i] = e;
+        echo->entry[i].key = (char *)keys[i];
+        echo->entry[i].value = &echo->value[i];
+        echo->ptrs[i] = &echo->entry[i];
+    }
+    echo->value[0].parameter_choice_case =
+        INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+    echo->value[0].string_param = (char *)o->shm->name;
+    echo->value[1].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    echo->value[1].int64_param = (int64_t)o->t->nbytes;
+    echo->value[2].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    echo->value[2].int64_param = (int64_t)o->shm->offset;
+    row->n_parameters = (size_t)n;
+    row->parameters = echo->ptrs;
+    raw->data = NULL;
+    raw->len = 0;
+    return INFER_OK;
+}
+
 enum infer_status v2_proto_encode(const struct v2_request *v2, const struct model_config *cfg,
                                   const struct infer_request *req, bool stream, uint8_t **out,
                                   size_t *len, char *err, size_t err_len)
@@ -330,12 +520,17 @@ enum infer_status v2_proto_encode(const struct v2_request *v2, const struct mode
     int64_t shapes[MODEL_MAX_IO][TENSOR_MAX_DIMS];
     ProtobufCBinaryData raw[MODEL_MAX_IO];
     struct strbuf strings[MODEL_MAX_IO] = {0};
+    struct shm_echo echo[MODEL_MAX_IO];
     int n = 0;
     *out = NULL;
     enum infer_status s = v2_plan_outputs(v2, req, plan, &n, err, err_len);
     for (int i = 0; s == INFER_OK && i < n; i++) {
-        s = encode_output(&plan[i], cfg, &tensors[i], shapes[i], &raw[i], &strings[i], err,
-                          err_len);
+        if (plan[i].shm != NULL)
+            s = encode_shm_output(&plan[i], &tensors[i], shapes[i], &raw[i], &echo[i], err,
+                                  err_len);
+        else
+            s = encode_output(&plan[i], cfg, &tensors[i], shapes[i], &raw[i], &strings[i], err,
+                              err_len);
         tensor_ptrs[i] = &tensors[i];
     }
     if (s == INFER_OK) {

@@ -3,28 +3,60 @@
  * mapping to an inference request (v2_proto on v2_binding: raw and typed
  * inputs, BYTES images, requested outputs, classification), the batch rules
  * after it (infer_request_check), the worker's image decode, and the reply's
- * encoding for outputs the model might produce. No network. Input: byte 0
- * picks the model (fuzz_v2_models.h) and, bit 7, a stream response; the
- * rest is the message. An accepted request has every declared input, each
+ * encoding for outputs the model might produce, and inputs and outputs in
+ * shared memory regions (each tensor's InferParameter map) against a table
+ * holding regions "r" (64 KiB) and "s" (64 bytes at offset 8) of one
+ * object. No network. Input: byte 0 picks the model (fuzz_v2_models.h,
+ * bits 0-5), no region table (bit 6: shared memory off) and a stream
+ * response (bit 7); the rest is the message. An accepted request has every declared input, each
  * matching its declared shape and sized by the checked helper; a refused
  * one has a message; an encoded reply unpacks with one raw entry per
- * output. */
+ * output (an image input's data waits for the prepare hook: tensor_defer). */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fuzz_v2_models.h"
 #include "infer_request.h"
 #include "shape.h"
 #include "v2_proto.h"
 
+#define OBJECT_SIZE (64 * 1024)
+
+static char key[64];
+static struct shm_table table;
+
+static void unlink_object(void)
+{
+    shm_unlink(key);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    snprintf(key, sizeof key, "/inferd-fuzz-grpc-%d", (int)getpid());
+    int fd = shm_open(key, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, OBJECT_SIZE) == 0);
+    close(fd);
+    atexit(unlink_object);
+    char err[256];
+    CHECK(shm_table_init(&table, true, 4, 2 * OBJECT_SIZE) == 0);
+    CHECK(shm_register_system(&table, "r", key, 0, OBJECT_SIZE, err, sizeof err) == SHM_OK);
+    CHECK(shm_register_system(&table, "s", key, 8, 64, err, sizeof err) == SHM_OK);
+    return 0;
+}
+
 static void check_accepted(const struct model_config *cfg, const struct infer_request *req)
 {
     CHECK(req->n_inputs == cfg->n_inputs);
     for (int i = 0; i < cfg->n_inputs; i++) {
         const struct tensor *t = &req->inputs[i];
-        CHECK(t->data != NULL);
+        CHECK(t->data != NULL || (cfg->inputs[i].is_image && tensor_pending(t)));
         CHECK(t->dtype == cfg->inputs[i].dtype);
         CHECK(shape_matches(cfg->inputs[i].shape, cfg->inputs[i].ndim, t->shape, t->ndim));
         size_t bytes;
@@ -85,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    const struct model_config *cfg = &fuzz_v2_models()[(data[0] & 0x7f) % FUZZ_V2_N_MODELS];
+    const struct model_config *cfg = &fuzz_v2_models()[(data[0] & 0x3f) % FUZZ_V2_N_MODELS];
+    struct shm_table *shm = (data[0] & 0x40) ? NULL : &table;
     bool stream = (data[0] & 0x80) != 0;
     Inference__ModelInferRequest *msg =
         inference__model_infer_request__unpack(NULL, size - 1, data + 1);
@@ -96,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(v2 != NULL && req != NULL);
     char err[400] = "";
     enum infer_status status =
-        v2_proto_decode(cfg, FUZZ_V2_MAX_PIXELS, msg, v2, req, err, sizeof err);
+        v2_proto_decode(cfg, FUZZ_V2_MAX_PIXELS, shm, msg, v2, req, err, sizeof err);
     if (status != INFER_OK) {
         CHECK(err[0] != '\0' && strlen(err) < sizeof err);
         CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
@@ -118,6 +151,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     v2_request_free(v2);
     free(req);
+    struct shm_region_info info[4];
+    enum shm_status st;
+    CHECK(shm_status_list(&table, SHM_SYSTEM, NULL, info, 4, &st, err, sizeof err) == 2);
+    CHECK(info[0].users == 0 && info[1].users == 0); /* every hold dropped */
     inference__model_infer_request__free_unpacked(msg, NULL);
     return 0;
 }

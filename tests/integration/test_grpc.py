@@ -20,8 +20,8 @@ import pytest
 
 from support import REPO_ROOT, free_port, sample_image, start_server, finish
 from loadtools import add_slow, log_records, metric, scrape, slow_input, wait_log_records
-from v2_client import (CONFIGS, FASHION_TOL, NP_DTYPES, TEST_MODELS, assert_same, decode_response,
-                       encode_request, infer_raw, make_inputs, tensor)
+from v2_client import (CONFIGS, FASHION_TOL, NP_DTYPES, TEST_MODELS, TorchReference, assert_same,
+                       decode_response, encode_request, infer_raw, make_inputs, tensor)
 
 import make_test_models  # noqa: E402  (models/ is on sys.path: support puts it there)
 
@@ -399,7 +399,7 @@ def test_client_errors_map_to_their_codes(pb, g, s):
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "ModelInferRequest" in details
     # a method inferd does not serve
     raw = grpc.insecure_channel(f"127.0.0.1:{g.grpc_port}").unary_unary(
-        "/inference.GRPCInferenceService/SystemSharedMemoryStatus")
+        "/inference.GRPCInferenceService/TraceSetting")
     assert code_of(raw, b"")[0] == grpc.StatusCode.UNIMPLEMENTED
     # load and unload while model control is off
     got, details = code_of(s.RepositoryModelLoad,
@@ -586,3 +586,288 @@ def test_repository_load_and_unload(pb, tmp_path_factory, v2_repo):
         assert sv.ModelReady(ready).ready  # the served version stays
     finally:
         finish(daemon)
+
+
+# --------------------------------------------------------------------------
+# Shared memory (Triton's system shared memory extension over gRPC; the CUDA
+# one answers as HTTP does on a CPU build)
+
+SHM_SLOW_MS = 700  # one forward of the slow model: the window an in-use unregister needs
+
+
+@pytest.fixture(scope="module")
+def gshm(tmp_path_factory):
+    """A daemon with --shared-memory and gRPC on two_io and a slow model."""
+    import make_slow_model
+
+    repo = tmp_path_factory.mktemp("grpc-shm-repo")
+    make_test_models.make_model(repo, "two_io")
+    make_slow_model.make_slow_model(repo, target_ms=SHM_SLOW_MS, max_batch_size=4)
+    daemon = start_grpc(tmp_path_factory.mktemp("inferd-grpc-shm"), repo, "--shared-memory")
+    daemon.repo = repo
+    yield daemon
+    finish(daemon)
+
+
+@pytest.fixture
+def sysshm(pb, gshm):
+    """Make shared memory objects; after the test every region is
+    unregistered and the objects unlinked."""
+    from multiprocessing import shared_memory
+
+    made = []
+
+    def make(size):
+        made.append(shared_memory.SharedMemory(create=True, size=size))
+        return made[-1]
+
+    yield make
+    stub(pb, gshm).SystemSharedMemoryUnregister(pb.inference.SystemSharedMemoryUnregisterRequest())
+    for m in made:
+        m.close()
+        m.unlink()
+
+
+def shm_put(region, offset, array):
+    raw = np.ascontiguousarray(array).tobytes()
+    region.buf[offset:offset + len(raw)] = raw
+
+
+def shm_get(region, offset, dtype, shape):
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.frombuffer(bytes(region.buf[offset:offset + n]), dtype=dtype).reshape(shape)
+
+
+def shm_param(params, region, size, offset=None):
+    params["shared_memory_region"].string_param = region
+    params["shared_memory_byte_size"].int64_param = size
+    if offset is not None:
+        params["shared_memory_offset"].int64_param = offset
+
+
+def two_io_shm_request(pb, region, batch, a_off, b_off, sum_off, sum_size=None, raw_b=None):
+    """two_io with a (and b, unless raw_b gives its array) in region and sum
+    written there; prod_sum in the reply."""
+    req = pb.inference.ModelInferRequest(model_name="two_io")
+    shm_param(req.inputs.add(name="a", datatype="FP32", shape=[batch, 4]).parameters, region,
+              batch * 16, a_off)
+    b = req.inputs.add(name="b", datatype="INT64", shape=[batch, 4])
+    if raw_b is None:
+        shm_param(b.parameters, region, batch * 32, b_off)
+    else:
+        req.raw_input_contents.append(np.ascontiguousarray(raw_b, "<i8").tobytes())
+    shm_param(req.outputs.add(name="sum").parameters, region, sum_size or batch * 16, sum_off)
+    req.outputs.add(name="prod_sum")
+    return req
+
+
+def sys_register(pb, sv, name, key, size, offset=0, **kw):
+    return sv.SystemSharedMemoryRegister(pb.inference.SystemSharedMemoryRegisterRequest(
+        name=name, key=key, offset=offset, byte_size=size), **kw)
+
+
+def test_shm_register_infer_status_unregister(pb, gshm, sysshm, rng):
+    sv = stub(pb, gshm)
+    region = sysshm(1 << 16)
+    sys_register(pb, sv, "io", region.name, 1 << 16)
+    status = sv.SystemSharedMemoryStatus(pb.inference.SystemSharedMemoryStatusRequest())
+    assert list(status.regions) == ["io"]
+    row = status.regions["io"]
+    assert (row.name, row.key, row.offset, row.byte_size) == \
+        ("io", gshm.get("/v2/systemsharedmemory/status").json()[0]["key"], 0, 1 << 16)
+    one = sv.SystemSharedMemoryStatus(pb.inference.SystemSharedMemoryStatusRequest(name="io"))
+    assert list(one.regions) == ["io"]
+
+    arrays = make_inputs("two_io", 3, rng)
+    shm_put(region, 0, arrays["a"])
+    shm_put(region, 256, arrays["b"])
+    resp = sv.ModelInfer(two_io_shm_request(pb, "io", 3, 0, 256, 4096))
+    assert [o.name for o in resp.outputs] == ["sum", "prod_sum"]
+    out = resp.outputs[0]
+    assert (out.datatype, list(out.shape)) == ("FP32", [3, 4])
+    assert out.parameters["shared_memory_region"].string_param == "io"
+    assert out.parameters["shared_memory_byte_size"].int64_param == 48
+    assert out.parameters["shared_memory_offset"].int64_param == 4096
+    # an empty raw_output_contents entry keeps the entries in step with the outputs
+    assert len(resp.raw_output_contents) == 2 and resp.raw_output_contents[0] == b""
+    ref = TorchReference(gshm.repo)("two_io", [arrays["a"], arrays["b"]])
+    assert_same(shm_get(region, 4096, "<f4", (3, 4)), ref["sum"], "FP32", "sum in shared memory")
+    prod = np.frombuffer(resp.raw_output_contents[1], "<f4").reshape(3, 1)
+    assert_same(prod, ref["prod_sum"], "FP32", "prod_sum in the reply")
+    # the same request over HTTP writes the same bytes
+    shm_bytes = bytes(region.buf[4096:4096 + 48])
+    region.buf[4096:4096 + 48] = bytes(48)
+    body = {"inputs": [{"name": n, "datatype": dt, "shape": [3, 4],
+                        "parameters": {"shared_memory_region": "io",
+                                       "shared_memory_byte_size": size,
+                                       "shared_memory_offset": off}}
+                       for n, dt, size, off in (("a", "FP32", 48, 0), ("b", "INT64", 96, 256))],
+            "outputs": [{"name": "sum", "parameters": {"shared_memory_region": "io",
+                                                       "shared_memory_byte_size": 48,
+                                                       "shared_memory_offset": 4096}},
+                        {"name": "prod_sum", "parameters": {"binary_data": True}}]}
+    r = gshm.post("/v2/models/two_io/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert bytes(region.buf[4096:4096 + 48]) == shm_bytes
+    assert r.content.endswith(resp.raw_output_contents[1])
+    # a mix: b in the request (raw_input_contents holds only the inputs not in a region)
+    resp = sv.ModelInfer(two_io_shm_request(pb, "io", 3, 0, 0, 8192, raw_b=arrays["b"]))
+    assert bytes(region.buf[8192:8192 + 48]) == shm_bytes
+    # and unregister: gone from the status
+    sv.SystemSharedMemoryUnregister(pb.inference.SystemSharedMemoryUnregisterRequest(name="io"))
+    status = sv.SystemSharedMemoryStatus(pb.inference.SystemSharedMemoryStatusRequest())
+    assert len(status.regions) == 0
+    code, details = code_of(sv.SystemSharedMemoryStatus,
+                            pb.inference.SystemSharedMemoryStatusRequest(name="io"))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_shm_errors_map_to_their_codes(pb, gshm, sysshm):
+    sv = stub(pb, gshm)
+    region = sysshm(4096)
+    shm_put(region, 0, np.ones((1, 4), "<f4"))
+    shm_put(region, 64, np.ones((1, 4), "<i8"))
+    sys_register(pb, sv, "e", region.name, 4096)
+    cases = [
+        (lambda: sys_register(pb, sv, "e", region.name, 4096),
+         grpc.StatusCode.ALREADY_EXISTS, ""),
+        (lambda: sys_register(pb, sv, "big", region.name, 8192),
+         grpc.StatusCode.INVALID_ARGUMENT, ""),
+        (lambda: sys_register(pb, sv, "../x", region.name, 16),
+         grpc.StatusCode.INVALID_ARGUMENT, ""),
+        (lambda: sv.SystemSharedMemoryUnregister(
+            pb.inference.SystemSharedMemoryUnregisterRequest(name="nope")),
+         grpc.StatusCode.NOT_FOUND, ""),
+        (lambda: sv.ModelInfer(two_io_shm_request(pb, "nope", 1, 0, 64, 512)),
+         grpc.StatusCode.INVALID_ARGUMENT, "nope"),
+        (lambda: sv.ModelInfer(two_io_shm_request(pb, "e", 1, 4090, 64, 512)),
+         grpc.StatusCode.INVALID_ARGUMENT, ""),
+        (lambda: sv.ModelInfer(two_io_shm_request(pb, "e", 1, 0, 64, 512, sum_size=8)),
+         grpc.StatusCode.INVALID_ARGUMENT, ""),
+        (lambda: sv.CudaSharedMemoryRegister(pb.inference.CudaSharedMemoryRegisterRequest(
+            name="g", raw_handle=bytes(64), device_id=0, byte_size=64)),
+         grpc.StatusCode.FAILED_PRECONDITION, "CUDA is not available"),
+        (lambda: sv.CudaSharedMemoryUnregister(
+            pb.inference.CudaSharedMemoryUnregisterRequest(name="g")),
+         grpc.StatusCode.NOT_FOUND, ""),
+    ]
+    for call, code, word in cases:
+        got, details = code_of(call)
+        assert got == code and word in details, (code, got, details)
+    # a byte size without a region, a region that is no string
+    req = two_io_shm_request(pb, "e", 1, 0, 64, 512)
+    del req.inputs[0].parameters["shared_memory_region"]
+    got, details = code_of(sv.ModelInfer, req)
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "shared_memory_region" in details
+    req = two_io_shm_request(pb, "e", 1, 0, 64, 512)
+    req.inputs[0].parameters["shared_memory_region"].int64_param = 3
+    assert code_of(sv.ModelInfer, req)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    # an input in a region that carries data too
+    req = two_io_shm_request(pb, "e", 1, 0, 64, 512)
+    req.raw_input_contents.extend([b"\0" * 16, b"\0" * 32])
+    got, details = code_of(sv.ModelInfer, req)
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "also carries data" in details
+    assert len(sv.CudaSharedMemoryStatus(pb.inference.CudaSharedMemoryStatusRequest()).regions) \
+        == 0
+    # nothing holds the region after all that, and it still serves
+    assert gshm.get("/v2/systemsharedmemory/region/e/status").json()[0]["in_use"] == 0
+    sv.ModelInfer(two_io_shm_request(pb, "e", 1, 0, 64, 512))
+    assert np.array_equal(shm_get(region, 512, "<f4", (1, 4)), np.full((1, 4), 2, "<f4"))
+    meta = sv.ServerMetadata(pb.inference.ServerMetadataRequest())
+    assert list(meta.extensions) == gshm.get("/v2").json()["extensions"]
+    assert "system_shared_memory" in meta.extensions
+
+
+def test_shm_unregister_in_use_fails_then_succeeds(pb, gshm, sysshm):
+    sv = stub(pb, gshm)
+    region = sysshm(4096)
+    x = np.arange(4, dtype="<f4").reshape(1, 4)
+    shm_put(region, 0, x)
+    sys_register(pb, sv, "busy", region.name, 4096)
+    req = pb.inference.ModelInferRequest(model_name="slow")
+    shm_param(req.inputs.add(name="x", datatype="FP32", shape=[1, 4]).parameters, "busy", 16)
+    shm_param(req.outputs.add(name="y").parameters, "busy", 16, 64)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(sv.ModelInfer, req, timeout=60) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while gshm.get("/v2/systemsharedmemory/region/busy/status").json()[0]["in_use"] == 0:
+            assert time.monotonic() < deadline, "the calls never held the region"
+            time.sleep(0.005)
+        got, details = code_of(sv.SystemSharedMemoryUnregister,
+                               pb.inference.SystemSharedMemoryUnregisterRequest(name="busy"))
+        assert got == grpc.StatusCode.FAILED_PRECONDITION and "in use" in details
+        got, _ = code_of(sv.SystemSharedMemoryUnregister,
+                         pb.inference.SystemSharedMemoryUnregisterRequest())
+        assert got == grpc.StatusCode.FAILED_PRECONDITION
+        for f in futures:
+            f.result()
+    assert np.array_equal(shm_get(region, 64, "<f4", (1, 4)), x * 2)
+    sv.SystemSharedMemoryUnregister(pb.inference.SystemSharedMemoryUnregisterRequest(name="busy"))
+
+
+def test_shm_off_and_admin_token(pb, tmp_path_factory, v2_repo, g, s):
+    from multiprocessing import shared_memory
+
+    region = shared_memory.SharedMemory(create=True, size=4096)
+    try:
+        # g runs without --shared-memory: every call says so, as HTTP's
+        for call in (lambda: sys_register(pb, s, "r", region.name, 4096),
+                     lambda: s.SystemSharedMemoryStatus(
+                         pb.inference.SystemSharedMemoryStatusRequest()),
+                     lambda: s.SystemSharedMemoryUnregister(
+                         pb.inference.SystemSharedMemoryUnregisterRequest()),
+                     lambda: s.CudaSharedMemoryRegister(
+                         pb.inference.CudaSharedMemoryRegisterRequest(name="r"))):
+            got, details = code_of(call)
+            assert got == grpc.StatusCode.FAILED_PRECONDITION, (got, details)
+            assert "start inferd with --shared-memory" in details
+        req = pb.inference.ModelInferRequest(model_name="two_io")
+        shm_param(req.inputs.add(name="a", datatype="FP32", shape=[1, 4]).parameters, "r", 16)
+        got, details = code_of(s.ModelInfer, req)
+        assert got == grpc.StatusCode.INVALID_ARGUMENT and "--shared-memory" in details
+
+        work = tmp_path_factory.mktemp("inferd-grpc-shm-admin")
+        (work / "token").write_text("s3cret-admin-token\n")
+        os.chmod(work / "token", 0o600)
+        daemon = start_grpc(work, v2_repo, "--shared-memory", "--admin-token-file",
+                            str(work / "token"))
+        try:
+            sv = stub(pb, daemon)
+            ok = [("authorization", "Bearer s3cret-admin-token")]
+            for md in (None, [("authorization", "Bearer wrong")]):
+                got, _ = code_of(sys_register, pb, sv, "t", region.name, 4096, metadata=md)
+                assert got == grpc.StatusCode.PERMISSION_DENIED
+            sys_register(pb, sv, "t", region.name, 4096, metadata=ok)
+            assert list(sv.SystemSharedMemoryStatus(
+                pb.inference.SystemSharedMemoryStatusRequest()).regions) == ["t"]
+            unreg = pb.inference.SystemSharedMemoryUnregisterRequest(name="t")
+            assert code_of(sv.SystemSharedMemoryUnregister, unreg)[0] == \
+                grpc.StatusCode.PERMISSION_DENIED
+            got, _ = code_of(sv.CudaSharedMemoryRegister,
+                             pb.inference.CudaSharedMemoryRegisterRequest(name="g"))
+            assert got == grpc.StatusCode.PERMISSION_DENIED
+            sv.SystemSharedMemoryUnregister(unreg, metadata=ok)
+        finally:
+            finish(daemon)
+    finally:
+        region.close()
+        region.unlink()
+
+
+def test_shm_limits_are_resource_exhausted(pb, tmp_path_factory, v2_repo):
+    from multiprocessing import shared_memory
+
+    regions = [shared_memory.SharedMemory(create=True, size=4096) for _ in range(2)]
+    daemon = start_grpc(tmp_path_factory.mktemp("inferd-grpc-shm-limits"), v2_repo,
+                        "--shared-memory", "--shared-memory-max-regions", "1")
+    try:
+        sv = stub(pb, daemon)
+        sys_register(pb, sv, "a", regions[0].name, 4096)
+        got, details = code_of(sys_register, pb, sv, "b", regions[1].name, 4096)
+        assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "--shared-memory-max-regions" in \
+            details
+    finally:
+        finish(daemon)
+        for r in regions:
+            r.close()
+            r.unlink()
