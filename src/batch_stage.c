@@ -281,6 +281,14 @@ static void wait_for_free_slot(struct batch_stage *s)
 static void *stage_main(void *arg)
 {
     struct batch_stage *s = arg;
+    /* The thread inherits its instance's name, w<instance>-<model>: call it
+     * s<instance>-<model>, so that top -H (and the tests that count an
+     * instance's OpenMP threads by that name) tell the two apart. */
+    char name[16];
+    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0 && name[0] == 'w') {
+        name[0] = 's';
+        pthread_setname_np(pthread_self(), name);
+    }
     for (;;) {
         pthread_mutex_lock(&s->lock);
         wait_for_free_slot(s);
