@@ -62,8 +62,8 @@ struct conn_entry *conn_guard_open(struct conn_guard *g, int fd, const struct so
 void conn_guard_phase(struct conn_guard *g, struct conn_entry *e, enum conn_phase phase);
 /* The transport has closed the connection (its fd is not yet reused). */
 void conn_guard_close(struct conn_guard *g, struct conn_entry *e);
-/* Counts since start: connections refused, and shut for a deadline or to
- * make room. */
-void conn_guard_counts(struct conn_guard *g, uint64_t *refused, uint64_t *reaped);
+/* Connections open now, and counts since start: refused, and shut for a
+ * deadline or to make room. */
+void conn_guard_counts(struct conn_guard *g, int *open, uint64_t *refused, uint64_t *reaped);
 
 #endif

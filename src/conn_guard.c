@@ -190,9 +190,10 @@ void conn_guard_close(struct conn_guard *g, struct conn_entry *e)
     free(e);
 }
 
-void conn_guard_counts(struct conn_guard *g, uint64_t *refused, uint64_t *reaped)
+void conn_guard_counts(struct conn_guard *g, int *open, uint64_t *refused, uint64_t *reaped)
 {
     pthread_mutex_lock(&g->lock);
+    *open = g->n_open;
     *refused = g->refused;
     *reaped = g->reaped;
     pthread_mutex_unlock(&g->lock);

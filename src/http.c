@@ -761,6 +761,28 @@ static void http_stop(void *self)
     pthread_mutex_destroy(&h->idle_lock);
 }
 
+static void http_render_metrics(void *self, struct strbuf *sb)
+{
+    struct http_front *h = self;
+    int open;
+    uint64_t refused, reaped;
+    conn_guard_counts(&h->guard, &open, &refused, &reaped);
+    strbuf_printf(sb,
+                  "# HELP inferd_http_connections_open HTTP connections open (under "
+                  "--max-connections).\n"
+                  "# TYPE inferd_http_connections_open gauge\n"
+                  "inferd_http_connections_open %d\n"
+                  "# HELP inferd_http_connections_refused_total HTTP connections refused with 503 "
+                  "(--max-connections or --max-connections-per-address reached).\n"
+                  "# TYPE inferd_http_connections_refused_total counter\n"
+                  "inferd_http_connections_refused_total %llu\n"
+                  "# HELP inferd_http_connections_cut_total HTTP connections closed by the server: "
+                  "header or body past its deadline (408), or idle and closed to make room.\n"
+                  "# TYPE inferd_http_connections_cut_total counter\n"
+                  "inferd_http_connections_cut_total %llu\n",
+                  open, (unsigned long long)refused, (unsigned long long)reaped);
+}
+
 const struct transport_ops http_transport = {
     .name = "http",
     .start = http_start,
@@ -768,4 +790,5 @@ const struct transport_ops http_transport = {
     .inflight = http_inflight,
     .wait_idle = http_wait_idle,
     .stop = http_stop,
+    .render_metrics = http_render_metrics,
 };

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import requests
 
+from loadtools import metric, scrape
 from support import (_save_scripted, add_fashion_mnist, assert_error, assert_still_serves, dumps,
                      sample_image)
 
@@ -591,6 +592,10 @@ def test_total_limit_answers_503_and_frees_up(start_daemon):
         except (OSError, AssertionError):
             time.sleep(0.05)
     survives(d)
+    m = scrape(d)  # the refusal is counted (and any of the health checks above, made
+    # before the server had read the closes); the held connections have left the count
+    assert metric(m, "inferd_http_connections_refused_total") >= 1
+    assert 1 <= metric(m, "inferd_http_connections_open") <= 3  # this scrape's, and kept-alive
 
 
 def trickle_until_closed(s, byte, limit_s):
@@ -626,6 +631,7 @@ def test_slow_body_is_cut_at_its_deadline(start_daemon):
     closed = trickle_until_closed(s, b" ", 6)
     assert closed is not None and closed < 4, f"a trickled body kept its connection {closed} s"
     survives(d)
+    assert metric(scrape(d), "inferd_http_connections_cut_total") == 1
 
 
 def test_idle_keepalive_connections_give_way(start_daemon):
