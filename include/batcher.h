@@ -25,9 +25,18 @@
 struct batch_rate {
     uint64_t last_arrival_ns; /* newest arrival seen, 0: none yet */
     uint64_t gap_ns;          /* average gap between arrivals */
+    unsigned fruitless;       /* waits in a row that gathered no companion */
+    unsigned skipped;         /* waits skipped for that since the last probe */
 };
 
 #define BATCH_RATE_GAP_CAP 4 /* in max_delay units */
+/* After this many waits in a row that gathered nobody (a client that sends
+ * its next request only after each answer looks busy but cannot send a
+ * companion while its request waits), the queue stops waiting, but for one
+ * probe in every BATCH_PROBE_EVERY batches, which notices a change of load;
+ * a wait that gathers a companion starts the count again. */
+#define BATCH_FRUITLESS_MAX 3
+#define BATCH_PROBE_EVERY 16
 
 /* Count an arrival at arrival_ns (any order; an earlier one counts as a
  * gap of 0). */
@@ -39,6 +48,11 @@ void batch_rate_arrival(struct batch_rate *r, uint64_t arrival_ns, uint64_t max_
  * when adaptive, the next arrival is expected only after it). */
 uint64_t batch_wait_until(const struct batch_rate *r, bool adaptive, uint64_t max_delay_ns,
                           uint64_t oldest_ns, uint64_t now_ns);
+/* Adaptive only, before a wait that batch_wait_until asks for: true when
+ * the recent waits gathered nobody and this one is skipped (not a probe). */
+bool batch_rate_skip_wait(struct batch_rate *r);
+/* Adaptive only, after a batch that waited: whether a companion joined. */
+void batch_rate_waited(struct batch_rate *r, bool gathered);
 
 struct batch_queue {
     pthread_mutex_t lock;

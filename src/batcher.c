@@ -59,6 +59,27 @@ uint64_t batch_wait_until(const struct batch_rate *r, bool adaptive, uint64_t ma
     return due;
 }
 
+bool batch_rate_skip_wait(struct batch_rate *r)
+{
+    if (r->fruitless < BATCH_FRUITLESS_MAX)
+        return false;
+    if (++r->skipped >= BATCH_PROBE_EVERY) {
+        r->skipped = 0;
+        return false; /* a probe */
+    }
+    return true;
+}
+
+void batch_rate_waited(struct batch_rate *r, bool gathered)
+{
+    if (gathered) {
+        r->fruitless = 0;
+        r->skipped = 0;
+    } else if (r->fruitless < BATCH_FRUITLESS_MAX) {
+        r->fruitless++;
+    }
+}
+
 void batch_queue_destroy(struct batch_queue *q)
 {
     pthread_mutex_destroy(&q->lock);
@@ -142,6 +163,7 @@ int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, i
         max_samples = q->max_batch_size;
     pthread_mutex_lock(&q->lock);
     int n = 0;
+    int before_wait = -1; /* the batch's requests when it first waited */
     for (;;) {
         while (q->head == NULL && !q->closed)
             pthread_cond_wait(&q->changed, &q->lock);
@@ -155,10 +177,17 @@ int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, i
                                         clock_now_ns());
         if (due == 0)
             break;
+        if (before_wait < 0) {
+            if (q->adaptive && batch_rate_skip_wait(&q->rate))
+                break;
+            before_wait = n;
+        }
         struct timespec until = clock_timespec(due);
         pthread_cond_timedwait(&q->changed, &q->lock, &until);
         n = 0; /* re-evaluate: another worker may have taken the head */
     }
+    if (before_wait >= 0 && q->adaptive && n > 0)
+        batch_rate_waited(&q->rate, n > before_wait);
     for (int i = 0; i < n; i++) {
         batch[i] = q->head;
         q->head = q->head->next;

@@ -40,7 +40,8 @@ static const struct option_spec options[] = {
      "longest wait for a batch to fill, from the oldest arrival; config.json wins"},
     {"batch-wait", OPT_ENUM, FIELD(batch_wait), 0, 0, 0, "adaptive|always",
      "adaptive: an idle instance takes an incomplete batch at once when the recent arrival rate "
-     "expects no other request within the queue delay; always: wait the delay (as Triton)"},
+     "expects no other request within the queue delay, or its last waits gathered none; always: "
+     "wait the delay (as Triton)"},
     {"max-queue", OPT_INT, FIELD(max_queue), 0, 1, 1000000, NULL,
      "queued requests per model before 503"},
     {"max-body-bytes", OPT_LONG, FIELD(max_body_bytes), 0, 1, LONG_MAX / 2, NULL,

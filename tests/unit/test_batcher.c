@@ -890,6 +890,65 @@ static void test_adaptive_waits_under_load(void **state)
     batch_queue_destroy(&q);
 }
 
+static void test_fruitless_waits_stop_then_probe(void **state)
+{
+    (void)state;
+    struct batch_rate r = {0};
+    for (int i = 0; i < BATCH_FRUITLESS_MAX; i++) {
+        assert_false(batch_rate_skip_wait(&r));
+        batch_rate_waited(&r, false);
+    }
+    /* Waits stop, but for one probe in every BATCH_PROBE_EVERY decisions. */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < BATCH_PROBE_EVERY - 1; i++)
+            assert_true(batch_rate_skip_wait(&r));
+        assert_false(batch_rate_skip_wait(&r)); /* the probe: gathers nobody */
+        batch_rate_waited(&r, false);
+    }
+    for (int i = 0; i < BATCH_PROBE_EVERY - 1; i++)
+        assert_true(batch_rate_skip_wait(&r));
+    assert_false(batch_rate_skip_wait(&r)); /* this probe gathers a companion */
+    batch_rate_waited(&r, true);
+    assert_false(batch_rate_skip_wait(&r)); /* waiting again */
+    batch_rate_waited(&r, true);
+    assert_false(batch_rate_skip_wait(&r));
+}
+
+/* One client that sends its next request only after each answer, faster
+ * than the delay: its first waits gather nobody, then it is no longer held. */
+static void test_adaptive_closed_loop_stops_waiting(void **state)
+{
+    (void)state;
+    const uint64_t delay = 200 * MS;
+    enum { PRIME = 30 };
+    struct batch_queue q;
+    assert_int_equal(batch_queue_init(&q, 64, PRIME, (long)(delay / 1000)), 0);
+    batch_queue_set_adaptive(&q, true);
+    struct infer_request prime[PRIME]; /* a busy spell: the estimate expects companions */
+    uint64_t base = clock_now_ns() - PRIME * MS;
+    for (int i = 0; i < PRIME; i++) {
+        make_req(&prime[i], 1, 4, SHIM_FP32, base + (uint64_t)i * MS);
+        assert_int_equal(submit(&q, &prime[i]), SUBMIT_OK);
+    }
+    struct infer_request *batch[PRIME];
+    assert_int_equal(batch_queue_take(&q, batch, PRIME), PRIME);
+    struct infer_request r;
+    for (int i = 0; i < BATCH_FRUITLESS_MAX + 2; i++) {
+        uint64_t arrival = clock_now_ns();
+        make_req(&r, 1, 4, SHIM_FP32, arrival);
+        assert_int_equal(submit(&q, &r), SUBMIT_OK);
+        assert_int_equal(batch_queue_take(&q, batch, PRIME), 1);
+        uint64_t held = clock_now_ns() - arrival;
+        if (i < BATCH_FRUITLESS_MAX && held < delay)
+            fail_msg("request %d was held %llu ms, not the delay", i,
+                     (unsigned long long)(held / MS));
+        if (i >= BATCH_FRUITLESS_MAX && held >= SLACK_NS)
+            fail_msg("request %d was held %llu ms after %d fruitless waits", i,
+                     (unsigned long long)(held / MS), BATCH_FRUITLESS_MAX);
+    }
+    batch_queue_destroy(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -909,6 +968,8 @@ int main(void)
         cmocka_unit_test(test_wait_decisions),
         cmocka_unit_test(test_adaptive_lone_request_is_not_held),
         cmocka_unit_test(test_adaptive_waits_under_load),
+        cmocka_unit_test(test_fruitless_waits_stop_then_probe),
+        cmocka_unit_test(test_adaptive_closed_loop_stops_waiting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
