@@ -285,8 +285,13 @@ bench-callgrind: all
 	bench/callgrind.sh
 
 # gRPC vs HTTP v2 binary, one fashion_mnist image, in one run.
-bench-grpc: all
+bench-grpc: all $(BUILD)/bench/grpc_load
 	$(PYTHON) bench/grpc_vs_http.py
+
+# The gRPC load generator of bench-grpc (gRPC's C core; bench only).
+$(BUILD)/bench/grpc_load: bench/grpc_load.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $< -lgrpc -lgpr
 
 # v2 JSON vs v2 binary for one 3x224x224 FP32 request: server CPU per request.
 bench-v2: all
