@@ -10,7 +10,9 @@
 # connection, dumps, and repeats for the next path. Paths: JSON POST
 # /predict with one Fashion-MNIST test image; POST
 # /v2/models/fashion_mnist/infer with the same image as a v2 binary tensor
-# (binary output asked for). Prints, per path, instructions per request in
+# (binary output asked for); POST /v2/models/null602/infer with one
+# 3x224x224 FP32 tensor (602,112 bytes) as a v2 binary tensor to a
+# null-style model made here. Prints, per path, instructions per request in
 # all inferd's threads (Ir), the model's share (inclusive Ir of
 # shim_model_forward) and the rest: the server's own path. The daemon runs
 # with its default log level (info: one access-log line per request), in
@@ -40,14 +42,34 @@ data = data.replace(b"\x0f\x01\xf9", b"\x0f\x31\x90")  # rdtscp -> rdtsc; nop
 open(sys.argv[2], "wb").write(data)
 PY
 fi
+# The repository: models/ plus `null602`, a null-style model (a sum over
+# every 16th pixel per channel: a forward of a few microseconds) taking one
+# 3x224x224 FP32 image, 602,112 bytes: the issue 22 payload.
+REPO="$OUT/repo"
+rm -rf "$REPO"
+mkdir -p "$REPO/null602"
+for m in models/*/; do ln -s "$ROOT/$m" "$REPO/$(basename "$m")"; done
+/usr/bin/python3 - "$REPO/null602" <<'PY'
+import json, sys, torch
+class Null602(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :, ::16, ::16].sum(dim=(2, 3))
+torch.jit.trace(Null602(), torch.zeros(2, 3, 224, 224)).save(sys.argv[1] + "/model.pt")  # no source file to script from
+json.dump({"name": "null602", "file": "model.pt",
+           "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
+           "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
+           "max_batch_size": 8, "max_queue_delay_us": 500},
+          open(sys.argv[1] + "/config.json", "w"))
+PY
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 OMP_WAIT_POLICY=PASSIVE LD_LIBRARY_PATH="$ROOT/$OUT/lib" valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$OUT/callgrind.out.%p" "$INFERD" --host 127.0.0.1 --port "$PORT" --model-repository models --devices cpu \
+    --callgrind-out-file="$OUT/callgrind.out.%p" "$INFERD" --host 127.0.0.1 --port "$PORT" --model-repository "$REPO" --devices cpu \
     --log-format json >"$OUT/inferd.log" 2>&1 &
 VG=$!
 trap 'kill $VG 2>/dev/null; wait $VG 2>/dev/null || true' EXIT
 /usr/bin/python3 - "$PORT" "$N" "$VG" "$OUT" <<'PY'
 import http.client, json, os, subprocess, sys, time
+import numpy as np
 sys.path.insert(0, "models")
 import fashion_mnist_data
 port, n, vg, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -58,11 +80,18 @@ header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [
                                   "parameters": {"binary_data_size": img.nbytes}}],
                      "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
 v2_body = header + img.astype("<f4").tobytes()
+big = (np.arange(3 * 224 * 224, dtype="<f4") % 251 / 251).reshape(1, 3, 224, 224)
+big_header = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 224, 224],
+                                      "parameters": {"binary_data_size": big.nbytes}}],
+                         "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
 paths = {
     "json": ("/predict", json_body, {"Content-Type": "application/json"}),
     "v2binary": ("/v2/models/fashion_mnist/infer", v2_body,
                  {"Content-Type": "application/octet-stream",
                   "Inference-Header-Content-Length": str(len(header))}),
+    "v2binary_602k": ("/v2/models/null602/infer", big_header + big.tobytes(),
+                      {"Content-Type": "application/octet-stream",
+                       "Inference-Header-Content-Length": str(len(big_header))}),
 }
 deadline = time.time() + 300
 while True:
@@ -101,5 +130,8 @@ for f in "$OUT"/callgrind.out.*.*; do
     model=$(callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null |
             awk '/shim_model_forward \[/ {gsub(",","",$1); print $1; exit}' || true)
     model=${model:-0}
-    echo "$f $name: $((total / N)) Ir/request; model (shim_model_forward) $((model / N)); server path $(((total - model) / N))"
+    # memcpy/memmove (glibc's vector variants), exclusive: the copying cost
+    copy=$(callgrind_annotate --threshold=100 "$f" 2>/dev/null |
+           awk '!/=>/ && /:__mem(cpy|move)_[a-z0-9_]*unaligned[a-z_]* \[/ {gsub(",","",$1); s += $1} END {print s + 0}')
+    echo "$f $name: $((total / N)) Ir/request; model (shim_model_forward) $((model / N)); server path $(((total - model) / N)); memcpy/memmove $((copy / N))"
 done

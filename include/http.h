@@ -100,6 +100,7 @@ struct http_exchange {
     size_t content_length;  /* as declared (0 when absent); bounded by the limit */
     char *body;             /* inflated when it came gzip- or deflate-encoded */
     size_t body_len, body_cap;
+    size_t body_lead;          /* body's offset in its allocation (aligns a binary part) */
     size_t wire_len;           /* body bytes as received */
     struct inflater *inflater; /* a gzip or deflate body, while it arrives */
     bool accept_gzip;          /* the client takes gzip replies */
