@@ -155,8 +155,7 @@ int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, i
                                         clock_now_ns());
         if (due == 0)
             break;
-        struct timespec until = clock_timespec(due);
-        pthread_cond_timedwait(&q->changed, &q->lock, &until);
+        clock_cond_wait_until(&q->changed, &q->lock, due);
         n = 0; /* re-evaluate: another worker may have taken the head */
     }
     for (int i = 0; i < n; i++) {
