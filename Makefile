@@ -61,7 +61,7 @@ LDLIBS := -lmicrohttpd -lcjson -lturbojpeg -lpng -lz -lpthread -lm -ldl
 # WITH_GRPC=0 builds without the gRPC front end (a machine without
 # libgrpc-dev and protobuf-c: tests/gpu/run.sh); --grpc-port is then ignored.
 WITH_GRPC ?= 1
-GRPC_SRC := src/grpc_front.c src/grpc_service.c src/v2_proto.c
+GRPC_SRC := src/grpc_front.c src/grpc_service.c src/grpc_shm.c src/grpc_reply.c src/v2_proto.c
 ifeq ($(WITH_GRPC),1)
 LDLIBS   += -lgrpc -lgpr -lprotobuf-c
 else

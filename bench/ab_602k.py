@@ -22,16 +22,24 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shm_payload as sp  # noqa: E402
+import v2_payload as vp  # noqa: E402
+
+
+def wrk(pid, url, body, ctype, hlen, conns, seconds):
+    """One wrk round: (req/s, server CPU s/request, p50 ms, p99 ms)."""
+    c0 = vp.cpu_seconds(pid)
+    rps, n, p50, p99 = sp.run_wrk(url, body, ctype, hlen, conns, seconds)
+    return rps, (vp.cpu_seconds(pid) - c0) / n, p50, p99
 
 
 def start(binary, repo):
-    port = sp.free_port()
+    port = vp.free_port()
     help_text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
     grpc = ["--grpc-port", "0"] if "--grpc-port" in help_text else []
     proc = subprocess.Popen([binary, "--model-repository", repo, "--port", str(port), "--devices",
                              "cpu", "--log-level", "warn"] + grpc,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sp.wait_ready(f"http://127.0.0.1:{port}", proc)
+    vp.wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc, f"http://127.0.0.1:{port}/v2/models/null602/infer"
 
 
@@ -42,7 +50,7 @@ def main():
     ap.add_argument("--conc", type=int, default=32)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--repo", default=os.path.join(sp.ROOT, "bench", "out", "callgrind", "repo"))
+    ap.add_argument("--repo", default=os.path.join(vp.ROOT, "bench", "out", "callgrind", "repo"))
     args = ap.parse_args()
     x = (np.arange(3 * 224 * 224, dtype="<f4") % 251 / 251).reshape(1, 3, 224, 224)
     head = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3, 224, 224],
@@ -57,7 +65,7 @@ def main():
         rows = {n: [] for n in daemons}
         for _ in range(args.rounds):
             for n, (proc, url) in daemons.items():
-                rows[n].append(sp.run_wrk(proc.pid, url, body, "application/octet-stream",
+                rows[n].append(wrk(proc.pid, url, body, "application/octet-stream",
                                           str(len(head)), args.conc, args.seconds))
         print(f"| binary (c={args.conc}) | req/s | server CPU ms/request | p50 ms | p99 ms |")
         print("|---|---:|---:|---:|---:|")

@@ -25,6 +25,14 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shm_payload as sp  # noqa: E402
+import v2_payload as vp  # noqa: E402
+
+
+def wrk(pid, url, body, ctype, hlen, conns, seconds):
+    """One wrk round: (req/s, server CPU s/request, p50 ms, p99 ms)."""
+    c0 = vp.cpu_seconds(pid)
+    rps, n, p50, p99 = sp.run_wrk(url, body, ctype, hlen, conns, seconds)
+    return rps, (vp.cpu_seconds(pid) - c0) / n, p50, p99
 
 SETUPS = [("delay 500 adaptive", 500, "adaptive"), ("delay 500 always", 500, "always"),
           ("delay 0", 0, "adaptive")]
@@ -39,13 +47,13 @@ def start(name, delay, wait, work):
     config["max_queue_delay_us"] = delay
     with open(path, "w") as f:
         json.dump(config, f)
-    port = sp.free_port()
-    proc = subprocess.Popen([os.path.join(sp.ROOT, "build", "inferd"), "--model-repository", repo,
+    port = vp.free_port()
+    proc = subprocess.Popen([os.path.join(vp.ROOT, "build", "inferd"), "--model-repository", repo,
                              "--default-model", "sample", "--port", str(port), "--grpc-port", "0",
                              "--devices", "cpu", "--shared-memory", "--batch-wait", wait],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    sp.wait_ready(base, proc)
+    vp.wait_ready(base, proc)
     return proc, base
 
 
@@ -76,7 +84,7 @@ def main():
         rows = {name: [] for name in daemons}
         for _ in range(args.rounds):
             for name, (proc, base) in daemons.items():
-                rows[name].append(sp.run_wrk(proc.pid, f"{base}/v2/models/sample/infer", body,
+                rows[name].append(wrk(proc.pid, f"{base}/v2/models/sample/infer", body,
                                              ctype, hlen, 1, args.seconds))
         print("| setup (c=1, system shared memory) | req/s | server CPU ms/request | p50 ms | p99 ms |")
         print("|---|---:|---:|---:|---:|")

@@ -15,74 +15,29 @@ the machine's noise falls on both; each figure is the median of the rounds.
 
 Usage: /usr/bin/python3 bench/shm_payload.py [--seconds S] [--rounds N]
 (make bench-shm). Needs build/inferd and wrk. Prints a markdown table.
+The model, the server's start-up and the load loop are bench/v2_payload.py's.
 """
 import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
-import sys
-import time
 from multiprocessing import shared_memory
 
 import numpy as np
 import requests
-import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from v2_payload import ROOT, ChannelSample, alternate, inferd_binary, save_model, start_inferd, \
+    wait_ready
+
 OUT = os.path.join(ROOT, "bench", "out", "shm_payload")
 SHAPE = (1, 3, 224, 224)
 OUT_OFFSET = 602112 + 4096 - 602112 % 4096  # the output's place in the region
 
 
-class ChannelSample(torch.nn.Module):
-    def forward(self, x):
-        return x[:, :, ::16, ::16].sum(dim=(2, 3))
-
-
 def make_repository(repo):
-    folder = os.path.join(repo, "sample")
-    os.makedirs(folder, exist_ok=True)
-    torch.jit.script(ChannelSample()).save(os.path.join(folder, "model.pt"))
-    config = {"name": "sample", "file": "model.pt",
-              "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
-              "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
-              "max_batch_size": 8, "max_queue_delay_us": 500}
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            pass
-    return total / 1e9
-
-
-def wait_ready(base, proc):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit("inferd exited during start-up")
-        try:
-            if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    sys.exit("inferd did not become ready")
+    save_model(repo, "sample", ChannelSample(), max_batch_size=8, max_queue_delay_us=500)
 
 
 def bodies(x, region):
@@ -116,22 +71,25 @@ def check(url, paths, mem, want):
         assert np.allclose(got, want, rtol=1e-5, atol=1e-5), (name, got, want)
 
 
-def run_wrk(pid, url, body, ctype, hlen, conns, seconds):
+def run_wrk(url, body, ctype, hlen, conns, seconds):
+    """One wrk round: (req/s, requests, p50 ms, p99 ms)."""
     path = os.path.join(OUT, "body.bin")
     with open(path, "wb") as f:
         f.write(body)
     env = dict(os.environ, BENCH_BODY=path, BENCH_CONTENT_TYPE=ctype,
                BENCH_V2_HEADER_LENGTH=hlen)
-    c0 = cpu_seconds(pid)
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "30s",
                           "-s", os.path.join(ROOT, "bench", "post.lua"), url],
                          env=env, capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(pid) - c0
     line = re.search(r"^BENCH (.*)$", out, re.M).group(1)
     fields = dict(kv.split("=") for kv in line.split())
     n = int(fields["requests"])
     assert int(fields["non2xx"]) == 0 and n > 0, line
-    return float(fields["rps"]), cpu / n, int(fields["p50_us"]) / 1e3, int(fields["p99_us"]) / 1e3
+    return float(fields["rps"]), n, int(fields["p50_us"]) / 1e3, int(fields["p99_us"]) / 1e3
+
+
+def wrk_round(url, body, ctype, hlen, conns, seconds):
+    return lambda: run_wrk(url, body, ctype, hlen, conns, seconds)
 
 
 def main():
@@ -139,17 +97,10 @@ def main():
     ap.add_argument("--seconds", type=int, default=5, help="per wrk round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per path and concurrency")
     args = ap.parse_args()
-    binary_path = os.path.join(ROOT, "build", "inferd")
-    if not os.access(binary_path, os.X_OK):
-        sys.exit("bench/shm_payload.py: build/inferd is missing: run make")
+    binary_path = inferd_binary("shm_payload.py")
     os.makedirs(OUT, exist_ok=True)
     make_repository(OUT)
-    port = free_port()
-    proc = subprocess.Popen([binary_path, "--host", "127.0.0.1", "--port", str(port),
-                             "--model-repository", OUT, "--default-model", "sample",
-                             "--log-level", "warn", "--devices", "cpu", "--shared-memory"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_inferd(binary_path, OUT, "--shared-memory")
     x = (np.random.default_rng(0).integers(0, 256, SHAPE).astype(np.float32) / 255)
     mem = shared_memory.SharedMemory(create=True, size=OUT_OFFSET + 4096)
     try:
@@ -163,10 +114,14 @@ def main():
         check(url, paths, mem, x[:, :, ::16, ::16].sum(axis=(2, 3)).ravel())
         results = {}
         for conns in (1, 32):
-            for _ in range(args.rounds):
-                for name, (body, ctype, hlen) in paths.items():
-                    results.setdefault((conns, name), []).append(
-                        run_wrk(proc.pid, url, body, ctype, hlen, conns, args.seconds))
+            runs = [(name, wrk_round(url, body, ctype, hlen, conns, args.seconds))
+                    for name, (body, ctype, hlen) in paths.items()]
+            rounds = alternate(proc.pid, runs,
+                               lambda r: min(len(done) for done in r.values()) < args.rounds)
+            for name, done in rounds.items():
+                # (req/s, server CPU s/request, p50 ms, p99 ms) per round
+                results[(conns, name)] = [(rps, cpu / n, p50, p99)
+                                          for cpu, _, (rps, n, p50, p99) in done]
         print(f"one 3x224x224 FP32 tensor per request (602,112 bytes), model `sample`; "
               f"wrk -t1, {args.rounds} alternating rounds of {args.seconds} s per point, "
               f"medians; CPU = all inferd threads\n")

@@ -20,6 +20,9 @@ Two tiny models, both per request, both identical for the two paths:
 Usage: /usr/bin/python3 bench/v2_payload.py [--seconds S] [--model sample|mean|both]
 (make bench-v2). Needs build/inferd. Prints a markdown table; the target is
 binary >= 20x cheaper than JSON on the sample model.
+
+bench/shm_payload.py imports its model, server start-up and load loop
+(alternate) from here.
 """
 import argparse
 import json
@@ -51,17 +54,22 @@ MODELS = {"sample": (ChannelSample, lambda x: x[:, :, ::16, ::16].sum(axis=(2, 3
           "mean": (ChannelMeans, lambda x: x.mean(axis=(2, 3)))}
 
 
+def save_model(repo, name, module, max_batch_size=1, max_queue_delay_us=0):
+    """repo/name: module scripted, taking x [-1, 3, 224, 224] FP32 to y [-1, 3]."""
+    folder = os.path.join(repo, name)
+    os.makedirs(folder, exist_ok=True)
+    torch.jit.script(module).save(os.path.join(folder, "model.pt"))
+    config = {"name": name, "file": "model.pt",
+              "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
+              "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
+              "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+
+
 def make_repository(repo):
     for name, (module, _) in MODELS.items():
-        folder = os.path.join(repo, name)
-        os.makedirs(folder, exist_ok=True)
-        torch.jit.script(module()).save(os.path.join(folder, "model.pt"))
-        config = {"name": name, "file": "model.pt",
-                  "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
-                  "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 3]}],
-                  "max_batch_size": 1, "max_queue_delay_us": 0}
-        with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump(config, f)
+        save_model(repo, name, module())
 
 
 def free_port():
@@ -80,6 +88,25 @@ def cpu_seconds(pid):
         except FileNotFoundError:
             pass  # a thread that ended between listdir and open
     return total / 1e9
+
+
+def inferd_binary(script):
+    """build/inferd; exits naming script (bench/script) when it is missing."""
+    binary_path = os.path.join(ROOT, "build", "inferd")
+    if not os.access(binary_path, os.X_OK):
+        sys.exit(f"bench/{script}: build/inferd is missing: run make")
+    return binary_path
+
+
+def start_inferd(binary_path, repo, *flags):
+    """binary_path on a free loopback port serving repo (default model
+    sample, quiet, CPU), not yet ready: (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen([binary_path, "--host", "127.0.0.1", "--port", str(port),
+                             "--model-repository", repo, "--default-model", "sample",
+                             "--log-level", "warn", "--devices", "cpu", *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def wait_ready(base, proc):
@@ -122,23 +149,38 @@ def make_senders(session, url, x):
                                                         len(binary_body), 40)]
 
 
+def alternate(pid, runs, more):
+    """The load loop: run each of runs ([(name, run)]) in turn, round after
+    round, while more(rounds) says so (asked before each round of all of
+    them), reading the server's CPU (process pid) around each run. Returns
+    rounds: {name: [(server CPU s, wall s, what run returned), ...]}."""
+    rounds = {name: [] for name, _ in runs}
+    while more(rounds):
+        for name, run in runs:
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            got = run()
+            rounds[name].append((cpu_seconds(pid) - c0, time.monotonic() - t0, got))
+    return rounds
+
+
 def measure(pid, paths, seconds):
     """Alternate blocks of each path until seconds have passed; returns
     [(name, bytes, requests, cpu s/request, wall s/request)]."""
-    cpu = [0.0] * len(paths)
-    wall = [0.0] * len(paths)
-    count = [0] * len(paths)
+    def block_of(send, block):
+        return lambda: [send() for _ in range(block)]
+
     start = time.monotonic()
-    while time.monotonic() - start < seconds or min(count) < 40:
-        for i, (_, send, _, block) in enumerate(paths):
-            c0, t0 = cpu_seconds(pid), time.monotonic()
-            for _ in range(block):
-                send()
-            cpu[i] += cpu_seconds(pid) - c0
-            wall[i] += time.monotonic() - t0
-            count[i] += block
-    return [(name, size, count[i], cpu[i] / count[i], wall[i] / count[i])
-            for i, (name, _, size, _) in enumerate(paths)]
+    blocks = {name: block for name, _, _, block in paths}
+    rounds = alternate(pid, [(name, block_of(send, block)) for name, send, _, block in paths],
+                       lambda r: time.monotonic() - start < seconds or
+                       min(len(r[name]) * blocks[name] for name in r) < 40)
+    rows = []
+    for name, _, size, block in paths:
+        count = len(rounds[name]) * block
+        cpu = sum(c for c, _, _ in rounds[name])
+        wall = sum(w for _, w, _ in rounds[name])
+        rows.append((name, size, count, cpu / count, wall / count))
+    return rows
 
 
 def main():
@@ -146,16 +188,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=12.0, help="per model, both paths together")
     ap.add_argument("--model", choices=["sample", "mean", "both"], default="both")
     args = ap.parse_args()
-    binary_path = os.path.join(ROOT, "build", "inferd")
-    if not os.access(binary_path, os.X_OK):
-        sys.exit("bench/v2_payload.py: build/inferd is missing: run make")
+    binary_path = inferd_binary("v2_payload.py")
     make_repository(OUT)
-    port = free_port()
-    proc = subprocess.Popen([binary_path, "--host", "127.0.0.1", "--port", str(port),
-                             "--model-repository", OUT, "--default-model", "sample",
-                             "--log-level", "warn", "--devices", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_inferd(binary_path, OUT)
     try:
         wait_ready(base, proc)
         x = np.random.default_rng(0).integers(0, 256, (1, 3, 224, 224)).astype(np.float32) / 255

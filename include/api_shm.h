@@ -1,5 +1,5 @@
 /* api_shm.h - what the HTTP shared memory endpoints (api_shm.c) share with
- * the gRPC ones (grpc_service.c): the CUDA register sequence, through the
+ * the gRPC ones (grpc_shm.c): the CUDA register sequence, through the
  * shim, so that both transports check and answer alike. */
 #ifndef INFERD_API_SHM_H
 #define INFERD_API_SHM_H

@@ -35,4 +35,16 @@ static inline int clock_cond_init(pthread_cond_t *cond)
     return rc;
 }
 
+/* Wait on cond (made by clock_cond_init; lock held) until it is signalled
+ * or clock_now_ns() reaches deadline_ns. A wakeup may be spurious or for
+ * another waiter: callers re-check their condition in a loop. Returns 0
+ * when woken, ETIMEDOUT once the deadline has passed (at once if it
+ * already had), or another errno value from pthread_cond_timedwait. */
+static inline int clock_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock,
+                                        uint64_t deadline_ns)
+{
+    struct timespec until = clock_timespec(deadline_ns);
+    return pthread_cond_timedwait(cond, lock, &until);
+}
+
 #endif

@@ -1,9 +1,10 @@
 /* grpc_service.h - the gRPC services inferd serves on its gRPC front end
  * (grpc_front.h): inference.GRPCInferenceService (the KServe v2 / Triton
  * protocol: health, metadata, ModelInfer and ModelStreamInfer through the
- * models' queues, ModelConfig, statistics, the repository) and
- * grpc.health.v1.Health. The gRPC counterpart of the HTTP handlers (api.h):
- * same lookups, same rules, statuses mapped to gRPC's codes here. */
+ * models' queues, ModelConfig, statistics, the repository; the shared
+ * memory RPCs are grpc_shm.h's) and grpc.health.v1.Health. The gRPC
+ * counterpart of the HTTP handlers (api.h): same lookups, same rules,
+ * statuses mapped to gRPC's codes here. */
 #ifndef INFERD_GRPC_SERVICE_H
 #define INFERD_GRPC_SERVICE_H
 

@@ -59,7 +59,7 @@ LAYERS='
 5 transports: transport router linger conn_guard http http_reply grpc_front
 5 models: model_repo model_config_json metrics batch image_batch v2_shm v2_binding v2_json batcher batch_profile batch_stage worker model registry registry_manager registry_render queue_watch infer_call v2_proto
 6 server: server
-7 api: api_routes api api_predict api_server api_v2 api_stats api_repository api_shm grpc_service
+7 api: api_routes api api_predict api_server api_v2 api_stats api_repository api_shm grpc_reply grpc_shm grpc_service
 8 program: main inferd_probe
 '
 layer_of() { # prints "rank layer" of module $1, nothing when it has none

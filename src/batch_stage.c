@@ -260,8 +260,7 @@ static void wait_for_free_slot(struct batch_stage *s)
             if (d != 0 && d + 1 < wake)
                 wake = d + 1; /* just past it */
         }
-        struct timespec until = clock_timespec(wake);
-        pthread_cond_timedwait(&s->changed, &s->lock, &until);
+        clock_cond_wait_until(&s->changed, &s->lock, wake);
         if (waiting->state != STAGE_FULL || clock_now_ns() < wake)
             continue;                   /* taken, or woken early: look again */
         waiting->state = STAGE_FILLING; /* the instance waits meanwhile */

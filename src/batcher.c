@@ -182,8 +182,7 @@ int batch_queue_take_upto(struct batch_queue *q, struct infer_request **batch, i
                 break;
             before_wait = n;
         }
-        struct timespec until = clock_timespec(due);
-        pthread_cond_timedwait(&q->changed, &q->lock, &until);
+        clock_cond_wait_until(&q->changed, &q->lock, due);
         n = 0; /* re-evaluate: another worker may have taken the head */
     }
     if (before_wait >= 0 && q->adaptive && n > 0)

@@ -229,8 +229,7 @@ static void *reaper_main(void *arg)
     struct conn_guard *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->reaper.stop) {
-        struct timespec until = clock_timespec(clock_now_ns() + REAP_PERIOD_NS);
-        pthread_cond_timedwait(&g->wake, &g->lock, &until);
+        clock_cond_wait_until(&g->wake, &g->lock, clock_now_ns() + REAP_PERIOD_NS);
         if (g->reaper.stop)
             break;
         int n = reap_locked(g, clock_now_ns());

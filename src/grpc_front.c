@@ -746,7 +746,7 @@ static int grpc_front_start(void *self, char *err, size_t err_len)
     memcpy(s->methods, methods, (size_t)n * sizeof methods[0]);
     s->n_methods = n;
     s->shutdown_tag = (struct gf_tag){on_shutdown, s};
-    if (pthread_mutex_init(&s->lock, NULL) != 0 || pthread_cond_init(&s->cond, NULL) != 0) {
+    if (pthread_mutex_init(&s->lock, NULL) != 0 || clock_cond_init(&s->cond) != 0) {
         free(s);
         snprintf(err, err_len, "cannot create the gRPC front end's lock");
         return -1;
@@ -807,17 +807,10 @@ static bool grpc_front_wait_idle(void *self, uint64_t deadline_ns)
     if (s == NULL)
         return true;
     pthread_mutex_lock(&s->lock);
-    while (atomic_load(&s->inflight) > 0) {
-        uint64_t now = clock_now_ns();
-        if (now >= deadline_ns)
-            break;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        uint64_t wait = deadline_ns - now < 50000000u ? deadline_ns - now : 50000000u;
-        until.tv_nsec += (long)wait;
-        until.tv_sec += until.tv_nsec / 1000000000;
-        until.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&s->cond, &s->lock, &until);
+    uint64_t now;
+    while (atomic_load(&s->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
+        uint64_t wake_at = now + 50000000u; /* re-check every 50 ms */
+        clock_cond_wait_until(&s->cond, &s->lock, wake_at < deadline_ns ? wake_at : deadline_ns);
     }
     bool idle = atomic_load(&s->inflight) == 0;
     pthread_mutex_unlock(&s->lock);
@@ -834,14 +827,9 @@ static void grpc_front_stop(void *self)
     grpc_server_cancel_all_calls(s->server);
     uint64_t deadline = clock_now_ns() + 5000000000u;
     pthread_mutex_lock(&s->lock);
-    while (!s->shutdown_done && clock_now_ns() < deadline) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 50000000;
-        until.tv_sec += until.tv_nsec / 1000000000;
-        until.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&s->cond, &s->lock, &until);
-    }
+    uint64_t now;
+    while (!s->shutdown_done && (now = clock_now_ns()) < deadline)
+        clock_cond_wait_until(&s->cond, &s->lock, now + 50000000u); /* re-check every 50 ms */
     bool done = s->shutdown_done;
     pthread_mutex_unlock(&s->lock);
     if (!done)

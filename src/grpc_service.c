@@ -9,8 +9,9 @@
 
 #include "api_shm.h"
 #include "clock.h"
+#include "grpc_reply.h"
+#include "grpc_shm.h"
 #include "infer_call.h"
-#include "log.h"
 #include "health.pb-c.h"
 #include "redact.h"
 #include "registry_manager.h"
@@ -57,25 +58,6 @@ static struct server *server_of(struct grpc_front_call *call)
     return grpc_front_ctx(call);
 }
 
-/* Pack msg and answer OK with it. */
-static void answer_message(struct grpc_front_call *call, const ProtobufCMessage *msg)
-{
-    uint8_t *body;
-    size_t len;
-    if (v2_proto_pack(msg, &body, &len) != 0) {
-        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
-        return;
-    }
-    grpc_front_answer(call, GF_OK, NULL, body, len);
-}
-
-static void answer_invalid(struct grpc_front_call *call, const char *type)
-{
-    char message[128];
-    snprintf(message, sizeof message, "the request is not a valid %s message", type);
-    grpc_front_answer(call, GF_INVALID_ARGUMENT, message, NULL, 0);
-}
-
 /* Model name at version ("": the newest ready one), with a reference, or
  * NULL with the call answered NOT_FOUND. */
 static struct model *lookup(struct grpc_front_call *call, const char *name, const char *version)
@@ -106,7 +88,7 @@ static void server_live(struct grpc_front_call *call, const uint8_t *msg, size_t
     (void)msg, (void)len;
     Inference__ServerLiveResponse r = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
     r.live = true;
-    answer_message(call, &r.base);
+    grpc_reply_message(call, &r.base);
 }
 
 static void server_ready_rpc(struct grpc_front_call *call, const uint8_t *msg, size_t len)
@@ -114,19 +96,19 @@ static void server_ready_rpc(struct grpc_front_call *call, const uint8_t *msg, s
     (void)msg, (void)len;
     Inference__ServerReadyResponse r = INFERENCE__SERVER_READY_RESPONSE__INIT;
     r.ready = server_ready(server_of(call));
-    answer_message(call, &r.base);
+    grpc_reply_message(call, &r.base);
 }
 
 static void model_ready(struct grpc_front_call *call, const uint8_t *msg, size_t len)
 {
     Inference__ModelReadyRequest *q = inference__model_ready_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "ModelReadyRequest");
+        return grpc_reply_invalid(call, "ModelReadyRequest");
     struct model *m = lookup(call, q->name, q->version);
     if (m != NULL) {
         Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
         r.ready = model_get_state(m) == MODEL_READY && !server_draining(server_of(call));
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
         model_release(m);
     }
     inference__model_ready_request__free_unpacked(q, NULL);
@@ -148,7 +130,7 @@ static void server_metadata(struct grpc_front_call *call, const uint8_t *msg, si
                      : api_shm_cuda_check(0, err, sizeof err) == SHM_OK ? 7
                                                                         : 6;
     r.extensions = extensions;
-    answer_message(call, &r.base);
+    grpc_reply_message(call, &r.base);
 }
 
 /* Tensor metadata rows for specs (shapes point into specs). */
@@ -172,7 +154,7 @@ static void model_metadata(struct grpc_front_call *call, const uint8_t *msg, siz
 {
     Inference__ModelMetadataRequest *q = inference__model_metadata_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "ModelMetadataRequest");
+        return grpc_reply_invalid(call, "ModelMetadataRequest");
     struct model *m = lookup(call, q->name, q->version);
     if (m != NULL) {
         Inference__ModelMetadataResponse__TensorMetadata in[MODEL_MAX_IO], out[MODEL_MAX_IO];
@@ -197,7 +179,7 @@ static void model_metadata(struct grpc_front_call *call, const uint8_t *msg, siz
         r.inputs = in_p;
         r.n_outputs = (size_t)m->cfg.n_outputs;
         r.outputs = out_p;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
         model_release(m);
     }
     inference__model_metadata_request__free_unpacked(q, NULL);
@@ -235,7 +217,7 @@ static void model_config(struct grpc_front_call *call, const uint8_t *msg, size_
 {
     Inference__ModelConfigRequest *q = inference__model_config_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "ModelConfigRequest");
+        return grpc_reply_invalid(call, "ModelConfigRequest");
     struct model *m = lookup(call, q->name, q->version);
     inference__model_config_request__free_unpacked(q, NULL);
     if (m == NULL)
@@ -297,7 +279,7 @@ static void model_config(struct grpc_front_call *call, const uint8_t *msg, size_
         config.dynamic_batching = &dynamic;
     Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
     r.config = &config;
-    answer_message(call, &r.base);
+    grpc_reply_message(call, &r.base);
     model_release(m);
 }
 
@@ -351,7 +333,7 @@ static void model_statistics(struct grpc_front_call *call, const uint8_t *msg, s
     Inference__ModelStatisticsRequest *q =
         inference__model_statistics_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "ModelStatisticsRequest");
+        return grpc_reply_invalid(call, "ModelStatisticsRequest");
     struct model **models = calloc(REGISTRY_SNAPSHOT_MAX, sizeof *models);
     struct stats_row *rows = calloc(REGISTRY_SNAPSHOT_MAX, sizeof *rows);
     Inference__ModelStatistics **ptrs = calloc(REGISTRY_SNAPSHOT_MAX, sizeof *ptrs);
@@ -373,7 +355,7 @@ static void model_statistics(struct grpc_front_call *call, const uint8_t *msg, s
         Inference__ModelStatisticsResponse r = INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
         r.n_model_stats = (size_t)n;
         r.model_stats = ptrs;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
     }
     for (int i = 0; i < n; i++)
         model_release(models[i]);
@@ -391,7 +373,7 @@ static void repository_index(struct grpc_front_call *call, const uint8_t *msg, s
     Inference__RepositoryIndexRequest *q =
         inference__repository_index_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "RepositoryIndexRequest");
+        return grpc_reply_invalid(call, "RepositoryIndexRequest");
     bool ready_only = q->ready;
     inference__repository_index_request__free_unpacked(q, NULL);
     struct strbuf sb = {0};
@@ -429,7 +411,7 @@ static void repository_index(struct grpc_front_call *call, const uint8_t *msg, s
         Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
         r.n_models = (size_t)k;
         r.models = ptrs;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
     }
     free(rows);
     free(ptrs);
@@ -442,11 +424,11 @@ static void job_done(struct registry_job *job)
     struct grpc_front_call *call = job->arg;
     if (job->status == INFER_OK && job->kind == REGISTRY_LOAD) {
         Inference__RepositoryModelLoadResponse r = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
     } else if (job->status == INFER_OK) {
         Inference__RepositoryModelUnloadResponse r =
             INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
     } else {
         grpc_front_answer(call, code_of(job->status), job->message, NULL, 0);
     }
@@ -491,7 +473,7 @@ static void repository_load(struct grpc_front_call *call, const uint8_t *msg, si
     Inference__RepositoryModelLoadRequest *q =
         inference__repository_model_load_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "RepositoryModelLoadRequest");
+        return grpc_reply_invalid(call, "RepositoryModelLoadRequest");
     char *config = NULL;
     bool bad = false;
     for (size_t i = 0; i < q->n_parameters; i++) {
@@ -522,257 +504,9 @@ static void repository_unload(struct grpc_front_call *call, const uint8_t *msg, 
     Inference__RepositoryModelUnloadRequest *q =
         inference__repository_model_unload_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "RepositoryModelUnloadRequest");
+        return grpc_reply_invalid(call, "RepositoryModelUnloadRequest");
     submit_job(call, REGISTRY_UNLOAD, q->model_name, NULL);
     inference__repository_model_unload_request__free_unpacked(q, NULL);
-}
-
-/* ---- shared memory ---- */
-
-/* The gRPC code of a region status (HTTP's api_shm.c answers the same
- * statuses with the same messages). */
-static enum grpc_front_code shm_code(enum shm_status st)
-{
-    switch (st) {
-    case SHM_OK: return GF_OK;
-    case SHM_INVALID: return GF_INVALID_ARGUMENT;
-    case SHM_NOT_FOUND: return GF_NOT_FOUND;
-    case SHM_EXISTS: return GF_ALREADY_EXISTS;
-    case SHM_LIMIT: return GF_RESOURCE_EXHAUSTED;
-    case SHM_BUSY:
-    case SHM_OFF:
-    case SHM_UNAVAILABLE: return GF_FAILED_PRECONDITION;
-    case SHM_INTERNAL: return GF_INTERNAL;
-    }
-    return GF_INTERNAL;
-}
-
-static void shm_fail(struct grpc_front_call *call, enum shm_status st, const char *err)
-{
-    grpc_front_answer(call, shm_code(st), err, NULL, 0);
-}
-
-/* The region table, or NULL with the call answered as HTTP's "off". */
-static struct shm_table *shm_on(struct grpc_front_call *call)
-{
-    struct server *srv = server_of(call);
-    if (srv->shm.on)
-        return &srv->shm;
-    shm_fail(call, SHM_OFF, "shared memory is off: start inferd with --shared-memory");
-    return NULL;
-}
-
-static void system_shm_register(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__SystemSharedMemoryRegisterRequest *q =
-        inference__system_shared_memory_register_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "SystemSharedMemoryRegisterRequest");
-    struct shm_table *t = shm_on(call);
-    if (t != NULL) {
-        char err[512] = "";
-        enum shm_status st =
-            shm_register_system(t, q->name, q->key, q->offset, q->byte_size, err, sizeof err);
-        if (st == SHM_OK) {
-            log_msg(LOG_INFO, "registered system shared memory region %s (%llu bytes)", q->name,
-                    (unsigned long long)q->byte_size);
-            Inference__SystemSharedMemoryRegisterResponse r =
-                INFERENCE__SYSTEM_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
-            answer_message(call, &r.base);
-        } else {
-            shm_fail(call, st, err);
-        }
-    }
-    inference__system_shared_memory_register_request__free_unpacked(q, NULL);
-}
-
-/* Unregister name ("": every region) of kind; answers with r on success. */
-static void shm_unregister_rpc(struct grpc_front_call *call, enum shm_kind kind, const char *name,
-                               const ProtobufCMessage *r)
-{
-    char err[512] = "";
-    enum shm_status st =
-        shm_unregister(&server_of(call)->shm, kind, name[0] ? name : NULL, err, sizeof err);
-    if (st != SHM_OK)
-        return shm_fail(call, st, err);
-    log_msg(LOG_INFO, "unregistered %s shared memory region%s%s",
-            kind == SHM_CUDA ? "CUDA" : "system", name[0] ? " " : "s (all)", name);
-    answer_message(call, r);
-}
-
-static void system_shm_unregister(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__SystemSharedMemoryUnregisterRequest *q =
-        inference__system_shared_memory_unregister_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "SystemSharedMemoryUnregisterRequest");
-    Inference__SystemSharedMemoryUnregisterResponse r =
-        INFERENCE__SYSTEM_SHARED_MEMORY_UNREGISTER_RESPONSE__INIT;
-    shm_unregister_rpc(call, SHM_SYSTEM, q->name, &r.base);
-    inference__system_shared_memory_unregister_request__free_unpacked(q, NULL);
-}
-
-/* The regions of kind called name ("": all) into a calloc'ed array (*n of
- * them), or NULL with the call answered. */
-static struct shm_region_info *shm_list(struct grpc_front_call *call, enum shm_kind kind,
-                                        const char *name, int *n)
-{
-    struct shm_table *t = &server_of(call)->shm;
-    int most = t->max_regions > 0 ? t->max_regions : 1;
-    struct shm_region_info *info = calloc((size_t)most, sizeof *info);
-    if (info == NULL) {
-        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
-        return NULL;
-    }
-    char err[512] = "";
-    enum shm_status st = SHM_INTERNAL;
-    *n = shm_status_list(t, kind, name[0] ? name : NULL, info, most, &st, err, sizeof err);
-    if (*n < 0) {
-        free(info);
-        shm_fail(call, st, err);
-        return NULL;
-    }
-    if (*n > most)
-        *n = most;
-    return info;
-}
-
-static void system_shm_status(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__SystemSharedMemoryStatusRequest *q =
-        inference__system_shared_memory_status_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "SystemSharedMemoryStatusRequest");
-    int n = 0;
-    struct shm_region_info *info = shm_list(call, SHM_SYSTEM, q->name, &n);
-    Inference__SystemSharedMemoryStatusResponse__RegionStatus *rows =
-        info ? calloc((size_t)n + 1, sizeof *rows) : NULL;
-    Inference__SystemSharedMemoryStatusResponse__RegionsEntry *entries =
-        info ? calloc((size_t)n + 1, sizeof *entries) : NULL;
-    Inference__SystemSharedMemoryStatusResponse__RegionsEntry **ptrs =
-        info ? calloc((size_t)n + 1, sizeof *ptrs) : NULL;
-    if (info != NULL && (rows == NULL || entries == NULL || ptrs == NULL)) {
-        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
-    } else if (info != NULL) {
-        for (int i = 0; i < n; i++) {
-            Inference__SystemSharedMemoryStatusResponse__RegionStatus row =
-                INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__REGION_STATUS__INIT;
-            Inference__SystemSharedMemoryStatusResponse__RegionsEntry entry =
-                INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__REGIONS_ENTRY__INIT;
-            rows[i] = row;
-            rows[i].name = info[i].name;
-            rows[i].key = info[i].key;
-            rows[i].offset = info[i].offset;
-            rows[i].byte_size = info[i].byte_size;
-            entries[i] = entry;
-            entries[i].key = info[i].name;
-            entries[i].value = &rows[i];
-            ptrs[i] = &entries[i];
-        }
-        Inference__SystemSharedMemoryStatusResponse r =
-            INFERENCE__SYSTEM_SHARED_MEMORY_STATUS_RESPONSE__INIT;
-        r.n_regions = (size_t)n;
-        r.regions = ptrs;
-        answer_message(call, &r.base);
-    }
-    free(rows);
-    free(entries);
-    free(ptrs);
-    free(info);
-    inference__system_shared_memory_status_request__free_unpacked(q, NULL);
-}
-
-static void cuda_shm_register(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__CudaSharedMemoryRegisterRequest *q =
-        inference__cuda_shared_memory_register_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "CudaSharedMemoryRegisterRequest");
-    struct shm_table *t = shm_on(call);
-    char err[512] = "";
-    enum shm_status st = SHM_OK;
-    if (t == NULL) {
-        /* answered */
-    } else if (!shm_name_valid(q->name)) {
-        snprintf(err, sizeof err,
-                 "invalid shared memory region name: use 1 to %d letters, digits, '.', '_' and "
-                 "'-'",
-                 SHM_NAME_MAX - 1);
-        st = SHM_INVALID;
-    } else if ((st = api_shm_cuda_check(q->device_id, err, sizeof err)) != SHM_OK) {
-        /* no CUDA here, or no such device */
-    } else if (q->raw_handle.len != SHM_CUDA_HANDLE) {
-        snprintf(err, sizeof err, "raw_handle must be a %d-byte cudaIpcMemHandle_t",
-                 SHM_CUDA_HANDLE);
-        st = SHM_INVALID;
-    } else {
-        st = api_shm_cuda_register(t, q->name, (int)q->device_id, q->raw_handle.data, q->byte_size,
-                                   err, sizeof err);
-    }
-    if (t != NULL && st == SHM_OK) {
-        Inference__CudaSharedMemoryRegisterResponse r =
-            INFERENCE__CUDA_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
-        answer_message(call, &r.base);
-    } else if (t != NULL) {
-        shm_fail(call, st, err);
-    }
-    inference__cuda_shared_memory_register_request__free_unpacked(q, NULL);
-}
-
-static void cuda_shm_unregister(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__CudaSharedMemoryUnregisterRequest *q =
-        inference__cuda_shared_memory_unregister_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "CudaSharedMemoryUnregisterRequest");
-    Inference__CudaSharedMemoryUnregisterResponse r =
-        INFERENCE__CUDA_SHARED_MEMORY_UNREGISTER_RESPONSE__INIT;
-    shm_unregister_rpc(call, SHM_CUDA, q->name, &r.base);
-    inference__cuda_shared_memory_unregister_request__free_unpacked(q, NULL);
-}
-
-static void cuda_shm_status(struct grpc_front_call *call, const uint8_t *msg, size_t len)
-{
-    Inference__CudaSharedMemoryStatusRequest *q =
-        inference__cuda_shared_memory_status_request__unpack(NULL, len, msg);
-    if (q == NULL)
-        return answer_invalid(call, "CudaSharedMemoryStatusRequest");
-    int n = 0;
-    struct shm_region_info *info = shm_list(call, SHM_CUDA, q->name, &n);
-    Inference__CudaSharedMemoryStatusResponse__RegionStatus *rows =
-        info ? calloc((size_t)n + 1, sizeof *rows) : NULL;
-    Inference__CudaSharedMemoryStatusResponse__RegionsEntry *entries =
-        info ? calloc((size_t)n + 1, sizeof *entries) : NULL;
-    Inference__CudaSharedMemoryStatusResponse__RegionsEntry **ptrs =
-        info ? calloc((size_t)n + 1, sizeof *ptrs) : NULL;
-    if (info != NULL && (rows == NULL || entries == NULL || ptrs == NULL)) {
-        grpc_front_answer(call, GF_INTERNAL, "out of memory", NULL, 0);
-    } else if (info != NULL) {
-        for (int i = 0; i < n; i++) {
-            Inference__CudaSharedMemoryStatusResponse__RegionStatus row =
-                INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__REGION_STATUS__INIT;
-            Inference__CudaSharedMemoryStatusResponse__RegionsEntry entry =
-                INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__REGIONS_ENTRY__INIT;
-            rows[i] = row;
-            rows[i].name = info[i].name;
-            rows[i].device_id = (uint64_t)info[i].device_id;
-            rows[i].byte_size = info[i].byte_size;
-            entries[i] = entry;
-            entries[i].key = info[i].name;
-            entries[i].value = &rows[i];
-            ptrs[i] = &entries[i];
-        }
-        Inference__CudaSharedMemoryStatusResponse r =
-            INFERENCE__CUDA_SHARED_MEMORY_STATUS_RESPONSE__INIT;
-        r.n_regions = (size_t)n;
-        r.regions = ptrs;
-        answer_message(call, &r.base);
-    }
-    free(rows);
-    free(entries);
-    free(ptrs);
-    free(info);
-    inference__cuda_shared_memory_status_request__free_unpacked(q, NULL);
 }
 
 /* ---- inference ---- */
@@ -875,7 +609,7 @@ static void model_infer(struct grpc_front_call *call, const uint8_t *msg, size_t
     gi->msg = inference__model_infer_request__unpack(NULL, len, msg);
     if (gi->msg == NULL) {
         infer_free(gi);
-        return answer_invalid(call, "ModelInferRequest");
+        return grpc_reply_invalid(call, "ModelInferRequest");
     }
     struct model *m = lookup(call, gi->msg->model_name, gi->msg->model_version);
     if (m == NULL) {
@@ -920,7 +654,7 @@ static void health_check(struct grpc_front_call *call, const uint8_t *msg, size_
     Grpc__Health__V1__HealthCheckRequest *q =
         grpc__health__v1__health_check_request__unpack(NULL, len, msg);
     if (q == NULL)
-        return answer_invalid(call, "HealthCheckRequest");
+        return grpc_reply_invalid(call, "HealthCheckRequest");
     bool known = q->service[0] == '\0' || strcmp(q->service, "inference.GRPCInferenceService") == 0;
     if (!known) {
         grpc_front_answer(call, GF_NOT_FOUND, "unknown service", NULL, 0);
@@ -929,7 +663,7 @@ static void health_check(struct grpc_front_call *call, const uint8_t *msg, size_
         r.status = server_ready(server_of(call))
                        ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                        : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-        answer_message(call, &r.base);
+        grpc_reply_message(call, &r.base);
     }
     grpc__health__v1__health_check_request__free_unpacked(q, NULL);
 }
@@ -949,17 +683,17 @@ const struct grpc_method grpc_service_methods[] = {
     {SERVICE "RepositoryModelUnload", "RepositoryModelUnload", ACCESS_ADMIN, false,
      repository_unload},
     {SERVICE "SystemSharedMemoryStatus", "SystemSharedMemoryStatus", ACCESS_KEY, false,
-     system_shm_status},
+     grpc_shm_system_status},
     {SERVICE "SystemSharedMemoryRegister", "SystemSharedMemoryRegister", ACCESS_ADMIN, false,
-     system_shm_register},
+     grpc_shm_system_register},
     {SERVICE "SystemSharedMemoryUnregister", "SystemSharedMemoryUnregister", ACCESS_ADMIN, false,
-     system_shm_unregister},
+     grpc_shm_system_unregister},
     {SERVICE "CudaSharedMemoryStatus", "CudaSharedMemoryStatus", ACCESS_KEY, false,
-     cuda_shm_status},
+     grpc_shm_cuda_status},
     {SERVICE "CudaSharedMemoryRegister", "CudaSharedMemoryRegister", ACCESS_ADMIN, false,
-     cuda_shm_register},
+     grpc_shm_cuda_register},
     {SERVICE "CudaSharedMemoryUnregister", "CudaSharedMemoryUnregister", ACCESS_ADMIN, false,
-     cuda_shm_unregister},
+     grpc_shm_cuda_unregister},
     {"/grpc.health.v1.Health/Check", "HealthCheck", ACCESS_OPEN, false, health_check},
 };
 const int grpc_service_n_methods = sizeof grpc_service_methods / sizeof grpc_service_methods[0];

@@ -762,8 +762,8 @@ static bool http_wait_idle(void *self, uint64_t deadline_ns)
     uint64_t now;
     while (atomic_load(&h->inflight) > 0 && (now = clock_now_ns()) < deadline_ns) {
         uint64_t wake_at = now + 50000000u; /* re-check every 50 ms */
-        struct timespec until = clock_timespec(wake_at < deadline_ns ? wake_at : deadline_ns);
-        pthread_cond_timedwait(&h->idle_cond, &h->idle_lock, &until);
+        clock_cond_wait_until(&h->idle_cond, &h->idle_lock,
+                              wake_at < deadline_ns ? wake_at : deadline_ns);
     }
     bool idle = atomic_load(&h->inflight) == 0;
     pthread_mutex_unlock(&h->idle_lock);

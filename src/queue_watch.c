@@ -54,10 +54,9 @@ static void *watch_main(void *arg)
         uint64_t wake_at = clock_now_ns() + PERIOD_NS;
         if (earliest != 0 && earliest < wake_at)
             wake_at = earliest;
-        struct timespec until = clock_timespec(wake_at);
         pthread_mutex_lock(&w->lock);
         if (!w->svc.stop)
-            pthread_cond_timedwait(&w->wake, &w->lock, &until);
+            clock_cond_wait_until(&w->wake, &w->lock, wake_at);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;

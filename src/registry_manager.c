@@ -296,8 +296,7 @@ static enum infer_status wait_loaded(struct registry *r, struct model *const *mo
 {
     pthread_mutex_lock(&r->lock);
     while (!r->svc.stop && any_loading(models, n)) {
-        struct timespec until = clock_timespec(clock_now_ns() + IDLE_NS);
-        pthread_cond_timedwait(&r->wake, &r->lock, &until);
+        clock_cond_wait_until(&r->wake, &r->lock, clock_now_ns() + IDLE_NS);
     }
     bool loading = any_loading(models, n);
     pthread_mutex_unlock(&r->lock);
@@ -706,8 +705,7 @@ static void *manager_main(void *arg)
         uint64_t wake_at = clock_now_ns() + IDLE_NS;
         if (poll && next_poll < wake_at)
             wake_at = next_poll;
-        struct timespec until = clock_timespec(wake_at);
-        pthread_cond_timedwait(&r->wake, &r->lock, &until);
+        clock_cond_wait_until(&r->wake, &r->lock, wake_at);
     }
     refuse_jobs_unlock(r);
     return NULL;

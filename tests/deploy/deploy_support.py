@@ -316,23 +316,12 @@ def prom_targets(job):
 
 @functools.lru_cache(maxsize=None)
 def pb():
-    """The modules generated from proto/ (grpc_tools.protoc, into a folder
-    of the test's own): .inference, .inference_grpc, .health, .health_grpc."""
-    out = pathlib.Path(tempfile.mkdtemp(prefix="inferd-deploy-stubs-"))
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'proto'}",
-                    f"--python_out={out}", f"--grpc_python_out={out}",
-                    str(ROOT / "proto" / "inference.proto"),
-                    str(ROOT / "proto" / "health.proto")], check=True)
-    sys.path.insert(0, str(out))
-    import health_pb2
-    import health_pb2_grpc
-    import inference_pb2
-    import inference_pb2_grpc
-
-    class Modules:
-        inference, inference_grpc = inference_pb2, inference_pb2_grpc
-        health, health_grpc = health_pb2, health_pb2_grpc
-    return Modules
+    """The modules generated from proto/ (tests/integration/grpc_stubs.py, the
+    integration tests' generator, into a folder of the test's own):
+    .inference, .inference_grpc, .health, .health_grpc."""
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    import grpc_stubs
+    return grpc_stubs.generate(pathlib.Path(tempfile.mkdtemp(prefix="inferd-deploy-stubs-")))
 
 
 # What a client behind a load balancer should do (docs/deployment.md,

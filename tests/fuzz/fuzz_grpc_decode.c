@@ -21,8 +21,6 @@
 #include <unistd.h>
 
 #include "fuzz_v2_models.h"
-#include "infer_request.h"
-#include "shape.h"
 #include "v2_proto.h"
 
 #define OBJECT_SIZE (64 * 1024)
@@ -49,20 +47,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(shm_register_system(&table, "r", key, 0, OBJECT_SIZE, err, sizeof err) == SHM_OK);
     CHECK(shm_register_system(&table, "s", key, 8, 64, err, sizeof err) == SHM_OK);
     return 0;
-}
-
-static void check_accepted(const struct model_config *cfg, const struct infer_request *req)
-{
-    CHECK(req->n_inputs == cfg->n_inputs);
-    for (int i = 0; i < cfg->n_inputs; i++) {
-        const struct tensor *t = &req->inputs[i];
-        CHECK(t->data != NULL || (cfg->inputs[i].is_image && tensor_pending(t)));
-        CHECK(t->dtype == cfg->inputs[i].dtype);
-        CHECK(shape_matches(cfg->inputs[i].shape, cfg->inputs[i].ndim, t->shape, t->ndim));
-        size_t bytes;
-        CHECK(shape_size(t->shape, t->ndim, dtype_size(t->dtype), NULL, &bytes) == 0);
-        CHECK(bytes == t->nbytes);
-    }
 }
 
 /* Outputs as the model would give them: each declared output with the
@@ -131,10 +115,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum infer_status status =
         v2_proto_decode(cfg, FUZZ_V2_MAX_PIXELS, shm, msg, v2, req, err, sizeof err);
     if (status != INFER_OK) {
-        CHECK(err[0] != '\0' && strlen(err) < sizeof err);
-        CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
+        fuzz_v2_check_refused(status, err, sizeof err);
     } else {
-        check_accepted(cfg, req);
+        fuzz_v2_check_accepted(cfg, req);
         if (infer_request_check(req, cfg->max_batch_size, cfg->name, err, sizeof err) == 0) {
             CHECK(req->samples >= 1);
             if (req->prepare != NULL && req->prepare(req, req->prepare_arg) != 0)

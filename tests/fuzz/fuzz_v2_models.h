@@ -1,14 +1,18 @@
 /* fuzz_v2_models.h - the model configurations the v2 fuzz targets decode
  * requests for (config.json texts, parsed by the daemon's own parser): one
- * per shape of input the binding handles. Shared by fuzz_v2_decode.c and
- * fuzz_v2_batch.c. */
+ * per shape of input the binding handles, and the checks every decoder's
+ * outcome must pass against them. Shared by fuzz_v2_decode.c,
+ * fuzz_v2_batch.c and fuzz_grpc_decode.c. */
 #ifndef INFERD_FUZZ_V2_MODELS_H
 #define INFERD_FUZZ_V2_MODELS_H
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
+#include "infer_request.h"
 #include "model_repo.h"
+#include "shape.h"
 #include "test_support.h"
 
 static const char *const fuzz_v2_configs[] = {
@@ -55,6 +59,35 @@ static struct model_config *fuzz_v2_models(void)
         ready = 1;
     }
     return models;
+}
+
+/* A request the decoder accepted for cfg: it has every declared input, each
+ * of its declared type, matching its declared shape and sized by the
+ * checked helper, with its data (an image input's may wait for the prepare
+ * hook: tensor_defer). Aborts otherwise. */
+static inline void fuzz_v2_check_accepted(const struct model_config *cfg,
+                                          const struct infer_request *req)
+{
+    CHECK(req->n_inputs == cfg->n_inputs);
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        const struct tensor *t = &req->inputs[i];
+        CHECK(t->data != NULL || (cfg->inputs[i].is_image && tensor_pending(t)));
+        CHECK(t->dtype == cfg->inputs[i].dtype);
+        CHECK(shape_matches(cfg->inputs[i].shape, cfg->inputs[i].ndim, t->shape, t->ndim));
+        size_t bytes;
+        CHECK(shape_size(t->shape, t->ndim, dtype_size(t->dtype), NULL, &bytes) == 0);
+        CHECK(bytes == t->nbytes);
+    }
+}
+
+/* A request the decoder refused with status and its message err (a buffer
+ * of err_len bytes): the message is there and fits, the status is one a
+ * decoder gives. Aborts otherwise. */
+static inline void fuzz_v2_check_refused(enum infer_status status, const char *err,
+                                         size_t err_len)
+{
+    CHECK(err[0] != '\0' && strlen(err) < err_len);
+    CHECK(status == INFER_INVALID || status == INFER_UNSUPPORTED || status == INFER_INTERNAL);
 }
 
 #endif

@@ -11,13 +11,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
+import grpc_stubs
 from support import REPO_ROOT, free_port, sample_image, start_server, finish
 from loadtools import add_slow, log_records, metric, scrape, slow_input, wait_log_records
 from v2_client import (CONFIGS, FASHION_TOL, NP_DTYPES, TEST_MODELS, TorchReference, assert_same,
@@ -34,22 +34,8 @@ grpc = pytest.importorskip("grpc")  # python3-grpcio; .ci installs it
 @pytest.fixture(scope="session")
 def pb(tmp_path_factory):
     """The generated modules: pb.inference, pb.inference_grpc, pb.health,
-    pb.health_grpc (grpc_tools.protoc on proto/*.proto)."""
-    out = tmp_path_factory.mktemp("stubs")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO_ROOT / 'proto'}",
-                    f"--python_out={out}", f"--grpc_python_out={out}",
-                    str(REPO_ROOT / "proto" / "inference.proto"),
-                    str(REPO_ROOT / "proto" / "health.proto")], check=True)
-    sys.path.insert(0, str(out))
-    import health_pb2
-    import health_pb2_grpc
-    import inference_pb2
-    import inference_pb2_grpc
-
-    class Modules:
-        inference, inference_grpc = inference_pb2, inference_pb2_grpc
-        health, health_grpc = health_pb2, health_pb2_grpc
-    return Modules
+    pb.health_grpc (grpc_stubs.py: grpc_tools.protoc on proto/*.proto)."""
+    return grpc_stubs.generate(tmp_path_factory.mktemp("stubs"))
 
 
 def grpc_flags(*extra):
