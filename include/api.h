@@ -41,6 +41,8 @@ struct api_call {
     void (*encode)(struct http_exchange *ex); /* worker thread: outputs -> reply */
     void *state;                              /* the protocol's (v2_request, predict_state) */
     void (*state_free)(void *state);
+    void (*state_settle)(void *state); /* optional: as the answer leaves (lets go of
+                                        * what the client may reuse once answered) */
 };
 
 /* Begin an inference call on m for ex, taking over the reference to m:

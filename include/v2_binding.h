@@ -138,5 +138,10 @@ int v2_classify(const struct tensor *t, const struct model_config *cfg, int k,
 /* Free v2, the images it holds and its holds on shared memory (NULL:
  * nothing). */
 void v2_request_free(struct v2_request *v2);
+/* The reply is encoded (outputs written into their regions) and about to
+ * leave: let go of the shared memory regions the call holds, so that a
+ * client that unregisters a region as soon as it has the answer finds it
+ * free. Idempotent; v2_request_free still frees the rest. */
+void v2_request_settle(struct v2_request *v2);
 
 #endif

@@ -48,8 +48,10 @@ struct model *api_lookup_version(struct http_exchange *ex)
 /* Once, as the answer leaves: the model's statistics. */
 static void call_answered(struct http_exchange *ex)
 {
-    const struct infer_request *req = ex->call;
-    metrics_stats_request(&req->model->metrics, ex->reply.status, clock_now_ns() - ex->start_ns);
+    struct api_call *c = api_call_of(ex);
+    if (c->state_settle)
+        c->state_settle(c->state);
+    metrics_stats_request(&c->req.model->metrics, ex->reply.status, clock_now_ns() - ex->start_ns);
 }
 
 /* As the exchange ends: the model's request metrics, then the call freed. */

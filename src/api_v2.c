@@ -63,6 +63,12 @@ static void free_v2(void *arg)
     v2_request_free(arg);
 }
 
+/* As the answer leaves: the regions are free for the client again. */
+static void settle_v2(void *arg)
+{
+    v2_request_settle(arg);
+}
+
 /* Worker thread: the request's outputs as a v2 reply. */
 static void encode_v2(struct http_exchange *ex)
 {
@@ -101,6 +107,7 @@ enum route_outcome api_model_infer(struct http_exchange *ex)
         return http_reply_error(ex, 500, "out of memory");
     c->state = v2;
     c->state_free = free_v2;
+    c->state_settle = settle_v2;
     char err[400] = "";
     enum infer_status status = INFER_INVALID;
     struct v2_body body = {ex->body, ex->body_len, http_request_header(ex, V2_HEADER_LENGTH),

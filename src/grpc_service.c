@@ -552,6 +552,7 @@ static void infer_answer(struct grpc_infer *gi, enum infer_status status, const 
         metrics_observe(&m->metrics.request_seconds, (double)total / 1e9);
         grpc_front_note_model(gi->call, m->cfg.name, m->cfg.version);
     }
+    v2_request_settle(gi->v2); /* the regions are free before the client has the answer */
     grpc_front_answer(gi->call, code, text, status == INFER_OK ? body : NULL,
                       status == INFER_OK ? len : 0);
     if (status != INFER_OK)

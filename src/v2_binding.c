@@ -429,6 +429,12 @@ int v2_classify(const struct tensor *t, const struct model_config *cfg, int k,
     return tensor_topk_rows(t, k, 0, classify_row, &sink);
 }
 
+void v2_request_settle(struct v2_request *v2)
+{
+    if (v2)
+        v2_shm_release(&v2->shm);
+}
+
 void v2_request_free(struct v2_request *v2)
 {
     if (v2) {

@@ -155,6 +155,24 @@ def test_register_infer_status_unregister(daemon, regions, torch_ref, rng):
     assert "no shared memory region \"io\"" in msg
 
 
+def test_a_region_is_free_once_the_answer_is_in(daemon, regions, rng):
+    """A client that has the answer may reuse or unregister the region at
+    once: the server lets go of it before the answer leaves (it used to
+    after, so a quick unregister could be refused as in use)."""
+    shm = regions(1 << 16)
+    assert register(daemon, "quick", shm.name, 1 << 16).status_code == 200
+    arrays = make_inputs("two_io", 2, rng)
+    put(shm, 0, arrays["a"])
+    put(shm, 256, arrays["b"])
+    for i in range(40):
+        r = daemon.post("/v2/models/two_io/infer", json=two_io_body("quick", 0, 256, 4096))
+        assert r.status_code == 200, r.text
+        # on another connection: the one that had the answer is done with it
+        st = requests.get(daemon.url(f"{SYS}/region/quick/status"), timeout=10)
+        assert st.json()[0]["in_use"] == 0, (i, st.text)
+    assert daemon.post(f"{SYS}/region/quick/unregister").status_code == 200
+
+
 def test_image_sized_input_matches_body_and_torch(daemon, regions, torch_ref, rng):
     """fashion_mnist from a region at a page-unaligned offset and key form
     '/name', against the body request and python torch."""
