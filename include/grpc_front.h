@@ -86,11 +86,14 @@ void grpc_front_init(struct grpc_front *g, const struct inferd_config *cfg,
 
 /* The front end as a transport (self: a struct grpc_front after
  * grpc_front_init). start: listen (-1 with err set, nothing left running;
- * grpc_port 0: nothing runs); drain_begin: no new calls, calls in flight go
- * on, streams end with UNAVAILABLE after the response in progress;
- * inflight and wait_idle: calls accepted and not yet freed; stop: cancel
- * what is left, stop the threads and free; render_metrics: calls by method
- * and code. */
+ * grpc_port 0: nothing runs); drain_begin: calls that arrive from now on
+ * are answered UNAVAILABLE (the open probes still answer), calls in flight
+ * go on, streams end with UNAVAILABLE after the response in progress;
+ * inflight and wait_idle: calls taken before the drain and not yet freed,
+ * and once none is left, wait_idle closes every connection and then
+ * stops the listener (see grpc_front.c on why in that order); stop: the
+ * same for what is left, then stop the threads and free; render_metrics:
+ * calls by method and code. */
 extern const struct transport_ops grpc_front_transport;
 
 /* Answer call: code with message (for the client; cut to fit) and, when

@@ -6,7 +6,11 @@ PACKAGES="build-essential libtorch-dev python3-torch python3-numpy libmicrohttpd
 libcjson-dev dataset-fashion-mnist libcmocka-dev python3-pytest python3-requests
 clang-14 libclang-rt-14-dev prometheus wrk libturbojpeg0-dev libpng-dev python3-pil
 python3-torchvision curl zlib1g-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
-python3-grpcio python3-grpc-tools python3-protobuf openssl"
+python3-grpcio python3-grpc-tools python3-protobuf openssl python3-hpack nginx-light"
+# python3-hpack and nginx-light: tests/integration/test_grpc_drain.py frames
+# a gRPC call by hand and runs nginx (its own process, its own config) in
+# front of two daemons; Debian's nginx-light also enables the system nginx
+# service where systemd runs it.
 # Test photos come from python3-skimage's data folder: models/make_image_data.py
 # extracts them from `apt-get download python3-skimage` (no install: the
 # package pulls in 40 others) unless the package is installed.

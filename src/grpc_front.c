@@ -8,6 +8,21 @@
  * worker): grpc_call_start_batch is thread-safe, and a call has at most one
  * send batch in flight because a handler answers once per message.
  *
+ * The drain. gRPC's core ends CANCELLED every call it has not handed to
+ * us when the server shuts down, and every stream that reaches it after
+ * grpc_server_shutdown_and_notify, even one sent before the client could
+ * read the GOAWAY (it cannot serve a stream that arrives in the graceful
+ * GOAWAY's window, nor answer it UNAVAILABLE); a proxy that has streamed
+ * the call's body can then neither resend it nor tell its client to. So
+ * the server is not shut down while a connection is open: a drain keeps
+ * taking calls and answers each new one UNAVAILABLE (a status clients
+ * retry; the probes, open methods, still answer, "not ready"), lets the
+ * calls in flight finish, then closes every connection (nothing is in
+ * flight: a call on its way gets the closed connection, which a proxy
+ * answers 502 and a client reads UNAVAILABLE) and only then shuts the
+ * server down, which stops the listener with no connection left for the
+ * core to cancel a call on.
+ *
  * Lock order: a model queue's lock, then none of ours (the hooks that run
  * under it only read atomics). The state's lock is taken before the core's
  * own (a drain cancels waiting streams under it) and never held while a
@@ -58,11 +73,11 @@ struct grpc_front_state {
     int n_methods;
     pthread_t threads[GF_MAX_THREADS];
     int n_threads;
-    atomic_bool draining; /* GOAWAY sent: no new connections or streams; streams end */
-    atomic_int inflight;  /* calls accepted and not yet freed */
+    atomic_bool draining; /* new calls are answered UNAVAILABLE; streams end */
+    atomic_int inflight;  /* calls taken to be served and not yet freed */
     pthread_mutex_t lock;
     pthread_cond_t cond;                  /* inflight reached 0, or the shutdown finished */
-    bool shutdown_started, shutdown_done; /* under lock */
+    bool shutdown_started, shutdown_done; /* connections closed, shutdown begun (under lock) */
     struct grpc_front_call *streams;      /* open streams, linked by next (under lock) */
     struct gf_tag shutdown_tag;
     /* Calls by method (the last row: unknown methods) and status code. */
@@ -81,6 +96,7 @@ struct grpc_front_call {
     struct gf_tag t_new, t_close, t_send, t_recv;
     atomic_int refs;
     int cancelled;          /* RECV_CLOSE_ON_SERVER's answer */
+    bool counted;           /* in s->inflight (a call a drain refused is not) */
     atomic_bool gone;       /* the client cancelled or left */
     bool initial_sent;      /* initial metadata sent (streams) */
     bool final;             /* the batch in flight sends the final status */
@@ -155,8 +171,9 @@ static void unref_call(struct grpc_front_call *c)
             c->next->prev = c->prev;
         pthread_mutex_unlock(&s->lock);
     }
+    bool counted = c->counted;
     free_call(c);
-    if (atomic_fetch_sub(&s->inflight, 1) == 1) {
+    if (counted && atomic_fetch_sub(&s->inflight, 1) == 1) {
         pthread_mutex_lock(&s->lock);
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
@@ -177,12 +194,10 @@ static int start_batch(struct grpc_front_call *c, size_t n, struct gf_tag *t)
 }
 
 /* Ask the core for the next call of method i (-1: of any method not
- * served). Also while draining: a call a proxy sent on a kept-open
- * connection before it read the server's GOAWAY is still taken and served
- * (the queues stay open until every transport is idle); left unmatched,
- * the core would end it CANCELLED at shutdown, and a proxy cannot resend a
- * call whose body it has streamed. Once the shutdown is complete the core
- * fails new requests (on_new sees !ok). */
+ * served). Also while draining, until the connections are closed: a call
+ * left unmatched would be ended CANCELLED by the core at shutdown (see the
+ * drain above). Once the server is shut down the core fails new requests
+ * (on_new sees !ok). */
 static void request_call(struct grpc_front_state *s, int i)
 {
     struct grpc_front_call *c = calloc(1, sizeof *c);
@@ -333,7 +348,13 @@ static void on_new(void *arg, bool ok)
         return;
     }
     request_call(s, c->method); /* the next one */
-    atomic_fetch_add(&s->inflight, 1);
+    /* A drain answers new calls at once, except the open probes (they say
+     * "not ready"): what it waits for are the calls taken before it. */
+    bool refuse =
+        atomic_load(&s->draining) && c->method >= 0 && s->methods[c->method].access != ACCESS_OPEN;
+    c->counted = !refuse;
+    if (c->counted)
+        atomic_fetch_add(&s->inflight, 1);
     c->start_ns = clock_now_ns();
     char *peer = grpc_call_get_peer(c->call);
     snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "");
@@ -344,6 +365,11 @@ static void on_new(void *arg, bool ok)
     start_batch(c, 1, &c->t_close);
     if (c->method < 0) {
         grpc_front_answer(c, GF_UNIMPLEMENTED, "inferd does not implement this method", NULL, 0);
+        return;
+    }
+    if (refuse) {
+        c->final = true; /* a stream too: end the call */
+        grpc_front_answer(c, GF_UNAVAILABLE, "the server is shutting down: retry", NULL, 0);
         return;
     }
     const char *why;
@@ -783,21 +809,41 @@ static void grpc_front_drain_begin(void *self)
     struct grpc_front_state *s = g->s;
     if (s == NULL)
         return;
+    /* No shutdown yet (see the drain above): new calls are refused from
+     * now on, those in flight go on. A stream waiting for its client's next
+     * message ends now; one with a message in progress ends after its
+     * answer (on_send). */
     atomic_store(&s->draining, true);
-    pthread_mutex_lock(&s->lock);
-    bool first = !s->shutdown_started;
-    s->shutdown_started = true;
-    pthread_mutex_unlock(&s->lock);
-    if (first) /* no new calls; those in flight go on */
-        grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-    /* A stream waiting for its client's next message ends now; one with a
-     * message in progress ends after its answer (on_send). */
     pthread_mutex_lock(&s->lock);
     for (struct grpc_front_call *c = s->streams; c != NULL; c = c->next)
         if (atomic_load(&c->waiting))
             grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
                                          "the server is shutting down", NULL);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* The end of a drain, once: close every connection, then shut the server
+ * down (the listener stops; no connection is left on which the core could
+ * cancel a call it did not hand over). Calls still in flight, if any (the
+ * drain timed out), end with their connection. grpc.h calls
+ * grpc_server_cancel_all_calls "only usable after shutdown"; in the core
+ * inferd builds on (1.51, Debian 12) it disconnects every connection of the
+ * server and changes nothing else, and the shutdown after it works as
+ * usual: that disconnect is what is needed before the shutdown here. */
+static void close_connections(struct grpc_front_state *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool first = !s->shutdown_started;
+    s->shutdown_started = true;
+    pthread_mutex_unlock(&s->lock);
+    if (!first)
+        return;
+    atomic_store(&s->draining, true);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* A connection accepted between the two (its streams would be ended
+     * CANCELLED): closed too. */
+    grpc_server_cancel_all_calls(s->server);
 }
 
 static bool grpc_front_wait_idle(void *self, uint64_t deadline_ns)
@@ -814,6 +860,8 @@ static bool grpc_front_wait_idle(void *self, uint64_t deadline_ns)
     }
     bool idle = atomic_load(&s->inflight) == 0;
     pthread_mutex_unlock(&s->lock);
+    if (idle && atomic_load(&s->draining))
+        close_connections(s);
     return idle;
 }
 
@@ -824,7 +872,7 @@ static void grpc_front_stop(void *self)
     if (s == NULL)
         return;
     grpc_front_drain_begin(g);
-    grpc_server_cancel_all_calls(s->server);
+    close_connections(s);
     uint64_t deadline = clock_now_ns() + 5000000000u;
     pthread_mutex_lock(&s->lock);
     uint64_t now;
