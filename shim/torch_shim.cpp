@@ -11,10 +11,12 @@
 
 #include "shim_runtime.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +45,9 @@ struct shim_model {
     void *handle = nullptr;
     shim_load_options opt{};
     torch::Device device{torch::kCPU};
+    // Per input normalised on the device: mean and std shaped to broadcast
+    // along its channel dimension, on the device (undefined when off).
+    std::vector<torch::Tensor> norm_mean, norm_std;
 #ifdef SHIM_WITH_CUDA
     c10::optional<c10::cuda::CUDAStream> stream;
     std::vector<shim_graph> graphs; // ascending batch sizes
@@ -402,6 +407,48 @@ static void configure_cuda(const shim_load_options &opt)
 }
 #endif
 
+// Whether every enabled normalisation names a floating dtype, a channel
+// dimension and count it can broadcast along, and finite means and nonzero
+// stds.
+static bool normalize_options_valid(const shim_load_options &opt)
+{
+    for (const shim_normalize &n : opt.normalize) {
+        if (!n.enabled)
+            continue;
+        if ((n.dtype != SHIM_FP32 && n.dtype != SHIM_FP16 && n.dtype != SHIM_FP64) ||
+            (n.channel_dim != -1 && n.channel_dim != -3) || n.channels < 1 || n.channels > 3 ||
+            !std::isfinite(n.scale))
+            return false;
+        for (int c = 0; c < n.channels; c++)
+            if (!std::isfinite(n.mean[c]) || !std::isfinite(n.std[c]) || n.std[c] == 0.0)
+                return false;
+    }
+    return true;
+}
+
+// The mean and std of each normalised input as tensors on the model's
+// device, in the type the arithmetic runs in ([C, 1, 1] for NCHW, [C] for
+// NHWC, so that they broadcast along the channel dimension).
+static void make_normalize_tensors(shim_model &model)
+{
+    model.norm_mean.assign(SHIM_MAX_INPUTS, torch::Tensor());
+    model.norm_std.assign(SHIM_MAX_INPUTS, torch::Tensor());
+    for (int i = 0; i < SHIM_MAX_INPUTS; i++) {
+        const shim_normalize &n = model.opt.normalize[i];
+        if (!n.enabled)
+            continue;
+        std::vector<int64_t> shape{n.channels};
+        if (n.channel_dim == -3)
+            shape = {n.channels, 1, 1};
+        auto type = n.dtype == SHIM_FP64 ? torch::kDouble : torch::kFloat;
+        auto options = torch::TensorOptions().dtype(torch::kDouble);
+        auto mean = torch::from_blob(const_cast<double *>(n.mean), {n.channels}, options);
+        auto std = torch::from_blob(const_cast<double *>(n.std), {n.channels}, options);
+        model.norm_mean[i] = mean.to(type).reshape(shape).to(model.device);
+        model.norm_std[i] = std.to(type).reshape(shape).to(model.device);
+    }
+}
+
 extern "C" int shim_model_load(const char *path, const struct shim_load_options *opt,
                                shim_model **out, char *err, size_t err_len)
 {
@@ -420,6 +467,10 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
             set_error(err, err_len, "CUDA graph batch sizes must be positive and ascending");
             return SHIM_ERR_ARG;
         }
+    }
+    if (!normalize_options_valid(*opt)) {
+        set_error(err, err_len, "invalid normalisation options");
+        return SHIM_ERR_ARG;
     }
     const shim_runtime *rt = find_runtime(path, opt->format, err, err_len);
     if (rt == nullptr)
@@ -442,6 +493,7 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
 #endif
         }
         model->handle = rt->load(path, *opt, model->device);
+        make_normalize_tensors(*model);
         *out = model.release();
         return SHIM_OK;
     } catch (const std::exception &e) {
@@ -498,17 +550,47 @@ static torch::Tensor host_blob(const struct shim_tensor &t)
                             torch::TensorOptions().dtype(kScalarTypes[t.dtype]));
 }
 
-// The input on the model's device, in its precision and memory format. On a
-// GPU the copy is asynchronous on the instance's stream.
-static torch::Tensor to_device(const shim_model *model, const struct shim_tensor &t)
+// Input i's UINT8 pixels x (on the device) as the model's values:
+// (x * scale - mean) / std per channel, in float32 (float64 for an FP64
+// model). Throws std::invalid_argument when x is not pixels of that shape.
+static torch::Tensor normalize_on_device(const shim_model *model, int i, const torch::Tensor &x)
+{
+    const shim_normalize &n = model->opt.normalize[i];
+    if (x.scalar_type() != torch::kByte)
+        throw std::invalid_argument("input " + std::to_string(i) +
+                                    " is normalised on the device and must be UINT8 pixels");
+    if (x.dim() < -n.channel_dim || x.size(x.dim() + n.channel_dim) != n.channels)
+        throw std::invalid_argument("input " + std::to_string(i) + " must have " +
+                                    std::to_string(n.channels) + " channels in dimension " +
+                                    std::to_string(n.channel_dim));
+    auto type = n.dtype == SHIM_FP64 ? torch::kDouble : torch::kFloat;
+    return x.to(type).mul_(n.scale).sub_(model->norm_mean[i]).div_(model->norm_std[i]);
+}
+
+// Input i, already on the model's device, in the form the model takes:
+// normalised when asked, in the model's precision and memory format.
+static torch::Tensor device_form(const shim_model *model, int i, torch::Tensor x)
+{
+    if (i < SHIM_MAX_INPUTS && model->opt.normalize[i].enabled)
+        x = normalize_on_device(model, i, x);
+    enum shim_dtype dtype = SHIM_FP32;
+    if (dtype_from_scalar(x.scalar_type(), &dtype) != 0)
+        throw std::invalid_argument("input has a type the shim does not know");
+    x = x.to(device_dtype(model, dtype));
+    if (model->opt.channels_last && x.dim() == 4)
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    return x;
+}
+
+// Input i on the model's device, in its precision and memory format. On a
+// GPU the copy is asynchronous on the instance's stream, and it copies the
+// bytes as they come (UINT8 pixels: a quarter of FP32's).
+static torch::Tensor to_device(const shim_model *model, int i, const struct shim_tensor &t)
 {
     torch::Tensor x = host_blob(t);
     if (!model->device.is_cpu())
         x = x.to(model->device, /*non_blocking=*/true);
-    x = x.to(device_dtype(model, t.dtype));
-    if (model->opt.channels_last && x.dim() == 4)
-        x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    return x;
+    return device_form(model, i, x);
 }
 
 // Bring outputs to the CPU (the first rows only, when rows >= 0), half back
@@ -576,7 +658,7 @@ static int forward_into(shim_model *model, const struct shim_tensor *inputs, int
     std::vector<torch::Tensor> args;
     args.reserve(n_inputs);
     for (int i = 0; i < n_inputs; i++)
-        args.push_back(to_device(model, inputs[i]));
+        args.push_back(to_device(model, i, inputs[i]));
     shim_runtime_outputs raw;
     model->runtime->forward(model->handle, args, raw);
     finish_outputs(model, raw, out, -1);
@@ -647,10 +729,18 @@ static shim_graph capture_one(shim_model *model, const struct shim_tensor *input
             t = t.contiguous(at::MemoryFormat::ChannelsLast);
         g.inputs.push_back(t);
     }
+    // The static inputs hold what the host copies in (UINT8 pixels for an
+    // input normalised on the device): the graph converts them itself.
+    auto graph_args = [&] {
+        std::vector<torch::Tensor> args;
+        for (int i = 0; i < n_inputs; i++)
+            args.push_back(device_form(model, i, g.inputs[i]));
+        return args;
+    };
     // A few eager runs first: the TorchScript executor profiles and
     // optimises on its first calls, which must not happen inside a capture.
     for (int w = 0; w < 3; w++) {
-        std::vector<torch::Tensor> args = g.inputs;
+        std::vector<torch::Tensor> args = graph_args();
         shim_runtime_outputs scratch;
         model->runtime->forward(model->handle, args, scratch);
     }
@@ -662,7 +752,7 @@ static shim_graph capture_one(shim_model *model, const struct shim_tensor *input
     g.graph->capture_begin(pool);
 #endif
     try {
-        std::vector<torch::Tensor> args = g.inputs;
+        std::vector<torch::Tensor> args = graph_args();
         model->runtime->forward(model->handle, args, g.outputs);
     } catch (...) {
         try {

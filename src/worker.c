@@ -223,6 +223,27 @@ static int check_batch_range(struct worker *w, char *err, size_t err_len)
     return 0;
 }
 
+_Static_assert(MODEL_MAX_IO <= SHIM_MAX_INPUTS, "every input needs a normalisation slot");
+
+/* The shim's normalisation of each input whose image is normalised on the
+ * device (the rest stay off). */
+static void normalize_options(const struct model_config *cfg, struct shim_normalize *out)
+{
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        const struct io_spec *in = &cfg->inputs[i];
+        if (!in->is_image || !in->image.on_device)
+            continue;
+        const struct preprocess_spec *p = &in->image;
+        out[i].enabled = 1;
+        out[i].dtype = p->model_dtype;
+        out[i].channel_dim = p->layout == PREPROCESS_NCHW ? -3 : -1;
+        out[i].channels = (int)p->color;
+        out[i].scale = p->scale;
+        memcpy(out[i].mean, p->mean, sizeof out[i].mean);
+        memcpy(out[i].std, p->std, sizeof out[i].std);
+    }
+}
+
 static int load_and_warm(struct worker *w)
 {
     const struct model_config *cfg = w->cfg;
@@ -237,6 +258,7 @@ static int load_and_warm(struct worker *w)
         .n_cuda_graphs = cfg->n_cuda_graphs,
     };
     memcpy(opt.cuda_graphs, cfg->cuda_graphs, sizeof opt.cuda_graphs);
+    normalize_options(cfg, opt.normalize);
     uint64_t t0 = clock_now_ns();
     if (shim_model_load(cfg->path, &opt, &w->handle, err, sizeof err) != 0) {
         record_failure(w, "load failed", err);
