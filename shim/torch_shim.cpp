@@ -51,6 +51,8 @@ struct shim_model {
 #ifdef SHIM_WITH_CUDA
     c10::optional<c10::cuda::CUDAStream> stream;
     std::vector<shim_graph> graphs; // ascending batch sizes
+    uint64_t weight_bytes = 0;      // allocated over the load
+    uint64_t graph_bytes = 0;       // allocated over the graph captures
 #endif
     ~shim_model()
     {
@@ -395,6 +397,31 @@ extern "C" int shim_format_of(const char *path, const char **format, const char 
 }
 
 #ifdef SHIM_WITH_CUDA
+// One lock per CUDA device for the memory measuring windows (a load, a
+// capture, a measured forward), so that two instances on one device do not
+// count each other's allocations. Process-wide by nature: it guards the
+// device's allocator statistics, which are process-wide. Lock order: the
+// capture lock (shim_model_capture_graphs) before this one.
+static std::mutex &memory_lock(int device)
+{
+    static std::mutex locks[64];
+    return locks[static_cast<unsigned>(device) % 64];
+}
+
+// The bytes the caching allocator has handed out on device (all streams
+// and pools of this process), after the device's queued work has finished.
+static uint64_t allocated_now(int device)
+{
+    c10::cuda::device_synchronize();
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+    return static_cast<uint64_t>(stats.allocated_bytes[0].current); // [0]: all pools
+}
+
+static uint64_t growth(uint64_t before, uint64_t after)
+{
+    return after > before ? after - before : 0;
+}
+
 // Process-wide cuDNN/cuBLAS settings for GPU instances: fp32 means IEEE fp32
 // (TF32 tensor cores would change results in the fourth digit), and cuDNN's
 // benchmark mode once any model asks for it.
@@ -492,8 +519,20 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
             model->stream = c10::cuda::getStreamFromPool(false, opt->device);
 #endif
         }
-        model->handle = rt->load(path, *opt, model->device);
-        make_normalize_tensors(*model);
+#ifdef SHIM_WITH_CUDA
+        if (opt->device != SHIM_DEVICE_CPU) {
+            std::lock_guard<std::mutex> lock(memory_lock(opt->device));
+            c10::cuda::CUDAGuard device_guard(model->device.index());
+            uint64_t before = allocated_now(opt->device);
+            model->handle = rt->load(path, *opt, model->device);
+            make_normalize_tensors(*model);
+            model->weight_bytes = growth(before, allocated_now(opt->device));
+        }
+#endif
+        if (model->handle == nullptr) {
+            model->handle = rt->load(path, *opt, model->device);
+            make_normalize_tensors(*model);
+        }
         *out = model.release();
         return SHIM_OK;
     } catch (const std::exception &e) {
@@ -781,8 +820,10 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
     static std::mutex capture_lock;
     try {
         std::lock_guard<std::mutex> lock(capture_lock);
+        std::lock_guard<std::mutex> memory(memory_lock(model->opt.device));
         c10::InferenceMode guard;
         c10::cuda::CUDAGuard device_guard(model->device.index());
+        uint64_t before = allocated_now(model->opt.device);
         c10::cuda::CUDAStreamGuard stream_guard(*model->stream);
         auto pool = at::cuda::graph_pool_handle();
         model->graphs.clear();
@@ -792,6 +833,7 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
                 model->graphs.begin(),
                 capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
         model->stream->synchronize();
+        model->graph_bytes = growth(before, allocated_now(model->opt.device));
         return SHIM_OK;
     } catch (const std::exception &e) {
         set_error(err, err_len, e.what());
@@ -803,6 +845,47 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
 #else
     (void)n_inputs;
     return SHIM_OK;
+#endif
+}
+
+extern "C" int shim_model_gpu_memory(shim_model *model, const struct shim_tensor *inputs,
+                                     int n_inputs, uint64_t *bytes, char *err, size_t err_len)
+{
+    if (model == nullptr || bytes == nullptr || (n_inputs > 0 && inputs == nullptr)) {
+        set_error(err, err_len, "memory measure called without a model or inputs");
+        return SHIM_ERR_ARG;
+    }
+    *bytes = 0;
+#ifdef SHIM_WITH_CUDA
+    if (model->device.is_cpu()) {
+        set_error(err, err_len, "a CPU instance has no GPU memory to measure");
+        return SHIM_ERR_DEVICE;
+    }
+    int device = model->opt.device;
+    try {
+        std::lock_guard<std::mutex> lock(memory_lock(device));
+        c10::cuda::CUDAGuard device_guard(model->device.index());
+        uint64_t before = allocated_now(device);
+        c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+        {
+            shim_outputs scratch;
+            forward_into(model, inputs, n_inputs, &scratch);
+            c10::cuda::device_synchronize();
+        }
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+        uint64_t peak = static_cast<uint64_t>(stats.allocated_bytes[0].peak);
+        *bytes = model->weight_bytes + model->graph_bytes + growth(before, peak);
+        return SHIM_OK;
+    } catch (const std::exception &e) {
+        set_error(err, err_len, e.what());
+    } catch (...) {
+        set_error(err, err_len, "unknown error measuring GPU memory");
+    }
+    return SHIM_ERR_FORWARD;
+#else
+    (void)n_inputs;
+    set_error(err, err_len, "this build of inferd has no CUDA support");
+    return SHIM_ERR_DEVICE;
 #endif
 }
 

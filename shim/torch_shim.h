@@ -187,6 +187,20 @@ int shim_model_describe(const shim_model *model, struct shim_model_info *info);
 int shim_model_capture_graphs(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
                               char *err, size_t err_len);
 
+/* The GPU memory this instance needs, in bytes, measured from libtorch's
+ * CUDA caching allocator (bytes allocated, not cached): its weights (the
+ * growth over shim_model_load), its CUDA graphs' memory pool (the growth
+ * over shim_model_capture_graphs) and the workspace of one forward shaped
+ * like inputs (the peak over the allocation before it: activations,
+ * cuBLAS/cuDNN workspaces). Each window holds a per-device lock against the
+ * other instances' loads, captures and measurements; another instance's
+ * forward in flight at the same time is counted too (an over-estimate).
+ * Returns 0 with *bytes set, SHIM_ERR_DEVICE on a CPU instance or a build
+ * without CUDA (nothing is measured there), or another negative code with
+ * err set (the forward failed). */
+int shim_model_gpu_memory(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                          uint64_t *bytes, char *err, size_t err_len);
+
 /* Free a model (NULL is fine). */
 void shim_model_free(shim_model *model);
 

@@ -179,3 +179,17 @@ def test_normalised_floats_are_refused_by_a_device_model(server):
                     headers={"Content-Type": "application/octet-stream",
                              "Inference-Header-Content-Length": str(len(header))})
     assert_error(r, 400)
+
+
+def test_cpu_instances_report_no_gpu_memory(server):
+    """Issue 22 point 7: the GPU memory figure is measured on GPU instances
+    only; a CPU instance has none (absent, not 0), in the config endpoint,
+    /metrics and the log alike (tests/gpu/run.sh checks the GPU side)."""
+    status = server.get("/v2/models/colour_device/config").json()["instance_status"]
+    assert status and all(s["device"] == "cpu" for s in status)
+    assert all("gpu_memory_bytes" not in s for s in status)
+    metrics = server.get("/metrics").text
+    assert "# TYPE inferd_model_instance_gpu_memory_bytes gauge" in metrics
+    assert "inferd_model_instance_gpu_memory_bytes{" not in metrics
+    ready = [line for line in server.log_text().splitlines() if "instance ready" in line]
+    assert ready and not any("gpu_memory_bytes" in line for line in ready)
