@@ -53,6 +53,7 @@ struct shim_model {
     std::vector<shim_graph> graphs; // ascending batch sizes
     uint64_t weight_bytes = 0;      // allocated over the load
     uint64_t graph_bytes = 0;       // allocated over the graph captures
+    bool memory_known = false;      // the load's window could be read
 #endif
     ~shim_model()
     {
@@ -410,11 +411,20 @@ static std::mutex &memory_lock(int device)
 
 // The bytes the caching allocator has handed out on device (all streams
 // and pools of this process), after the device's queued work has finished.
-static uint64_t allocated_now(int device)
+// The allocator starts lazily, with the first tensor on the device: one is
+// made (and freed) first so that there are statistics to read. Returns
+// false, *out untouched, when they cannot be read.
+static bool allocated_now(int device, uint64_t *out)
 {
-    c10::cuda::device_synchronize();
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
-    return static_cast<uint64_t>(stats.allocated_bytes[0].current); // [0]: all pools
+    try {
+        (void)torch::empty({1}, torch::TensorOptions().device(torch::kCUDA, device));
+        c10::cuda::device_synchronize();
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+        *out = static_cast<uint64_t>(stats.allocated_bytes[0].current); // [0]: all pools
+        return true;
+    } catch (...) {
+        return false;
+    }
 }
 
 static uint64_t growth(uint64_t before, uint64_t after)
@@ -523,10 +533,12 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
         if (opt->device != SHIM_DEVICE_CPU) {
             std::lock_guard<std::mutex> lock(memory_lock(opt->device));
             c10::cuda::CUDAGuard device_guard(model->device.index());
-            uint64_t before = allocated_now(opt->device);
+            uint64_t before = 0, after = 0;
+            bool known = allocated_now(opt->device, &before);
             model->handle = rt->load(path, *opt, model->device);
             make_normalize_tensors(*model);
-            model->weight_bytes = growth(before, allocated_now(opt->device));
+            model->memory_known = known && allocated_now(opt->device, &after);
+            model->weight_bytes = growth(before, after);
         }
 #endif
         if (model->handle == nullptr) {
@@ -823,7 +835,8 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
         std::lock_guard<std::mutex> memory(memory_lock(model->opt.device));
         c10::InferenceMode guard;
         c10::cuda::CUDAGuard device_guard(model->device.index());
-        uint64_t before = allocated_now(model->opt.device);
+        uint64_t before = 0, after = 0;
+        bool known = allocated_now(model->opt.device, &before);
         c10::cuda::CUDAStreamGuard stream_guard(*model->stream);
         auto pool = at::cuda::graph_pool_handle();
         model->graphs.clear();
@@ -833,7 +846,9 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
                 model->graphs.begin(),
                 capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
         model->stream->synchronize();
-        model->graph_bytes = growth(before, allocated_now(model->opt.device));
+        known = known && allocated_now(model->opt.device, &after);
+        model->graph_bytes = growth(before, after);
+        model->memory_known = model->memory_known && known;
         return SHIM_OK;
     } catch (const std::exception &e) {
         set_error(err, err_len, e.what());
@@ -865,7 +880,11 @@ extern "C" int shim_model_gpu_memory(shim_model *model, const struct shim_tensor
     try {
         std::lock_guard<std::mutex> lock(memory_lock(device));
         c10::cuda::CUDAGuard device_guard(model->device.index());
-        uint64_t before = allocated_now(device);
+        uint64_t before = 0;
+        if (!model->memory_known || !allocated_now(device, &before)) {
+            set_error(err, err_len, "the CUDA caching allocator's statistics cannot be read");
+            return SHIM_ERR_DEVICE;
+        }
         c10::cuda::CUDACachingAllocator::resetPeakStats(device);
         {
             shim_outputs scratch;

@@ -195,9 +195,10 @@ int shim_model_capture_graphs(shim_model *model, const struct shim_tensor *input
  * cuBLAS/cuDNN workspaces). Each window holds a per-device lock against the
  * other instances' loads, captures and measurements; another instance's
  * forward in flight at the same time is counted too (an over-estimate).
- * Returns 0 with *bytes set, SHIM_ERR_DEVICE on a CPU instance or a build
- * without CUDA (nothing is measured there), or another negative code with
- * err set (the forward failed). */
+ * Returns 0 with *bytes set, SHIM_ERR_DEVICE with err set on a CPU
+ * instance, a build without CUDA or when the allocator's statistics cannot
+ * be read (nothing is measured), or SHIM_ERR_FORWARD with err set (the
+ * forward failed). */
 int shim_model_gpu_memory(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
                           uint64_t *bytes, char *err, size_t err_len);
 

@@ -101,7 +101,12 @@ static int warm_up_kind(struct worker *w, int64_t rows, enum warm_kind kind, uin
         rc = -1;
     if (kind == WARM_MEASURE) {
         w->gpu_memory_bytes = rc == 0 ? (int64_t)bytes : -1;
-        rc = rc == SHIM_ERR_DEVICE ? 0 : rc != 0 ? -1 : 0; /* a CPU instance: not measured */
+        if (rc == SHIM_ERR_DEVICE) { /* not measured: the instance serves all the same */
+            log_msg(LOG_WARN, "model %s instance %d: GPU memory not measured: %s", cfg->name,
+                    w->index, err);
+            rc = 0;
+        }
+        rc = rc != 0 ? -1 : 0;
     }
     if (ns != NULL)
         *ns = clock_now_ns() - t0;
