@@ -6,6 +6,7 @@ model with the normalisation done in C) and torch's own reference on the
 same pixels, batched or not; v2 UINT8 tensors reach it too, at a quarter of
 the FP32 bytes.
 """
+import base64
 import io
 import json
 import struct
@@ -193,3 +194,18 @@ def test_cpu_instances_report_no_gpu_memory(server):
     assert "inferd_model_instance_gpu_memory_bytes{" not in metrics
     ready = [line for line in server.log_text().splitlines() if "instance ready" in line]
     assert ready and not any("gpu_memory_bytes" in line for line in ready)
+
+
+def test_predict_image_bodies_agree(server):
+    """/predict with a raw PNG and a JPEG body: the device model (the
+    default) and the host model give the same outputs."""
+    for image, ctype in zip(photos()[:2], ("image/png", "image/jpeg")):
+        device = server.post("/predict", data=image, headers={"Content-Type": ctype})
+        body = {"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1],
+                            "data": [base64.b64encode(image).decode()]}]}
+        host = server.post("/v2/models/colour_host/infer", data=dumps(body),
+                           headers={"Content-Type": "application/json"})
+        assert device.status_code == 200 and host.status_code == 200, (device.text, host.text)
+        ours = np.array(device.json()["outputs"], dtype=np.float32).reshape(1, 5)
+        theirs = np.array(host.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, 5)
+        assert np.allclose(ours, theirs, atol=1e-4, rtol=0), (ours, theirs)
