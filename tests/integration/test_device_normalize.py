@@ -209,3 +209,46 @@ def test_predict_image_bodies_agree(server):
         ours = np.array(device.json()["outputs"], dtype=np.float32).reshape(1, 5)
         theirs = np.array(host.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, 5)
         assert np.allclose(ours, theirs, atol=1e-4, rtol=0), (ours, theirs)
+
+
+def test_grpc_uint8_pixels_equal_http(repo, tmp_path):
+    """The same UINT8 tensor over gRPC (raw_input_contents) gives the HTTP
+    answer: the gRPC binding fills the same call."""
+    import subprocess
+    import sys
+
+    grpc = pytest.importorskip("grpc")
+    from support import REPO_ROOT, free_port
+
+    out = tmp_path / "stubs"
+    out.mkdir()
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO_ROOT / 'proto'}",
+                    f"--python_out={out}", f"--grpc_python_out={out}",
+                    str(REPO_ROOT / "proto" / "inference.proto")], check=True, timeout=60)
+    sys.path.insert(0, str(out))
+    try:
+        import inference_pb2
+        import inference_pb2_grpc
+    finally:
+        sys.path.remove(str(out))
+    port = free_port()
+    (tmp_path / "d").mkdir()
+    daemon = start_server(tmp_path / "d", repo, ["--grpc-port", str(port)], model="colour_device")
+    try:
+        pixels = np.random.default_rng(9).integers(0, 256, size=(2, 3, SIDE, SIDE),
+                                                   dtype=np.uint8)
+        http, _ = infer_binary(daemon, "colour_device", [("UINT8", pixels.shape,
+                                                          pixels.tobytes())])
+        req = inference_pb2.ModelInferRequest(model_name="colour_device")
+        req.inputs.add(name="input", datatype="UINT8", shape=list(pixels.shape))
+        req.raw_input_contents.append(pixels.tobytes())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+            resp = stub.ModelInfer(req, timeout=30)
+            meta = stub.ModelMetadata(inference_pb2.ModelMetadataRequest(name="colour_device"),
+                                      timeout=30)
+        assert meta.inputs[0].datatype == "UINT8"
+        ours = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(2, 5)
+        assert np.allclose(ours, http, atol=1e-6, rtol=0), (ours, http)
+    finally:
+        finish(daemon)
