@@ -201,20 +201,24 @@ int gpu_stats_render(struct strbuf *sb, const int *devices, int n_devices, const
     int slices = 0;
     for (int i = 0; i < n; i++)
         slices += gpus[i].is_mig;
-    strbuf_puts(sb, "# HELP inferd_gpu_memory_used_bytes GPU memory in use (CUDA runtime).\n"
+    strbuf_puts(sb, "# HELP inferd_gpu_memory_used_bytes GPU memory in use (CUDA runtime; a MIG "
+                    "slice's from NVML).\n"
                     "# TYPE inferd_gpu_memory_used_bytes gauge\n");
     for (int i = 0; i < n; i++)
         strbuf_printf(sb, "inferd_gpu_memory_used_bytes{gpu=\"%d\"} %llu\n", gpus[i].ordinal,
                       (unsigned long long)gpus[i].used);
-    strbuf_puts(sb, "# HELP inferd_gpu_memory_total_bytes GPU memory in all (CUDA runtime).\n"
+    strbuf_puts(sb, "# HELP inferd_gpu_memory_total_bytes GPU memory in all (CUDA runtime; a MIG "
+                    "slice's from NVML).\n"
                     "# TYPE inferd_gpu_memory_total_bytes gauge\n");
     for (int i = 0; i < n; i++)
         strbuf_printf(sb, "inferd_gpu_memory_total_bytes{gpu=\"%d\"} %llu\n", gpus[i].ordinal,
                       (unsigned long long)gpus[i].total);
     if (known == 0)
         return slices;
-    strbuf_puts(sb, "# HELP inferd_gpu_utilization_ratio GPU busy fraction over the last "
-                    "sample period (NVML).\n# TYPE inferd_gpu_utilization_ratio gauge\n");
+    strbuf_puts(
+        sb,
+        "# HELP inferd_gpu_utilization_ratio GPU busy fraction over the last "
+        "sample period (NVML; none for a MIG slice).\n# TYPE inferd_gpu_utilization_ratio gauge\n");
     for (int i = 0; i < n; i++)
         if (gpus[i].utilization >= 0)
             strbuf_printf(sb, "inferd_gpu_utilization_ratio{gpu=\"%d\"} %.2f\n", gpus[i].ordinal,
