@@ -17,7 +17,8 @@
 
 struct io_spec {
     char name[64];
-    enum shim_dtype dtype;
+    enum shim_dtype dtype; /* what requests bring and batches hold (UINT8 when the
+                              image is normalised on the device: image.model_dtype) */
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS]; /* -1: any size (dim 0 is the batch) */
     bool is_image;                  /* takes encoded images ("image" in config.json) */

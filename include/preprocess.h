@@ -31,10 +31,17 @@ struct preprocess_spec {
     double scale;           /* pixel * scale, then (- mean) / std */
     double mean[3], std[3];
     enum preprocess_layout layout;
-    enum shim_dtype dtype; /* FP32, FP16, FP64 or UINT8 */
+    enum shim_dtype dtype; /* what preprocessing writes: FP32, FP16, FP64 or UINT8 */
+    /* "normalize": "device": the model takes model_dtype (FP32, FP16 or
+     * FP64), but preprocessing stops at the pixels (dtype is UINT8): the
+     * shim copies them to the device and computes (pixel * scale - mean) /
+     * std there. Otherwise false, and model_dtype == dtype. */
+    bool on_device;
+    enum shim_dtype model_dtype;
 };
 
-/* Parse an input's "image" object. dtype is the input's declared datatype;
+/* Parse an input's "image" object. dtype is the input's declared datatype
+ * (out->model_dtype; out->dtype too unless "normalize" is "device");
  * shape its declared shape (with the batch dim when batching), which must
  * agree with the colour mode, layout and the fixed output size, if any.
  * Returns 0, or -1 with err saying which key is wrong. */

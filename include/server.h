@@ -30,7 +30,8 @@ struct server {
     struct transport transports[SERVER_MAX_TRANSPORTS];
     int n_transports;
     atomic_bool draining;
-    struct shm_table shm; /* registered shared-memory regions (--shared-memory) */
+    atomic_bool mig_noted; /* the MIG slices' missing utilisation was logged */
+    struct shm_table shm;  /* registered shared-memory regions (--shared-memory) */
     uint64_t start_ns;
 };
 

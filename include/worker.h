@@ -58,6 +58,9 @@ struct worker {
     /* The batch sizes it forms (measured at warm-up, or from config.json);
      * written before profile_ready is set, read-only after. */
     struct batch_profile profile;
+    /* The GPU memory it needs, measured at warm-up (shim_model_gpu_memory);
+     * -1 on a CPU instance. Written before profile_ready is set. */
+    int64_t gpu_memory_bytes;
     atomic_bool profile_ready;
     /* The thread that takes, decodes and copies the next batch while this
      * one runs the forward. */
@@ -81,7 +84,12 @@ int worker_start(struct worker *w, char *err, size_t err_len);
 /* Join the thread (the queue must be closed) and free its resources. */
 void worker_join(struct worker *w);
 
-/* Append w as a JSON object: instance, device and, once it is ready, the
+/* The GPU memory the instance measured at warm-up, in bytes, or -1 (not
+ * ready yet, or a CPU instance: nothing is measured there). */
+int64_t worker_gpu_memory(struct worker *w);
+
+/* Append w as a JSON object: instance, device, the GPU memory it measured
+ * (gpu_memory_bytes, GPU instances only) and, once it is ready, the
  * batch sizes it forms (batch_profile_json), whether it pads, and its
  * stage's counters (requests staged, request bytes copied into batch
  * buffers, image bytes decoded straight into them, padding rows). */

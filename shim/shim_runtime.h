@@ -4,8 +4,9 @@
 // torch_shim.h.
 //
 // torch_shim.cpp does everything that does not depend on the format: device
-// and stream, input copies, precision and memory-format conversion of the
-// inputs, CUDA graphs, output collection, and catching every exception. A
+// and stream, input copies, normalisation of UINT8 pixels on the device,
+// precision and memory-format conversion of the inputs, CUDA graphs, the
+// GPU memory measure, output collection, and catching every exception. A
 // runtime only loads, describes, runs and frees. Any of its functions may
 // throw; torch_shim.cpp turns the exception into an error message.
 #ifndef INFERD_SHIM_RUNTIME_H

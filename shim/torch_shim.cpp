@@ -11,10 +11,12 @@
 
 #include "shim_runtime.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,9 +45,15 @@ struct shim_model {
     void *handle = nullptr;
     shim_load_options opt{};
     torch::Device device{torch::kCPU};
+    // Per input normalised on the device: mean and std shaped to broadcast
+    // along its channel dimension, on the device (undefined when off).
+    std::vector<torch::Tensor> norm_mean, norm_std;
 #ifdef SHIM_WITH_CUDA
     c10::optional<c10::cuda::CUDAStream> stream;
     std::vector<shim_graph> graphs; // ascending batch sizes
+    uint64_t weight_bytes = 0;      // allocated over the load
+    uint64_t graph_bytes = 0;       // allocated over the graph captures
+    bool memory_known = false;      // the load's window could be read
 #endif
     ~shim_model()
     {
@@ -390,6 +398,40 @@ extern "C" int shim_format_of(const char *path, const char **format, const char 
 }
 
 #ifdef SHIM_WITH_CUDA
+// One lock per CUDA device for the memory measuring windows (a load, a
+// capture, a measured forward), so that two instances on one device do not
+// count each other's allocations. Process-wide by nature: it guards the
+// device's allocator statistics, which are process-wide. Lock order: the
+// capture lock (shim_model_capture_graphs) before this one.
+static std::mutex &memory_lock(int device)
+{
+    static std::mutex locks[64];
+    return locks[static_cast<unsigned>(device) % 64];
+}
+
+// The bytes the caching allocator has handed out on device (all streams
+// and pools of this process), after the device's queued work has finished.
+// The allocator starts lazily, with the first tensor on the device: one is
+// made (and freed) first so that there are statistics to read. Returns
+// false, *out untouched, when they cannot be read.
+static bool allocated_now(int device, uint64_t *out)
+{
+    try {
+        (void)torch::empty({1}, torch::TensorOptions().device(torch::kCUDA, device));
+        c10::cuda::device_synchronize();
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+        *out = static_cast<uint64_t>(stats.allocated_bytes[0].current); // [0]: all pools
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+static uint64_t growth(uint64_t before, uint64_t after)
+{
+    return after > before ? after - before : 0;
+}
+
 // Process-wide cuDNN/cuBLAS settings for GPU instances: fp32 means IEEE fp32
 // (TF32 tensor cores would change results in the fourth digit), and cuDNN's
 // benchmark mode once any model asks for it.
@@ -401,6 +443,48 @@ static void configure_cuda(const shim_load_options &opt)
         at::globalContext().setBenchmarkCuDNN(true);
 }
 #endif
+
+// Whether every enabled normalisation names a floating dtype, a channel
+// dimension and count it can broadcast along, and finite means and nonzero
+// stds.
+static bool normalize_options_valid(const shim_load_options &opt)
+{
+    for (const shim_normalize &n : opt.normalize) {
+        if (!n.enabled)
+            continue;
+        if ((n.dtype != SHIM_FP32 && n.dtype != SHIM_FP16 && n.dtype != SHIM_FP64) ||
+            (n.channel_dim != -1 && n.channel_dim != -3) || n.channels < 1 || n.channels > 3 ||
+            !std::isfinite(n.scale))
+            return false;
+        for (int c = 0; c < n.channels; c++)
+            if (!std::isfinite(n.mean[c]) || !std::isfinite(n.std[c]) || n.std[c] == 0.0)
+                return false;
+    }
+    return true;
+}
+
+// The mean and std of each normalised input as tensors on the model's
+// device, in the type the arithmetic runs in ([C, 1, 1] for NCHW, [C] for
+// NHWC, so that they broadcast along the channel dimension).
+static void make_normalize_tensors(shim_model &model)
+{
+    model.norm_mean.assign(SHIM_MAX_INPUTS, torch::Tensor());
+    model.norm_std.assign(SHIM_MAX_INPUTS, torch::Tensor());
+    for (int i = 0; i < SHIM_MAX_INPUTS; i++) {
+        const shim_normalize &n = model.opt.normalize[i];
+        if (!n.enabled)
+            continue;
+        std::vector<int64_t> shape{n.channels};
+        if (n.channel_dim == -3)
+            shape = {n.channels, 1, 1};
+        auto type = n.dtype == SHIM_FP64 ? torch::kDouble : torch::kFloat;
+        auto options = torch::TensorOptions().dtype(torch::kDouble);
+        auto mean = torch::from_blob(const_cast<double *>(n.mean), {n.channels}, options);
+        auto std = torch::from_blob(const_cast<double *>(n.std), {n.channels}, options);
+        model.norm_mean[i] = mean.to(type).reshape(shape).to(model.device);
+        model.norm_std[i] = std.to(type).reshape(shape).to(model.device);
+    }
+}
 
 extern "C" int shim_model_load(const char *path, const struct shim_load_options *opt,
                                shim_model **out, char *err, size_t err_len)
@@ -420,6 +504,10 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
             set_error(err, err_len, "CUDA graph batch sizes must be positive and ascending");
             return SHIM_ERR_ARG;
         }
+    }
+    if (!normalize_options_valid(*opt)) {
+        set_error(err, err_len, "invalid normalisation options");
+        return SHIM_ERR_ARG;
     }
     const shim_runtime *rt = find_runtime(path, opt->format, err, err_len);
     if (rt == nullptr)
@@ -441,7 +529,22 @@ extern "C" int shim_model_load(const char *path, const struct shim_load_options 
             model->stream = c10::cuda::getStreamFromPool(false, opt->device);
 #endif
         }
-        model->handle = rt->load(path, *opt, model->device);
+#ifdef SHIM_WITH_CUDA
+        if (opt->device != SHIM_DEVICE_CPU) {
+            std::lock_guard<std::mutex> lock(memory_lock(opt->device));
+            c10::cuda::CUDAGuard device_guard(model->device.index());
+            uint64_t before = 0, after = 0;
+            bool known = allocated_now(opt->device, &before);
+            model->handle = rt->load(path, *opt, model->device);
+            make_normalize_tensors(*model);
+            model->memory_known = known && allocated_now(opt->device, &after);
+            model->weight_bytes = growth(before, after);
+        }
+#endif
+        if (model->handle == nullptr) {
+            model->handle = rt->load(path, *opt, model->device);
+            make_normalize_tensors(*model);
+        }
         *out = model.release();
         return SHIM_OK;
     } catch (const std::exception &e) {
@@ -498,17 +601,47 @@ static torch::Tensor host_blob(const struct shim_tensor &t)
                             torch::TensorOptions().dtype(kScalarTypes[t.dtype]));
 }
 
-// The input on the model's device, in its precision and memory format. On a
-// GPU the copy is asynchronous on the instance's stream.
-static torch::Tensor to_device(const shim_model *model, const struct shim_tensor &t)
+// Input i's UINT8 pixels x (on the device) as the model's values:
+// (x * scale - mean) / std per channel, in float32 (float64 for an FP64
+// model). Throws std::invalid_argument when x is not pixels of that shape.
+static torch::Tensor normalize_on_device(const shim_model *model, int i, const torch::Tensor &x)
+{
+    const shim_normalize &n = model->opt.normalize[i];
+    if (x.scalar_type() != torch::kByte)
+        throw std::invalid_argument("input " + std::to_string(i) +
+                                    " is normalised on the device and must be UINT8 pixels");
+    if (x.dim() < -n.channel_dim || x.size(x.dim() + n.channel_dim) != n.channels)
+        throw std::invalid_argument("input " + std::to_string(i) + " must have " +
+                                    std::to_string(n.channels) + " channels in dimension " +
+                                    std::to_string(n.channel_dim));
+    auto type = n.dtype == SHIM_FP64 ? torch::kDouble : torch::kFloat;
+    return x.to(type).mul_(n.scale).sub_(model->norm_mean[i]).div_(model->norm_std[i]);
+}
+
+// Input i, already on the model's device, in the form the model takes:
+// normalised when asked, in the model's precision and memory format.
+static torch::Tensor device_form(const shim_model *model, int i, torch::Tensor x)
+{
+    if (i < SHIM_MAX_INPUTS && model->opt.normalize[i].enabled)
+        x = normalize_on_device(model, i, x);
+    enum shim_dtype dtype = SHIM_FP32;
+    if (dtype_from_scalar(x.scalar_type(), &dtype) != 0)
+        throw std::invalid_argument("input has a type the shim does not know");
+    x = x.to(device_dtype(model, dtype));
+    if (model->opt.channels_last && x.dim() == 4)
+        x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    return x;
+}
+
+// Input i on the model's device, in its precision and memory format. On a
+// GPU the copy is asynchronous on the instance's stream, and it copies the
+// bytes as they come (UINT8 pixels: a quarter of FP32's).
+static torch::Tensor to_device(const shim_model *model, int i, const struct shim_tensor &t)
 {
     torch::Tensor x = host_blob(t);
     if (!model->device.is_cpu())
         x = x.to(model->device, /*non_blocking=*/true);
-    x = x.to(device_dtype(model, t.dtype));
-    if (model->opt.channels_last && x.dim() == 4)
-        x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    return x;
+    return device_form(model, i, x);
 }
 
 // Bring outputs to the CPU (the first rows only, when rows >= 0), half back
@@ -576,7 +709,7 @@ static int forward_into(shim_model *model, const struct shim_tensor *inputs, int
     std::vector<torch::Tensor> args;
     args.reserve(n_inputs);
     for (int i = 0; i < n_inputs; i++)
-        args.push_back(to_device(model, inputs[i]));
+        args.push_back(to_device(model, i, inputs[i]));
     shim_runtime_outputs raw;
     model->runtime->forward(model->handle, args, raw);
     finish_outputs(model, raw, out, -1);
@@ -647,10 +780,18 @@ static shim_graph capture_one(shim_model *model, const struct shim_tensor *input
             t = t.contiguous(at::MemoryFormat::ChannelsLast);
         g.inputs.push_back(t);
     }
+    // The static inputs hold what the host copies in (UINT8 pixels for an
+    // input normalised on the device): the graph converts them itself.
+    auto graph_args = [&] {
+        std::vector<torch::Tensor> args;
+        for (int i = 0; i < n_inputs; i++)
+            args.push_back(device_form(model, i, g.inputs[i]));
+        return args;
+    };
     // A few eager runs first: the TorchScript executor profiles and
     // optimises on its first calls, which must not happen inside a capture.
     for (int w = 0; w < 3; w++) {
-        std::vector<torch::Tensor> args = g.inputs;
+        std::vector<torch::Tensor> args = graph_args();
         shim_runtime_outputs scratch;
         model->runtime->forward(model->handle, args, scratch);
     }
@@ -662,7 +803,7 @@ static shim_graph capture_one(shim_model *model, const struct shim_tensor *input
     g.graph->capture_begin(pool);
 #endif
     try {
-        std::vector<torch::Tensor> args = g.inputs;
+        std::vector<torch::Tensor> args = graph_args();
         model->runtime->forward(model->handle, args, g.outputs);
     } catch (...) {
         try {
@@ -691,8 +832,11 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
     static std::mutex capture_lock;
     try {
         std::lock_guard<std::mutex> lock(capture_lock);
+        std::lock_guard<std::mutex> memory(memory_lock(model->opt.device));
         c10::InferenceMode guard;
         c10::cuda::CUDAGuard device_guard(model->device.index());
+        uint64_t before = 0, after = 0;
+        bool known = allocated_now(model->opt.device, &before);
         c10::cuda::CUDAStreamGuard stream_guard(*model->stream);
         auto pool = at::cuda::graph_pool_handle();
         model->graphs.clear();
@@ -702,6 +846,9 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
                 model->graphs.begin(),
                 capture_one(model, inputs, n_inputs, model->opt.cuda_graphs[k], pool));
         model->stream->synchronize();
+        known = known && allocated_now(model->opt.device, &after);
+        model->graph_bytes = growth(before, after);
+        model->memory_known = model->memory_known && known;
         return SHIM_OK;
     } catch (const std::exception &e) {
         set_error(err, err_len, e.what());
@@ -713,6 +860,51 @@ extern "C" int shim_model_capture_graphs(shim_model *model, const struct shim_te
 #else
     (void)n_inputs;
     return SHIM_OK;
+#endif
+}
+
+extern "C" int shim_model_gpu_memory(shim_model *model, const struct shim_tensor *inputs,
+                                     int n_inputs, uint64_t *bytes, char *err, size_t err_len)
+{
+    if (model == nullptr || bytes == nullptr || (n_inputs > 0 && inputs == nullptr)) {
+        set_error(err, err_len, "memory measure called without a model or inputs");
+        return SHIM_ERR_ARG;
+    }
+    *bytes = 0;
+#ifdef SHIM_WITH_CUDA
+    if (model->device.is_cpu()) {
+        set_error(err, err_len, "a CPU instance has no GPU memory to measure");
+        return SHIM_ERR_DEVICE;
+    }
+    int device = model->opt.device;
+    try {
+        std::lock_guard<std::mutex> lock(memory_lock(device));
+        c10::cuda::CUDAGuard device_guard(model->device.index());
+        uint64_t before = 0;
+        if (!model->memory_known || !allocated_now(device, &before)) {
+            set_error(err, err_len, "the CUDA caching allocator's statistics cannot be read");
+            return SHIM_ERR_DEVICE;
+        }
+        c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+        {
+            shim_outputs scratch;
+            forward_into(model, inputs, n_inputs, &scratch);
+            c10::cuda::device_synchronize();
+        }
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+        uint64_t peak = static_cast<uint64_t>(stats.allocated_bytes[0].peak);
+        *bytes = model->weight_bytes + model->graph_bytes + growth(before, peak);
+        return SHIM_OK;
+    } catch (const std::exception &e) {
+        set_error(err, err_len, e.what());
+    } catch (...) {
+        set_error(err, err_len, "unknown error measuring GPU memory");
+    }
+    return SHIM_ERR_FORWARD;
+#else
+    (void)n_inputs;
+    set_error(err, err_len, "this build of inferd has no CUDA support");
+    return SHIM_ERR_DEVICE;
 #endif
 }
 

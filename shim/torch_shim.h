@@ -79,6 +79,20 @@ enum shim_precision {
 };
 
 #define SHIM_MAX_GRAPHS 16
+#define SHIM_MAX_INPUTS 8
+
+/* An input whose pixels arrive as UINT8 and are normalised on the model's
+ * device: out = (pixel * scale - mean[c]) / std[c], computed in float32
+ * (FP64 for an FP64 model) and then cast to the model's precision, c being
+ * the index along the channel dimension. */
+struct shim_normalize {
+    int enabled;
+    enum shim_dtype dtype; /* what the model takes: FP32, FP16 or FP64 */
+    int channel_dim;       /* counted from the end: -3 (NCHW) or -1 (NHWC) */
+    int channels;          /* 1 or 3 */
+    double scale;
+    double mean[3], std[3];
+};
 
 /* How to load one instance. Every speed setting is off when zeroed. */
 struct shim_load_options {
@@ -89,6 +103,9 @@ struct shim_load_options {
     int cudnn_benchmark; /* let cuDNN time its algorithms (process-wide) */
     int n_cuda_graphs;   /* batch sizes to capture, ascending (GPU only) */
     int cuda_graphs[SHIM_MAX_GRAPHS];
+    /* Per input (by position): normalised on the device when enabled; such
+     * an input must then be given to forward as UINT8. */
+    struct shim_normalize normalize[SHIM_MAX_INPUTS];
 };
 typedef struct shim_outputs shim_outputs; /* the tensors one forward returned */
 
@@ -169,6 +186,21 @@ int shim_model_describe(const shim_model *model, struct shim_model_info *info);
  * err set. */
 int shim_model_capture_graphs(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
                               char *err, size_t err_len);
+
+/* The GPU memory this instance needs, in bytes, measured from libtorch's
+ * CUDA caching allocator (bytes allocated, not cached): its weights (the
+ * growth over shim_model_load), its CUDA graphs' memory pool (the growth
+ * over shim_model_capture_graphs) and the workspace of one forward shaped
+ * like inputs (the peak over the allocation before it: activations,
+ * cuBLAS/cuDNN workspaces). Each window holds a per-device lock against the
+ * other instances' loads, captures and measurements; another instance's
+ * forward in flight at the same time is counted too (an over-estimate).
+ * Returns 0 with *bytes set, SHIM_ERR_DEVICE with err set on a CPU
+ * instance, a build without CUDA or when the allocator's statistics cannot
+ * be read (nothing is measured), or SHIM_ERR_FORWARD with err set (the
+ * forward failed). */
+int shim_model_gpu_memory(shim_model *model, const struct shim_tensor *inputs, int n_inputs,
+                          uint64_t *bytes, char *err, size_t err_len);
 
 /* Free a model (NULL is fine). */
 void shim_model_free(shim_model *model);

@@ -77,7 +77,17 @@ enum route_outcome api_metrics(struct http_exchange *ex)
         "inferd_log_dropped_lines_total %llu\n",
         (double)(clock_now_ns() - srv->start_ns) / 1e9, INFERD_VERSION, shim_torch_version(),
         shim_built_with_cuda() ? "yes" : "no", (unsigned long long)log_dropped_lines());
-    gpu_stats_render(&sb, srv->cfg.devices, srv->cfg.n_devices, GPU_STATS_NVML_LIBRARY);
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    if (visible == NULL)
+        visible = getenv("NVIDIA_VISIBLE_DEVICES");
+    int slices = gpu_stats_render(&sb, srv->cfg.devices, srv->cfg.n_devices, GPU_STATS_NVML_LIBRARY,
+                                  visible);
+    if (slices > 0 && !atomic_exchange(&srv->mig_noted, true))
+        log_msg(LOG_INFO,
+                "%d GPU(s) here are MIG slices: their memory is the slice's, and "
+                "inferd_gpu_utilization_ratio is left out for them (NVML gives no utilisation per "
+                "slice, and the physical GPU's is every slice's together)",
+                slices);
     size_t len = 0;
     char *body = strbuf_detach(&sb, &len);
     return http_reply_body(ex, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");

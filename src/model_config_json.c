@@ -36,7 +36,8 @@ static void put_image(struct strbuf *sb, const struct preprocess_spec *p)
         }
         strbuf_puts(sb, "]");
     }
-    strbuf_printf(sb, ",\"layout\":\"%s\"}", p->layout == PREPROCESS_NHWC ? "NHWC" : "NCHW");
+    strbuf_printf(sb, ",\"layout\":\"%s\"", p->layout == PREPROCESS_NHWC ? "NHWC" : "NCHW");
+    strbuf_printf(sb, ",\"normalize\":\"%s\"}", p->on_device ? "device" : "host");
 }
 
 void model_config_json_io(struct strbuf *sb, const struct io_spec *specs, int n, bool with_image)
@@ -47,7 +48,11 @@ void model_config_json_io(struct strbuf *sb, const struct io_spec *specs, int n,
         shape_format(specs[i].shape, specs[i].ndim, shape, sizeof shape);
         strbuf_puts(sb, i ? ",{\"name\":" : "{\"name\":");
         strbuf_json_string(sb, specs[i].name);
-        strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s", dtype_name(specs[i].dtype), shape);
+        /* The config shows the datatype the model takes; the v2 metadata
+         * (with_image false) the one requests send. */
+        enum shim_dtype dtype =
+            with_image && specs[i].is_image ? specs[i].image.model_dtype : specs[i].dtype;
+        strbuf_printf(sb, ",\"datatype\":\"%s\",\"shape\":%s", dtype_name(dtype), shape);
         if (with_image && specs[i].is_image) {
             strbuf_puts(sb, ",\"image\":");
             put_image(sb, &specs[i].image);

@@ -359,6 +359,9 @@ static int parse_images(const cJSON *inputs, struct model_config *out, char *err
             return -1;
         }
         s->is_image = true;
+        /* What the request side holds: the pixels, when the normalisation
+         * runs on the device (s->image.model_dtype keeps the model's). */
+        s->dtype = s->image.dtype;
     }
     return 0;
 }

@@ -28,7 +28,9 @@
  * Values: out = (pixel * scale - mean[c]) / std[c], computed in double and
  * rounded once to the output dtype (torchvision computes pixel / 255, then
  * the subtraction and division, in float32: the results differ by at most
- * an ulp or two of float32). UINT8 outputs are the pixels themselves. */
+ * an ulp or two of float32). UINT8 outputs are the pixels themselves, and
+ * so are an input's whose "normalize" is "device": the shim computes the
+ * values there (shim_load_options.normalize). */
 #include "preprocess.h"
 
 #include <limits.h>
@@ -103,6 +105,28 @@ bad:
     return -1;
 }
 
+/* "normalize": "host" (the default: the values are computed here) or
+ * "device" (the pixels stay UINT8 up to the model's device). */
+static int parse_normalize(const cJSON *obj, struct preprocess_spec *out, char *err, size_t err_len)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "normalize");
+    if (item == NULL || (cJSON_IsString(item) && strcmp(item->valuestring, "host") == 0))
+        return 0;
+    if (!cJSON_IsString(item) || strcmp(item->valuestring, "device") != 0) {
+        snprintf(err, err_len, "image \"normalize\" must be \"host\" or \"device\"");
+        return -1;
+    }
+    if (out->model_dtype == SHIM_UINT8) {
+        snprintf(err, err_len,
+                 "image \"normalize\": \"device\" needs an FP32, FP16 or FP64 input (a UINT8 "
+                 "input takes the pixels as they are)");
+        return -1;
+    }
+    out->on_device = true;
+    out->dtype = SHIM_UINT8;
+    return 0;
+}
+
 static int check_shape(const struct preprocess_spec *s, const int64_t *shape, int ndim,
                        bool batching, char *err, size_t err_len)
 {
@@ -144,8 +168,8 @@ static int check_shape(const struct preprocess_spec *s, const int64_t *shape, in
 int preprocess_spec_parse(const cJSON *obj, enum shim_dtype dtype, const int64_t *shape, int ndim,
                           bool batching, struct preprocess_spec *out, char *err, size_t err_len)
 {
-    static const char *const known[] = {"color", "resize", "crop",   "scale",
-                                        "mean",  "std",    "layout", NULL};
+    static const char *const known[] = {"color", "resize", "crop",      "scale", "mean",
+                                        "std",   "layout", "normalize", NULL};
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(obj)) {
         snprintf(err, err_len, "\"image\" must be an object");
@@ -159,7 +183,8 @@ int preprocess_spec_parse(const cJSON *obj, enum shim_dtype dtype, const int64_t
             ok |= strcmp(item->string, known[i]) == 0;
         if (!ok) {
             snprintf(err, err_len,
-                     "unknown image key \"%.40s\" (color, resize, crop, scale, mean, std, layout)",
+                     "unknown image key \"%.40s\" (color, resize, crop, scale, mean, std, layout, "
+                     "normalize)",
                      item->string);
             return -1;
         }
@@ -200,9 +225,11 @@ int preprocess_spec_parse(const cJSON *obj, enum shim_dtype dtype, const int64_t
         snprintf(err, err_len, "an image input's datatype must be FP32, FP16, FP64 or UINT8");
         return -1;
     }
-    out->dtype = dtype;
+    out->dtype = out->model_dtype = dtype;
+    if (parse_normalize(obj, out, err, err_len) != 0)
+        return -1;
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(obj, "scale");
-    bool integral = dtype == SHIM_UINT8;
+    bool integral = out->model_dtype == SHIM_UINT8;
     out->scale = integral ? 1.0 : 1.0 / 255.0;
     if (scale != NULL) {
         if (!cJSON_IsNumber(scale) || !isfinite(scale->valuedouble)) {

@@ -79,6 +79,22 @@ static void state_lines(struct strbuf *sb, const struct registry_entry *e)
     }
 }
 
+/* inferd_model_instance_gpu_memory_bytes: one line per GPU instance of m
+ * that measured its memory (none on the CPU). Lock held. */
+static void instance_memory_lines(struct strbuf *sb, const char *name, struct model *m)
+{
+    for (int k = 0; k < m->n_workers; k++) {
+        struct worker *w = &m->workers[k];
+        int64_t bytes = worker_gpu_memory(w);
+        if (bytes < 0)
+            continue;
+        strbuf_printf(sb,
+                      "inferd_model_instance_gpu_memory_bytes{model=\"%s\",version=\"%d\","
+                      "instance=\"%d\",device=\"cuda:%d\"} %lld\n",
+                      name, m->cfg.version, w->index, w->device, (long long)bytes);
+    }
+}
+
 void registry_render_metrics(struct registry *r, struct strbuf *sb)
 {
     pthread_mutex_lock(&r->lock);
@@ -95,6 +111,12 @@ void registry_render_metrics(struct registry *r, struct strbuf *sb)
                           "inferd_model_load_duration_seconds{model=\"%s\",version=\"%d\"} %.6f\n",
                           r->entries[i]->name, r->entries[i]->served[j]->cfg.version,
                           model_load_seconds(r->entries[i]->served[j]));
+    strbuf_puts(sb, "# HELP inferd_model_instance_gpu_memory_bytes GPU memory an instance "
+                    "needs, measured at warm-up: weights, CUDA graphs and the largest batch's "
+                    "workspace.\n# TYPE inferd_model_instance_gpu_memory_bytes gauge\n");
+    for (int i = 0; i < r->n_entries; i++)
+        for (int j = 0; j < r->entries[i]->n_served; j++)
+            instance_memory_lines(sb, r->entries[i]->name, r->entries[i]->served[j]);
     strbuf_puts(sb, "# HELP inferd_model_state The served version's state (1 for the current "
                     "one).\n# TYPE inferd_model_state gauge\n");
     for (int i = 0; i < r->n_entries; i++)

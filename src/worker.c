@@ -61,11 +61,17 @@ static void device_name(int device, char *buf, size_t len)
         snprintf(buf, len, "cuda:%d", device);
 }
 
+/* What a warm-up call does with its zeros. */
+enum warm_kind {
+    WARM_FORWARD, /* run forward */
+    WARM_CAPTURE, /* capture the model's CUDA graphs from those shapes */
+    WARM_MEASURE, /* run forward measuring the GPU memory (w->gpu_memory_bytes) */
+};
+
 /* Forward once on zeros shaped like the declared inputs, batch dim = rows
- * (its time in *ns when ns is not NULL); with capture, capture the model's
- * CUDA graphs from those shapes instead. */
-static int warm_up_timed(struct worker *w, int64_t rows, bool capture, uint64_t *ns, char *err,
-                         size_t err_len)
+ * (its time in *ns when ns is not NULL), or as kind says. */
+static int warm_up_kind(struct worker *w, int64_t rows, enum warm_kind kind, uint64_t *ns,
+                        char *err, size_t err_len)
 {
     const struct model_config *cfg = w->cfg;
     struct tensor inputs[MODEL_MAX_IO];
@@ -86,10 +92,22 @@ static int warm_up_timed(struct worker *w, int64_t rows, bool capture, uint64_t 
     }
     shim_outputs *out = NULL;
     uint64_t t0 = clock_now_ns();
-    if (capture)
+    uint64_t bytes = 0;
+    if (kind == WARM_CAPTURE)
         rc = shim_model_capture_graphs(w->handle, views, cfg->n_inputs, err, err_len) != 0 ? -1 : 0;
+    else if (kind == WARM_MEASURE)
+        rc = shim_model_gpu_memory(w->handle, views, cfg->n_inputs, &bytes, err, err_len);
     else if (shim_model_forward(w->handle, views, cfg->n_inputs, &out, err, err_len) != 0)
         rc = -1;
+    if (kind == WARM_MEASURE) {
+        w->gpu_memory_bytes = rc == 0 ? (int64_t)bytes : -1;
+        if (rc == SHIM_ERR_DEVICE) { /* not measured: the instance serves all the same */
+            log_msg(LOG_WARN, "model %s instance %d: GPU memory not measured: %s", cfg->name,
+                    w->index, err);
+            rc = 0;
+        }
+        rc = rc != 0 ? -1 : 0;
+    }
     if (ns != NULL)
         *ns = clock_now_ns() - t0;
     shim_outputs_free(out);
@@ -100,13 +118,13 @@ static int warm_up_timed(struct worker *w, int64_t rows, bool capture, uint64_t 
 
 static int warm_up(struct worker *w, int64_t rows, bool capture, char *err, size_t err_len)
 {
-    return warm_up_timed(w, rows, capture, NULL, err, err_len);
+    return warm_up_kind(w, rows, capture ? WARM_CAPTURE : WARM_FORWARD, NULL, err, err_len);
 }
 
 /* batch_profile_run for the measuring at warm-up. */
 static int timed_forward(void *arg, int b, uint64_t *ns, char *err, size_t err_len)
 {
-    return warm_up_timed(arg, b, false, ns, err, err_len);
+    return warm_up_kind(arg, b, WARM_FORWARD, ns, err, err_len);
 }
 
 /* The batch sizes this instance forms: fixed by config.json, else measured
@@ -223,6 +241,27 @@ static int check_batch_range(struct worker *w, char *err, size_t err_len)
     return 0;
 }
 
+_Static_assert(MODEL_MAX_IO <= SHIM_MAX_INPUTS, "every input needs a normalisation slot");
+
+/* The shim's normalisation of each input whose image is normalised on the
+ * device (the rest stay off). */
+static void normalize_options(const struct model_config *cfg, struct shim_normalize *out)
+{
+    for (int i = 0; i < cfg->n_inputs; i++) {
+        const struct io_spec *in = &cfg->inputs[i];
+        if (!in->is_image || !in->image.on_device)
+            continue;
+        const struct preprocess_spec *p = &in->image;
+        out[i].enabled = 1;
+        out[i].dtype = p->model_dtype;
+        out[i].channel_dim = p->layout == PREPROCESS_NCHW ? -3 : -1;
+        out[i].channels = (int)p->color;
+        out[i].scale = p->scale;
+        memcpy(out[i].mean, p->mean, sizeof out[i].mean);
+        memcpy(out[i].std, p->std, sizeof out[i].std);
+    }
+}
+
 static int load_and_warm(struct worker *w)
 {
     const struct model_config *cfg = w->cfg;
@@ -237,6 +276,7 @@ static int load_and_warm(struct worker *w)
         .n_cuda_graphs = cfg->n_cuda_graphs,
     };
     memcpy(opt.cuda_graphs, cfg->cuda_graphs, sizeof opt.cuda_graphs);
+    normalize_options(cfg, opt.normalize);
     uint64_t t0 = clock_now_ns();
     if (shim_model_load(cfg->path, &opt, &w->handle, err, sizeof err) != 0) {
         record_failure(w, "load failed", err);
@@ -269,6 +309,15 @@ static int load_and_warm(struct worker *w)
         record_failure(w, "CUDA graph capture failed", err);
         return -1;
     }
+    /* The GPU memory the instance needs, at the largest batch a request
+     * may bring (its weights, graphs and that forward's workspace). */
+    w->gpu_memory_bytes = -1;
+    if (w->device != CONFIG_DEVICE_CPU &&
+        warm_up_kind(w, cfg->max_batch_size > 0 ? cfg->max_batch_size : 1, WARM_MEASURE, NULL, err,
+                     sizeof err) != 0) {
+        record_failure(w, "warm-up forward failed", err);
+        return -1;
+    }
     uint64_t t2 = clock_now_ns();
     if (start_stage(w, err, sizeof err) != 0) {
         record_failure(w, "cannot start the instance", err);
@@ -283,8 +332,10 @@ static int load_and_warm(struct worker *w)
         {"device", LOG_STR, dev, 0},
         {"load_ms", LOG_MS, NULL, (int64_t)(t1 - t0)},
         {"warmup_ms", LOG_MS, NULL, (int64_t)(t2 - t1)},
+        {"gpu_memory_bytes", LOG_INT, NULL, w->gpu_memory_bytes},
     };
-    log_fields(LOG_INFO, "instance ready", fields, 6);
+    /* The memory figure only where it was measured (a GPU instance). */
+    log_fields(LOG_INFO, "instance ready", fields, w->gpu_memory_bytes >= 0 ? 7 : 6);
     atomic_store(&w->status->last_ready_ns, clock_now_ns());
     atomic_fetch_add(&w->status->ready, 1);
     if (w->status->changed)
@@ -528,11 +579,18 @@ void worker_join(struct worker *w)
     w->batch = NULL;
 }
 
+int64_t worker_gpu_memory(struct worker *w)
+{
+    return atomic_load(&w->profile_ready) ? w->gpu_memory_bytes : -1;
+}
+
 void worker_describe_json(struct worker *w, struct strbuf *sb)
 {
     char dev[32];
     device_name(w->device, dev, sizeof dev);
     strbuf_printf(sb, "{\"instance\":%d,\"device\":\"%s\"", w->index, dev);
+    if (atomic_load(&w->profile_ready) && w->gpu_memory_bytes >= 0)
+        strbuf_printf(sb, ",\"gpu_memory_bytes\":%lld", (long long)w->gpu_memory_bytes);
     if (atomic_load(&w->profile_ready)) {
         strbuf_puts(sb, ",\"batch_sizes\":");
         batch_profile_json(&w->profile, sb);

@@ -2,7 +2,9 @@
 # tests/gpu/run.sh - inferd's CUDA path in one call: build against the
 # machine's torch, generate the bench models, check correctness against
 # python torch on the CPU, benchmark against raw libtorch, check the CUDA
-# shared memory extension (tests/gpu/cuda_shm_check.py), write the results.
+# shared memory extension (tests/gpu/cuda_shm_check.py), check the GPU memory
+# each instance measures, UINT8 pixels normalised on the device and the GPU
+# named by UUID (tests/gpu/memory_check.py), write the results.
 #
 #   tests/gpu/run.sh           on a GPU machine (python3 with a CUDA torch);
 #                              results in $OUT (the device tool's folder) or
@@ -139,5 +141,7 @@ rc=0
     --raw-seconds "$RAW_SECONDS" --command "tests/gpu/run.sh${1:+ $1}" "${PT2_ARGS[@]}" || rc=$?
 say "CUDA shared memory ($MODE: $([ "$MODE" = gpu ] && echo "IPC handle from python torch, in and out" || echo "refused without CUDA"))"
 "$PY" tests/gpu/cuda_shm_check.py --mode "$MODE" --inferd "$BUILD/inferd" --out "$OUTDIR" || rc=1
+say "GPU memory per instance, UINT8 normalised on the device, the GPU by UUID ($MODE)"
+"$PY" tests/gpu/memory_check.py --mode "$MODE" --inferd "$BUILD/inferd" --out "$OUTDIR" || rc=1
 say "done (exit $rc); results in $OUTDIR/gpu-results.md"
 exit $rc

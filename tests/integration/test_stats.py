@@ -293,7 +293,7 @@ def test_config_is_the_effective_one(start_daemon, tmp_path):
 
 def test_config_of_the_shipped_model(start_daemon, tmp_path):
     """The shipped config.json's image preprocessing appears with the
-    defaults it left out (mean 0, std 1, layout NCHW); a model whose
+    defaults it left out (mean 0, std 1, layout NCHW, normalize host); a model whose
     config.json is unusable answers 503 with the reason."""
     repo = tmp_path / "repo"
     folder = add_fashion_mnist(repo)
@@ -317,6 +317,7 @@ def test_config_of_the_shipped_model(start_daemon, tmp_path):
     image = config["inputs"][0].pop("image")
     shipped_image = shipped["inputs"][0].pop("image")
     assert config["inputs"] == shipped["inputs"], config
-    assert image == {**shipped_image, "mean": [0.0], "std": [1.0], "layout": "NCHW"}, image
+    assert image == {**shipped_image, "mean": [0.0], "std": [1.0], "layout": "NCHW",
+                     "normalize": "host"}, image
     message = assert_error(daemon.get("/v2/models/bad/config"), 503)
     assert "config.json" in message, message

@@ -64,3 +64,47 @@ int nvmlDeviceGetUtilizationRates(void *device, struct fake_nvml_utilization *ut
         }
     return 2; /* NVML_ERROR_INVALID_ARGUMENT */
 }
+
+/* MIG: one slice, known by UUID, with its own memory; and a switch that
+ * puts 86:00.0 (the second device) in MIG mode. */
+#define FAKE_MIG_UUID "MIG-5ee1c0de-1111-2222-3333-444455556666"
+
+struct fake_nvml_memory {
+    unsigned long long total, free, used;
+};
+
+static int slice; /* its handle's address */
+static int mig_mode_86;
+
+void fake_nvml_set_mig(int on)
+{
+    mig_mode_86 = on;
+}
+
+int nvmlDeviceGetHandleByUUID(const char *uuid, void **device)
+{
+    if (open_inits == 0)
+        return 1;
+    if (strcmp(uuid, FAKE_MIG_UUID) != 0)
+        return 6; /* NVML_ERROR_NOT_FOUND */
+    *device = &slice;
+    return 0;
+}
+
+int nvmlDeviceGetMemoryInfo(void *device, struct fake_nvml_memory *memory)
+{
+    if (open_inits == 0 || device != (void *)&slice)
+        return 2;
+    memory->total = 20ull << 30;
+    memory->used = 3ull << 30;
+    memory->free = memory->total - memory->used;
+    return 0;
+}
+
+int nvmlDeviceGetMigMode(void *device, unsigned int *current, unsigned int *pending)
+{
+    if (open_inits == 0 || device == NULL || device == (void *)&slice)
+        return 2;
+    *current = *pending = device == (void *)&devices[1] ? (unsigned)mig_mode_86 : 0;
+    return 0;
+}

@@ -49,7 +49,7 @@ int shim_cuda_pci_bus_id(int device, char *buf, size_t len)
 static char *render(const int *devices, int n, const char *nvml)
 {
     struct strbuf sb = {0};
-    gpu_stats_render(&sb, devices, n, nvml);
+    gpu_stats_render(&sb, devices, n, nvml, NULL);
     CHECK(!sb.failed);
     size_t len;
     char *text = strbuf_detach(&sb, &len);
@@ -130,6 +130,75 @@ static void test_cpu_only_writes_nothing(void **state)
     free(text);
 }
 
+static void test_visible_devices_parse(void **state)
+{
+    (void)state;
+    struct gpu_visible_entry e[GPU_VISIBLE_MAX];
+    assert_int_equal(gpu_visible_parse(NULL, e, GPU_VISIBLE_MAX), 0);
+    assert_int_equal(gpu_visible_parse("", e, GPU_VISIBLE_MAX), 0);
+    assert_int_equal(gpu_visible_parse("all", e, GPU_VISIBLE_MAX), 0);
+    assert_int_equal(gpu_visible_parse("none", e, GPU_VISIBLE_MAX), 0);
+    assert_int_equal(gpu_visible_parse("1, 0", e, GPU_VISIBLE_MAX), 2);
+    assert_int_equal(e[0].kind, GPU_VISIBLE_INDEX);
+    assert_int_equal(e[0].index, 1);
+    assert_int_equal(e[1].index, 0);
+    assert_int_equal(
+        gpu_visible_parse("MIG-5ee1c0de-1111-2222-3333-444455556666", e, GPU_VISIBLE_MAX), 1);
+    assert_int_equal(e[0].kind, GPU_VISIBLE_MIG_UUID);
+    assert_string_equal(e[0].uuid, "MIG-5ee1c0de-1111-2222-3333-444455556666");
+    /* The older form, and a whole GPU by UUID next to an index. */
+    assert_int_equal(gpu_visible_parse("MIG-GPU-5ee1c0de-1111-2222-3333-444455556666/1/0,"
+                                       "GPU-0a1b2c3d-1111-2222-3333-444455556666,2",
+                                       e, GPU_VISIBLE_MAX),
+                     3);
+    assert_int_equal(e[0].kind, GPU_VISIBLE_MIG_UUID);
+    assert_string_equal(e[0].uuid, "MIG-GPU-5ee1c0de-1111-2222-3333-444455556666/1/0");
+    assert_int_equal(e[1].kind, GPU_VISIBLE_GPU_UUID);
+    assert_int_equal(e[2].kind, GPU_VISIBLE_INDEX);
+    assert_int_equal(e[2].index, 2);
+    /* What it cannot read: no mapping. */
+    assert_int_equal(gpu_visible_parse("0,,1", e, GPU_VISIBLE_MAX), -1);
+    assert_int_equal(gpu_visible_parse("gpu0", e, GPU_VISIBLE_MAX), -1);
+    assert_int_equal(gpu_visible_parse("-1", e, GPU_VISIBLE_MAX), -1);
+    assert_int_equal(gpu_visible_parse("MIG-zz", e, GPU_VISIBLE_MAX), -1);
+    assert_int_equal(gpu_visible_parse("0,1,2", e, 2), -1);
+}
+
+/* A MIG slice named in the visible devices: the slice's memory from its
+ * NVML handle, no utilisation; a GPU in MIG mode without a UUID: the CUDA
+ * runtime's memory, no utilisation either. */
+static void test_mig_slices(void **state)
+{
+    (void)state;
+    void *fake = dlopen(FAKE_NVML, RTLD_NOW);
+    assert_non_null(fake);
+    void (*set_mig)(int) = (void (*)(int))dlsym(fake, "fake_nvml_set_mig");
+    assert_non_null(set_mig);
+    const int devices[] = {0, 1};
+    struct strbuf sb = {0};
+    int slices =
+        gpu_stats_render(&sb, devices, 2, FAKE_NVML, "MIG-5ee1c0de-1111-2222-3333-444455556666,1");
+    assert_int_equal(slices, 1);
+    char *text = strbuf_detach(&sb, &(size_t){0});
+    assert_non_null(strstr(text, "inferd_gpu_memory_total_bytes{gpu=\"0\"} 21474836480\n"));
+    assert_non_null(strstr(text, "inferd_gpu_memory_used_bytes{gpu=\"0\"} 3221225472\n"));
+    assert_null(strstr(text, "inferd_gpu_utilization_ratio{gpu=\"0\"}"));
+    assert_non_null(strstr(text, "inferd_gpu_utilization_ratio{gpu=\"1\"} 0.37\n"));
+    free(text);
+
+    set_mig(1); /* 86:00.0, ordinal 0, in MIG mode; no UUID given */
+    struct strbuf sb2 = {0};
+    slices = gpu_stats_render(&sb2, devices, 2, FAKE_NVML, NULL);
+    assert_int_equal(slices, 1);
+    text = strbuf_detach(&sb2, &(size_t){0});
+    assert_non_null(strstr(text, "inferd_gpu_memory_total_bytes{gpu=\"0\"} 17179869184\n"));
+    assert_null(strstr(text, "inferd_gpu_utilization_ratio{gpu=\"0\"}"));
+    assert_non_null(strstr(text, "inferd_gpu_utilization_ratio{gpu=\"1\"} 0.37\n"));
+    free(text);
+    set_mig(0);
+    dlclose(fake);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +207,8 @@ int main(void)
         cmocka_unit_test(test_without_nvml_memory_only),
         cmocka_unit_test(test_nvml_without_a_match_writes_no_family),
         cmocka_unit_test(test_cpu_only_writes_nothing),
+        cmocka_unit_test(test_visible_devices_parse),
+        cmocka_unit_test(test_mig_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,7 +122,7 @@ static void test_everything(void **state)
     const char *json =
         "{\"file\":\"net.pt\",\"inputs\":[{\"name\":\"img\",\"datatype\":\"FP32\","
         "\"shape\":[-1,3,224,224],\"image\":{\"color\":\"rgb\",\"resize\":256,\"crop\":224,"
-        "\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225]}},"
+        "\"mean\":[0.485,0.456,0.406],\"std\":[0.229,0.224,0.225],\"normalize\":\"device\"}},"
         "{\"name\":\"extra\",\"datatype\":\"INT64\",\"shape\":[-1]}],"
         "\"outputs\":[{\"name\":\"logits\",\"datatype\":\"FP16\",\"shape\":[-1,1000]}],"
         "\"max_batch_size\":8,\"max_queue_delay_us\":0,\"instances\":2,\"labels\":\"classes.txt\","
@@ -155,6 +155,11 @@ static void test_everything(void **state)
     assert_true(get(image, "scale")->valuedouble == 1.0 / 255.0); /* the default, exactly */
     assert_true(cJSON_GetArrayItem(get(image, "std"), 2)->valuedouble == 0.225);
     assert_string_equal(get(image, "layout")->valuestring, "NCHW");
+    /* Normalised on the device: the config shows the model's datatype (the
+     * requests' is UINT8, in the v2 metadata). */
+    assert_string_equal(get(image, "normalize")->valuestring, "device");
+    assert_string_equal(get(cJSON_GetArrayItem(get(root, "inputs"), 0), "datatype")->valuestring,
+                        "FP32");
     assert_null(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(get(root, "inputs"), 1), "image"));
     cJSON_Delete(root);
@@ -172,6 +177,7 @@ static void test_everything(void **state)
     assert_int_equal(cJSON_GetArrayItem(get(image, "resize"), 0)->valueint, 28);
     assert_string_equal(get(image, "layout")->valuestring, "NHWC");
     assert_int_equal(cJSON_GetArraySize(get(image, "mean")), 1);
+    assert_string_equal(get(image, "normalize")->valuestring, "host");
     cJSON_Delete(root);
     free(text);
 }

@@ -227,6 +227,8 @@ static void spec_parse_and_refusals(void **state)
         {"{\"color\":\"rgb\",\"crop\":224}", SHIM_INT64, "datatype"},
         {"{\"color\":\"rgb\",\"crop\":0}", SHIM_FP32, "crop"},
         {"{\"color\":\"rgb\",\"crop\":224,\"layout\":\"CHW\"}", SHIM_FP32, "layout"},
+        {"{\"color\":\"rgb\",\"crop\":224,\"normalize\":\"gpu\"}", SHIM_FP32, "normalize"},
+        {"{\"color\":\"rgb\",\"crop\":224,\"normalize\":\"device\"}", SHIM_UINT8, "UINT8"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -234,6 +236,24 @@ static void spec_parse_and_refusals(void **state)
         if (strstr(err, bad[i].says) == NULL)
             fail_msg("%s: error '%s' does not mention '%s'", bad[i].json, err, bad[i].says);
     }
+    /* Normalised on the device: the pixels stay UINT8, the model's dtype and
+     * the values' parameters are kept for the shim. */
+    assert_int_equal(parse("{\"color\":\"rgb\",\"crop\":224,\"mean\":0.5,\"std\":0.25,"
+                           "\"normalize\":\"device\"}",
+                           SHIM_FP16, nchw, 4, &s, err, sizeof err),
+                     0);
+    assert_true(s.on_device);
+    assert_int_equal(s.dtype, SHIM_UINT8);
+    assert_int_equal(s.model_dtype, SHIM_FP16);
+    assert_float_equal(s.scale, 1.0 / 255, 1e-12);
+    assert_float_equal(s.mean[1], 0.5, 1e-12);
+    assert_float_equal(s.std[2], 0.25, 1e-12);
+    assert_int_equal(parse("{\"color\":\"rgb\",\"crop\":224,\"normalize\":\"host\"}", SHIM_FP32,
+                           nchw, 4, &s, err, sizeof err),
+                     0);
+    assert_false(s.on_device);
+    assert_int_equal(s.dtype, SHIM_FP32);
+    assert_int_equal(s.model_dtype, SHIM_FP32);
     int64_t var[4] = {-1, 3, -1, -1};
     assert_int_equal(
         parse("{\"color\":\"rgb\",\"resize\":256}", SHIM_FP32, var, 4, &s, err, sizeof err), 0);
