@@ -76,7 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int h2, w2;
     preprocess_output_size(&spec, img.width, img.height, &h2, &w2);
     CHECK(h == h2 && w == w2);
-    CHECK((double)h * w <= 4.0 * MAX_PIXELS || spec.crop_h ||
+    /* An aspect-keeping resize stays within preprocess_check's bound (the
+     * larger of PREPROCESS_MAX_RESIZED_PIXELS and 4 S^2; h and w are its
+     * sides rounded), whatever the input's own pixel limit. */
+    double bound = (double)PREPROCESS_MAX_RESIZED_PIXELS;
+    if (4.0 * spec.resize_short * spec.resize_short > bound)
+        bound = 4.0 * spec.resize_short * spec.resize_short;
+    CHECK((double)h * w <= bound + h + w || spec.crop_h ||
           spec.resize != PREPROCESS_RESIZE_SHORTER);
     size_t n = (size_t)h * (size_t)w * (size_t)spec.color;
     void *out = malloc(n * 8);
