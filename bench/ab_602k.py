@@ -14,7 +14,6 @@ A binary without gRPC (before issue 20) is started without --grpc-port.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 
@@ -24,12 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shm_payload as sp  # noqa: E402
 import v2_payload as vp  # noqa: E402
 
-
-def wrk(pid, url, body, ctype, hlen, conns, seconds):
-    """One wrk round: (req/s, server CPU s/request, p50 ms, p99 ms)."""
-    c0 = vp.cpu_seconds(pid)
-    rps, n, p50, p99 = sp.run_wrk(url, body, ctype, hlen, conns, seconds)
-    return rps, (vp.cpu_seconds(pid) - c0) / n, p50, p99
 
 
 def start(binary, repo):
@@ -65,13 +58,9 @@ def main():
         rows = {n: [] for n in daemons}
         for _ in range(args.rounds):
             for n, (proc, url) in daemons.items():
-                rows[n].append(wrk(proc.pid, url, body, "application/octet-stream",
+                rows[n].append(sp.wrk_cpu(proc.pid, url, body, "application/octet-stream",
                                           str(len(head)), args.conc, args.seconds))
-        print(f"| binary (c={args.conc}) | req/s | server CPU ms/request | p50 ms | p99 ms |")
-        print("|---|---:|---:|---:|---:|")
-        for n, v in rows.items():
-            med = [statistics.median(r[i] for r in v) for i in range(4)]
-            print(f"| {n} | {med[0]:,.0f} | {med[1] * 1e3:.3f} | {med[2]:.2f} | {med[3]:.2f} |")
+        sp.print_medians(f"binary (c={args.conc})", rows)
     finally:
         for proc, _ in daemons.values():
             proc.terminate()

@@ -15,7 +15,6 @@ Needs build/inferd and wrk. Prints a markdown table.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from multiprocessing import shared_memory
@@ -27,12 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shm_payload as sp  # noqa: E402
 import v2_payload as vp  # noqa: E402
 
-
-def wrk(pid, url, body, ctype, hlen, conns, seconds):
-    """One wrk round: (req/s, server CPU s/request, p50 ms, p99 ms)."""
-    c0 = vp.cpu_seconds(pid)
-    rps, n, p50, p99 = sp.run_wrk(url, body, ctype, hlen, conns, seconds)
-    return rps, (vp.cpu_seconds(pid) - c0) / n, p50, p99
 
 SETUPS = [("delay 500 adaptive", 500, "adaptive"), ("delay 500 always", 500, "always"),
           ("delay 0", 0, "adaptive")]
@@ -84,13 +77,9 @@ def main():
         rows = {name: [] for name in daemons}
         for _ in range(args.rounds):
             for name, (proc, base) in daemons.items():
-                rows[name].append(wrk(proc.pid, f"{base}/v2/models/sample/infer", body,
+                rows[name].append(sp.wrk_cpu(proc.pid, f"{base}/v2/models/sample/infer", body,
                                              ctype, hlen, 1, args.seconds))
-        print("| setup (c=1, system shared memory) | req/s | server CPU ms/request | p50 ms | p99 ms |")
-        print("|---|---:|---:|---:|---:|")
-        for name, v in rows.items():
-            med = [statistics.median(r[i] for r in v) for i in range(4)]
-            print(f"| {name} | {med[0]:,.0f} | {med[1] * 1e3:.3f} | {med[2]:.2f} | {med[3]:.2f} |")
+        sp.print_medians("setup (c=1, system shared memory)", rows)
     finally:
         for proc, _ in daemons.values():
             proc.terminate()

@@ -28,8 +28,8 @@ from multiprocessing import shared_memory
 import numpy as np
 import requests
 
-from v2_payload import ROOT, ChannelSample, alternate, inferd_binary, save_model, start_inferd, \
-    wait_ready
+from v2_payload import ROOT, ChannelSample, alternate, cpu_seconds, inferd_binary, save_model, \
+    start_inferd, wait_ready
 
 OUT = os.path.join(ROOT, "bench", "out", "shm_payload")
 SHAPE = (1, 3, 224, 224)
@@ -88,8 +88,30 @@ def run_wrk(url, body, ctype, hlen, conns, seconds):
     return float(fields["rps"]), n, int(fields["p50_us"]) / 1e3, int(fields["p99_us"]) / 1e3
 
 
+def wrk_cpu(pid, url, body, ctype, hlen, conns, seconds):
+    """One wrk round with the daemon's CPU: (req/s, server CPU s/request, p50 ms, p99 ms)."""
+    c0 = cpu_seconds(pid)
+    rps, n, p50, p99 = run_wrk(url, body, ctype, hlen, conns, seconds)
+    return rps, (cpu_seconds(pid) - c0) / n, p50, p99
+
+
 def wrk_round(url, body, ctype, hlen, conns, seconds):
     return lambda: run_wrk(url, body, ctype, hlen, conns, seconds)
+
+
+def medians(rows):
+    """Column medians of rows of (req/s, CPU s per request, p50 ms, p99 ms, ...)."""
+    return [statistics.median(col) for col in zip(*rows)]
+
+
+def print_medians(first, rows):
+    """A Markdown table of each setup's medians: first names the first column;
+    rows maps a setup's name to its rounds."""
+    print(f"| {first} | req/s | server CPU ms/request | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, v in rows.items():
+        med = medians(v)
+        print(f"| {name} | {med[0]:,.0f} | {med[1] * 1e3:.3f} | {med[2]:.2f} | {med[3]:.2f} |")
 
 
 def main():
@@ -129,13 +151,13 @@ def main():
               "| p50 ms | p99 ms |")
         print("|---:|---|---:|---:|---:|---:|---:|")
         for (conns, name), rows in results.items():
-            med = [statistics.median(col) for col in zip(*rows)]
+            med = medians(rows)
             print(f"| {conns} | {name} | {len(paths[name][0]):,} | {med[0]:,.0f} | "
                   f"{med[1] * 1e3:.3f} | {med[2]:.2f} | {med[3]:.2f} |")
         print()
         for conns in (1, 32):
-            b = [statistics.median(c) for c in zip(*results[(conns, "HTTP binary")])]
-            s = [statistics.median(c) for c in zip(*results[(conns, "system shared memory")])]
+            b = medians(results[(conns, "HTTP binary")])
+            s = medians(results[(conns, "system shared memory")])
             print(f"c={conns}: shared memory {s[0] / b[0]:.2f}x the req/s of HTTP binary, "
                   f"{b[1] / s[1]:.2f}x less server CPU per request")
         requests.post(f"{base}/v2/systemsharedmemory/region/bench/unregister")
