@@ -53,7 +53,7 @@ fi
 # rank layer: modules (docs/ARCHITECTURE.md's table, in the same order).
 LAYERS='
 1 shim: numconv shim_dtype_list torch_shim
-2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk shm_region proto
+2 base: clock strbuf log config version bounds service json_numbers health_probe gpu_stats access encoding redact base64 multipart image topk shm_region shm_cuda proto
 3 tensors: dtype shape tensor tensor_json preprocess
 4 call: infer_request
 5 transports: transport router linger conn_guard http http_reply grpc_front

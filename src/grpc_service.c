@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_shm.h"
+#include "shm_cuda.h"
 #include "clock.h"
 #include "grpc_reply.h"
 #include "grpc_shm.h"
@@ -126,9 +126,9 @@ static void server_metadata(struct grpc_front_call *call, const uint8_t *msg, si
     /* as HTTP's: the shared memory ones with --shared-memory, CUDA's where
      * a device can take a handle */
     char err[256];
-    r.n_extensions = !server_of(call)->shm.on                           ? 5
-                     : api_shm_cuda_check(0, err, sizeof err) == SHM_OK ? 7
-                                                                        : 6;
+    r.n_extensions = !server_of(call)->shm.on                       ? 5
+                     : shm_cuda_check(0, err, sizeof err) == SHM_OK ? 7
+                                                                    : 6;
     r.extensions = extensions;
     grpc_reply_message(call, &r.base);
 }

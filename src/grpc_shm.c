@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "api_shm.h"
+#include "shm_cuda.h"
 #include "grpc_reply.h"
 #include "inference.pb-c.h"
 #include "log.h"
@@ -278,14 +278,14 @@ static enum shm_status cuda_register(struct shm_table *t, const ProtobufCMessage
                  SHM_NAME_MAX - 1);
         return SHM_INVALID;
     }
-    if ((st = api_shm_cuda_check(q->device_id, err, err_len)) != SHM_OK)
+    if ((st = shm_cuda_check(q->device_id, err, err_len)) != SHM_OK)
         return st; /* no CUDA here, or no such device */
     if (q->raw_handle.len != SHM_CUDA_HANDLE) {
         snprintf(err, err_len, "raw_handle must be a %d-byte cudaIpcMemHandle_t", SHM_CUDA_HANDLE);
         return SHM_INVALID;
     }
-    return api_shm_cuda_register(t, q->name, (int)q->device_id, q->raw_handle.data, q->byte_size,
-                                 err, err_len);
+    return shm_cuda_register(t, q->name, (int)q->device_id, q->raw_handle.data, q->byte_size, err,
+                             err_len);
 }
 
 static const struct shm_rpcs cuda_rpcs = {
