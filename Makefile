@@ -222,7 +222,7 @@ test-unit: check-deps $(UNIT_BIN)
 	@failed=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 
 test-integration: all
-	INFERD_BIN=$(BUILD)/inferd TEST_READY_TIMEOUT_S=$(if $(SANITIZE),120,30) $(PYTHON) -m pytest -q tests/integration
+	INFERD_BIN=$(BUILD)/inferd TEST_READY_TIMEOUT_S=$(if $(SANITIZE),120,30) $(PYTHON) -m pytest -q --durations=20 tests/integration
 
 test: test-unit test-integration
 
