@@ -75,12 +75,21 @@ def free_port():
 
 def child_env(extra=None):
     """The test's environment without any INFERD_* variable (so that the
-    caller's shell cannot change the daemon's settings), plus `extra`. The
-    gRPC listener is off (its default port, 8001, is one for every daemon);
-    test_grpc.py turns it on with --grpc-port."""
+    caller's shell cannot change the daemon's settings), plus `extra` (a value
+    of None removes that variable). The gRPC listener is off (its default
+    port, 8001, is one for every daemon); test_grpc.py turns it on with
+    --grpc-port. OMP_WAIT_POLICY is PASSIVE, the policy inferd re-executes
+    itself to get when it is unset (as the Dockerfile sets it): that saves
+    each daemon a second load of libtorch, 2 to 4 s here, about a hundred
+    times per suite. test_lifecycle.py checks the re-exec itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
     env["INFERD_GRPC_PORT"] = "0"
-    env.update(extra or {})
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -145,6 +146,31 @@ def test_sigterm_drains_in_flight_request(start_daemon, tmp_path):
 def padded_body(size):
     body = dumps({"inputs": [0.5] * 784})
     return body[:-1] + " " * (size - len(body)) + "}"
+
+
+def omp_wait_policy_of(pid):
+    """OMP_WAIT_POLICY in a process's environment (None when unset)."""
+    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if item.startswith(b"OMP_WAIT_POLICY="):
+            return item.split(b"=", 1)[1].decode()
+    return None
+
+
+@pytest.mark.parametrize("given, runs_with", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_wait_policy(tmp_path, model_repo, given, runs_with):
+    """Unset, inferd re-executes itself once with OMP_WAIT_POLICY=PASSIVE
+    (libgomp reads it only when loaded); a policy the user chose is kept."""
+    port = free_port()
+    daemon = Daemon(["--host", "127.0.0.1", "--port", str(port), "--model-repository",
+                     str(model_repo), "--default-model", "fashion_mnist", "--devices",
+                     daemon_devices()],
+                    tmp_path / "inferd.log", port, env={"OMP_WAIT_POLICY": given}, cwd=tmp_path)
+    try:
+        daemon.wait_ready()
+        assert omp_wait_policy_of(daemon.proc.pid) == runs_with
+        assert daemon.predict(padded_body(100)).status_code == 200
+    finally:
+        finish(daemon)
 
 
 def test_settings_from_environment(tmp_path, model_repo):
