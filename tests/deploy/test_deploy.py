@@ -94,6 +94,12 @@ def stack():
     compose("down", "--remove-orphans", "--volumes", "--timeout", "5", check=False)
     t0 = time.time()
     try:
+        # docs/operations.md: one container fills the new models volume
+        # before several are created at once (Docker's copy of the image's
+        # /models into an empty volume races: "mkdir ...: file exists").
+        compose("run", "--rm", "--no-deps", "--entrypoint", "true", "inference",
+                timeout=COMPOSE_TIMEOUT)
+        log(f"models volume filled: {time.time() - t0:.1f} s")
         compose("up", "-d", "--no-build", "--scale", "inference=3", timeout=COMPOSE_TIMEOUT)
         log(f"compose up --scale inference=3: {time.time() - t0:.1f} s")
         wait_for(lambda: _nginx_ok(), 60, what="nginx /nginx-health")
