@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shm_cuda.h"
 #include "clock.h"
 #include "grpc_reply.h"
 #include "grpc_shm.h"
@@ -17,6 +16,7 @@
 #include "registry_manager.h"
 #include "registry_render.h"
 #include "server.h"
+#include "shm_cuda.h"
 #include "v2_proto.h"
 #include "version.h"
 

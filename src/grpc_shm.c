@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "shm_cuda.h"
 #include "grpc_reply.h"
 #include "inference.pb-c.h"
 #include "log.h"
 #include "server.h"
+#include "shm_cuda.h"
 
 /* What tells a kind's RPCs apart. */
 struct shm_rpcs {

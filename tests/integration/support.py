@@ -203,17 +203,18 @@ class Daemon:
         self._log.close()
 
 
-def start_server(workdir, repo, flags=(), model="fashion_mnist", wait=True):
+def start_server(workdir, repo, flags=(), model="fashion_mnist", wait=True, env=None):
     """Start inferd on a free loopback port serving `model` from `repo`, with
     its log in workdir/inferd.log; wait until ready unless wait=False.
 
-    Later flags win, so `flags` may override any of the defaults here."""
+    Later flags win, so `flags` may override any of the defaults here; `env`
+    goes to the daemon's environment as child_env takes it."""
     workdir = Path(workdir)
     port = free_port()
     args = ["--host", "127.0.0.1", "--port", str(port),
             "--model-repository", str(repo), "--default-model", model,
             "--devices", daemon_devices(), *flags]
-    daemon = Daemon(args, workdir / "inferd.log", port, cwd=workdir)
+    daemon = Daemon(args, workdir / "inferd.log", port, env=env, cwd=workdir)
     if wait:
         try:
             daemon.wait_ready()

@@ -12,7 +12,7 @@ import requests
 
 from loadtools import SLOW_TARGET_MS, add_slow, slow_body, slow_input
 from support import (Daemon, child_env, daemon_devices, dumps, finish, free_port, http_session,
-                     inferd_binary)
+                     inferd_binary, start_server)
 
 FLAGS = ["--host", "--port", "--model-repository", "--default-model", "--devices",
          "--instances-per-device", "--http-threads", "--max-batch-size",
@@ -160,13 +160,8 @@ def omp_wait_policy_of(pid):
 def test_openmp_wait_policy(tmp_path, model_repo, given, runs_with):
     """Unset, inferd re-executes itself once with OMP_WAIT_POLICY=PASSIVE
     (libgomp reads it only when loaded); a policy the user chose is kept."""
-    port = free_port()
-    daemon = Daemon(["--host", "127.0.0.1", "--port", str(port), "--model-repository",
-                     str(model_repo), "--default-model", "fashion_mnist", "--devices",
-                     daemon_devices()],
-                    tmp_path / "inferd.log", port, env={"OMP_WAIT_POLICY": given}, cwd=tmp_path)
+    daemon = start_server(tmp_path, model_repo, env={"OMP_WAIT_POLICY": given})
     try:
-        daemon.wait_ready()
         assert omp_wait_policy_of(daemon.proc.pid) == runs_with
         assert daemon.predict(padded_body(100)).status_code == 200
     finally:
