@@ -21,10 +21,8 @@ CONCS=${AB_CONCURRENCY:-1 32}
 ROUNDS=${AB_ROUNDS:-5}
 SECS=${AB_SECONDS:-8}
 [ -f bench/out/request.json ] && export BENCH_BODY="$ROOT/bench/out/request.json"
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 field() { sed -n "s/^BENCH.* $2=\([0-9.]*\).*/\1/p" "$1"; }
 
 PO=$(free_port)
@@ -34,12 +32,8 @@ O=$!
 "$NEW" --host 127.0.0.1 --port "$PN" --model-repository models --log-level warn >/dev/null 2>&1 &
 N=$!
 trap 'kill -TERM $O $N 2>/dev/null; wait $O $N 2>/dev/null || true' EXIT
-for p in $PO $PN; do
-    for _ in $(seq 1 600); do
-        [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$p/v2/health/ready" || true)" = 200 ] && break
-        sleep 0.1
-    done
-done
+wait_ready "http://127.0.0.1:$PO/v2/health/ready" $O || true
+wait_ready "http://127.0.0.1:$PN/v2/health/ready" $N || true
 TMP=$(mktemp -d)
 load_both() { # connections seconds
     wrk -t1 -c"$1" -d"$2"s --timeout 30s -s bench/post.lua "http://127.0.0.1:$PO/predict" >"$TMP/old" 2>&1 &

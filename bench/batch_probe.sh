@@ -17,24 +17,22 @@ BIN=$1
 LABEL=${2:-$1}
 CONC=${PROBE_CONCURRENCY:-32}
 SECS=${PROBE_SECONDS:-8}
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT"
 # shellcheck disable=SC2086
 "$BIN" --host 127.0.0.1 --port "$PORT" --model-repository "${PROBE_REPO:-models}" \
     --log-level warn ${PROBE_FLAGS:-} >/dev/null 2>&1 &
 D=$!
 trap 'kill -TERM $D 2>/dev/null; wait $D 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    curl -s -o /dev/null -m 2 "$URL/v2/health/ready" && break
-    sleep 0.1
-done
-cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$D/stat"; }
+wait_ready "$URL/v2/health/ready" $D || { echo "batch_probe.sh: $BIN did not get ready" >&2; exit 1; }
 counts() { curl -s "$URL/metrics" | awk '/^inferd_inferences_total/ { i += $2 } /^inferd_executions_total/ { e += $2 } END { print i, e }'; }
 wrk -t1 -c8 -d3s --timeout 30s -s bench/post.lua "$URL/predict" >/dev/null
 read -r i0 e0 < <(counts)
-t0=$(cpu_ticks)
+t0=$(cpu_ticks $D)
 rps=$(wrk -t1 -c"$CONC" -d"$SECS"s --timeout 30s -s bench/post.lua "$URL/predict" | awk '/Requests\/sec/ { print $2 }')
-t1=$(cpu_ticks)
+t1=$(cpu_ticks $D)
 read -r i1 e1 < <(counts)
 awk -v l="$LABEL" -v c="$CONC" -v rps="$rps" -v t="$((t1 - t0))" -v tck="$(getconf CLK_TCK)" \
     -v i="$((i1 - i0))" -v e="$((e1 - e0))" \

@@ -140,19 +140,9 @@ stop_server() {
 trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_ready() { # url pid
-    local url=$1 pid=$2 _i
-    for _i in $(seq 1 $((READY_TIMEOUT_S * 10))); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)" = 200 ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# free_port, wait_ready
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 # CPU seconds (user+sys) of a process and its direct children (gunicorn workers).
 cpu_seconds() {
